@@ -1,0 +1,710 @@
+//! Config stage: options from flags, a YAML file and the app's `/data/options.json`, validated
+//! into typed values before anything else runs.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use secrecy::SecretString;
+use serde::Deserialize;
+use url::Url;
+
+/// Where the Home Assistant Supervisor writes the app's options.
+pub const HA_OPTIONS_FILE: &str = "/data/options.json";
+
+#[derive(Parser)]
+#[command(
+    name = "dsmr-bridge",
+    version,
+    about = "DSMR-reader REST API to MQTT with Home Assistant discovery"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// YAML file with options (same names as below, snake_case).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Home Assistant app options (default: /data/options.json when it exists).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub options: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub flags: RawOptions,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the whole bridge against a simulated DSMR-reader and an embedded broker.
+    Demo,
+    /// Exit 0 when the running bridge is connected and polling, 1 otherwise.
+    Healthcheck,
+}
+
+/// Options exactly as a user writes them. Every field is optional here so that the three sources
+/// can be layered; `Config::try_from` decides what is required. Not `Debug`: it holds secrets.
+#[derive(Args, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawOptions {
+    /// DSMR-reader's address, e.g. http://192.168.1.10:7777/
+    #[arg(long, global = true)]
+    pub dsmr_reader_url: Option<String>,
+    /// DSMR-reader API key (admin → API configuration).
+    #[arg(
+        long,
+        global = true,
+        env = "DSMR_READER_API_KEY",
+        hide_env_values = true
+    )]
+    pub dsmr_reader_api_key: Option<SecretString>,
+    /// PEM file with a CA to trust for an https:// DSMR-reader.
+    #[arg(long, global = true)]
+    pub dsmr_reader_ca_file: Option<PathBuf>,
+    /// Seconds between polls of the newest reading [default: 5]
+    #[arg(long, global = true)]
+    pub poll_interval: Option<u64>,
+    /// Broker host [default: the Supervisor's broker app, else localhost]
+    #[arg(long, global = true)]
+    pub mqtt_host: Option<String>,
+    /// Broker port [default: 1883, 8883 with TLS]
+    #[arg(long, global = true)]
+    pub mqtt_port: Option<u16>,
+    #[arg(long, global = true)]
+    pub mqtt_username: Option<String>,
+    #[arg(long, global = true, env = "MQTT_PASSWORD", hide_env_values = true)]
+    pub mqtt_password: Option<SecretString>,
+    /// Connect to the broker with TLS [default: false]
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
+    pub mqtt_tls: Option<bool>,
+    /// PEM file with the CA that signed the broker's certificate [default: Mozilla's roots]
+    #[arg(long, global = true)]
+    pub mqtt_ca_file: Option<PathBuf>,
+    /// QoS of every publish, 0-2 [default: 1]
+    #[arg(long, global = true)]
+    pub mqtt_qos: Option<u8>,
+    /// Root of the state topics [default: dsmr-bridge]
+    #[arg(long, global = true)]
+    pub base_topic: Option<String>,
+    /// Publish Home Assistant MQTT discovery [default: true]
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
+    pub discovery: Option<bool>,
+    /// [default: homeassistant]
+    #[arg(long, global = true)]
+    pub discovery_prefix: Option<String>,
+    /// Seconds an unchanged value is not sent again; 0 turns the cache off [default: 3600]
+    #[arg(long, global = true)]
+    pub cache_ttl: Option<u64>,
+    /// Identity of the meter devices when the meter's equipment id is unknown.
+    #[arg(long, global = true)]
+    pub device_id: Option<String>,
+    /// trace, debug, info, warn or error [default: info]
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
+}
+
+macro_rules! layer {
+    ($upper:expr, $lower:expr, $($field:ident),+) => {
+        RawOptions { $($field: $upper.$field.or($lower.$field)),+ }
+    };
+}
+
+impl RawOptions {
+    /// Fields set in `self` win over those in `lower`.
+    pub fn over(self, lower: RawOptions) -> RawOptions {
+        layer!(
+            self,
+            lower,
+            dsmr_reader_url,
+            dsmr_reader_api_key,
+            dsmr_reader_ca_file,
+            poll_interval,
+            mqtt_host,
+            mqtt_port,
+            mqtt_username,
+            mqtt_password,
+            mqtt_tls,
+            mqtt_ca_file,
+            mqtt_qos,
+            base_topic,
+            discovery,
+            discovery_prefix,
+            cache_ttl,
+            device_id,
+            log_level
+        )
+    }
+
+    /// The option names, as users write them (the app contract test checks them against
+    /// `config.yaml`, the translations and the docs).
+    pub const NAMES: [&'static str; 17] = [
+        "dsmr_reader_url",
+        "dsmr_reader_api_key",
+        "dsmr_reader_ca_file",
+        "poll_interval",
+        "mqtt_host",
+        "mqtt_port",
+        "mqtt_username",
+        "mqtt_password",
+        "mqtt_tls",
+        "mqtt_ca_file",
+        "mqtt_qos",
+        "base_topic",
+        "discovery",
+        "discovery_prefix",
+        "cache_ttl",
+        "device_id",
+        "log_level",
+    ];
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The one-line form `option: reason` is what users see in the app's log.
+    #[error("{option}: {reason}")]
+    Invalid { option: String, reason: String },
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn invalid(option: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        option: option.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Trace => "trace",
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// Validated configuration. Nothing downstream sees raw options.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub dsmr: DsmrConfig,
+    pub mqtt: MqttConfig,
+    pub topics: TopicConfig,
+    /// Zero turns the cache off.
+    pub cache_ttl: Duration,
+    pub device_id: Option<String>,
+    pub log_level: LogLevel,
+}
+
+#[derive(Debug, Clone)]
+pub struct DsmrConfig {
+    /// Always ends in `/`, so `join("api/v2/...")` keeps any path prefix of a reverse proxy.
+    pub url: Url,
+    pub api_key: SecretString,
+    /// PEM bytes of an extra CA, already read so that a bad path fails at startup.
+    pub ca_pem: Option<Vec<u8>>,
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct MqttConfig {
+    /// `None`: ask the Supervisor (inside Home Assistant) or use localhost.
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    pub tls: Option<bool>,
+    pub ca_pem: Option<Vec<u8>>,
+    pub qos: u8,
+}
+
+#[derive(Debug, Clone)]
+pub struct TopicConfig {
+    pub base: String,
+    pub discovery: bool,
+    pub discovery_prefix: String,
+}
+
+impl Config {
+    /// Reads and layers the option sources: flags, then `--config`, then the app's options file.
+    pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
+        let mut raw = cli.flags.clone();
+        if let Some(path) = &cli.config {
+            raw = raw.over(read_yaml(path)?);
+        }
+        let options = cli.options.clone().or_else(|| {
+            let default = Path::new(HA_OPTIONS_FILE);
+            default.exists().then(|| default.to_path_buf())
+        });
+        if let Some(path) = options {
+            raw = raw.over(read_json(&path)?);
+        }
+        Config::try_from(raw)
+    }
+}
+
+fn read_file(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Names the option in a parse error: `mqtt_port: invalid type: string "x", expected u16`.
+fn parse_error(path: &Path, at: String, error: impl std::fmt::Display) -> ConfigError {
+    let option = if at.is_empty() || at == "." {
+        path.display().to_string()
+    } else {
+        at
+    };
+    invalid(&option, error.to_string())
+}
+
+pub fn read_yaml(path: &Path) -> Result<RawOptions, ConfigError> {
+    let text = read_file(path)?;
+    if text.trim().is_empty() {
+        return Ok(RawOptions::default());
+    }
+    // serde_norway's messages already start with the option's path.
+    serde_yaml::from_str(&text).map_err(|e| ConfigError::Invalid {
+        option: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+pub fn read_json(path: &Path) -> Result<RawOptions, ConfigError> {
+    let text = read_file(path)?;
+    let mut de = serde_json::Deserializer::from_str(&text);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let at = e.path().to_string();
+        parse_error(path, at, e.into_inner())
+    })
+}
+
+fn read_pem(option: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| invalid(option, format!("cannot read {}: {e}", path.display())))?;
+    if !String::from_utf8_lossy(&bytes).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(invalid(
+            option,
+            format!("{} holds no PEM certificate", path.display()),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// A topic root: non-empty levels, no wildcards, no leading or trailing `/`.
+fn check_topic(option: &str, topic: &str) -> Result<(), ConfigError> {
+    if topic.is_empty() {
+        return Err(invalid(option, "must not be empty"));
+    }
+    if topic.contains(['#', '+']) {
+        return Err(invalid(
+            option,
+            "must not contain the MQTT wildcards # or +",
+        ));
+    }
+    if topic.split('/').any(str::is_empty) {
+        return Err(invalid(
+            option,
+            "must not start or end with / or contain an empty level",
+        ));
+    }
+    if topic.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(invalid(
+            option,
+            "must not contain spaces or control characters",
+        ));
+    }
+    Ok(())
+}
+
+fn in_range(option: &str, value: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(invalid(
+            option,
+            format!("{value} is out of range ({min} to {max})"),
+        ))
+    }
+}
+
+impl TryFrom<RawOptions> for Config {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawOptions) -> Result<Self, Self::Error> {
+        use secrecy::ExposeSecret;
+
+        let url_text = raw.dsmr_reader_url.ok_or_else(|| {
+            invalid(
+                "dsmr_reader_url",
+                "missing: set it to DSMR-reader's address, e.g. http://192.168.1.10:7777/",
+            )
+        })?;
+        let mut url =
+            Url::parse(url_text.trim()).map_err(|e| invalid("dsmr_reader_url", e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid(
+                "dsmr_reader_url",
+                format!("scheme {} is not http or https", url.scheme()),
+            ));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(invalid("dsmr_reader_url", "has no host"));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(invalid(
+                "dsmr_reader_url",
+                "must not have a query or fragment",
+            ));
+        }
+        if !url.path().ends_with('/') {
+            let path = format!("{}/", url.path());
+            url.set_path(&path);
+        }
+
+        let api_key = raw.dsmr_reader_api_key.ok_or_else(|| {
+            invalid(
+                "dsmr_reader_api_key",
+                "missing: copy it from DSMR-reader's admin, API configuration",
+            )
+        })?;
+        let key = api_key.expose_secret();
+        if key.trim().is_empty() {
+            return Err(invalid("dsmr_reader_api_key", "must not be empty"));
+        }
+        if key.chars().any(|c| c.is_control() || c == ' ') || !key.is_ascii() {
+            return Err(invalid(
+                "dsmr_reader_api_key",
+                "contains spaces or characters that cannot be sent in an HTTP header",
+            ));
+        }
+        let api_key = SecretString::from(key.trim());
+
+        let dsmr_ca = raw
+            .dsmr_reader_ca_file
+            .as_deref()
+            .map(|p| read_pem("dsmr_reader_ca_file", p))
+            .transpose()?;
+        let poll_interval = in_range("poll_interval", raw.poll_interval.unwrap_or(5), 1, 3600)?;
+
+        let host = raw
+            .mqtt_host
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty());
+        if let Some(h) = &host
+            && (h.contains("://") || h.contains(['/', ' ']))
+        {
+            return Err(invalid(
+                "mqtt_host",
+                format!("{h:?} is not a host name or address (leave out mqtt:// and paths)"),
+            ));
+        }
+        if raw.mqtt_port == Some(0) {
+            return Err(invalid("mqtt_port", "0 is not a valid port"));
+        }
+        let mqtt_ca = raw
+            .mqtt_ca_file
+            .as_deref()
+            .map(|p| read_pem("mqtt_ca_file", p))
+            .transpose()?;
+        let qos = in_range("mqtt_qos", u64::from(raw.mqtt_qos.unwrap_or(1)), 0, 2)? as u8;
+        let username = raw.mqtt_username.filter(|u| !u.is_empty());
+        let password = raw.mqtt_password.filter(|p| !p.expose_secret().is_empty());
+
+        let base = raw.base_topic.unwrap_or_else(|| "dsmr-bridge".to_owned());
+        check_topic("base_topic", &base)?;
+        let discovery_prefix = raw
+            .discovery_prefix
+            .unwrap_or_else(|| "homeassistant".to_owned());
+        check_topic("discovery_prefix", &discovery_prefix)?;
+        let cache_ttl = in_range("cache_ttl", raw.cache_ttl.unwrap_or(3600), 0, 86_400)?;
+
+        let device_id = raw.device_id.filter(|d| !d.is_empty());
+        if let Some(d) = &device_id
+            && !d
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(invalid(
+                "device_id",
+                format!("{d:?} may only hold letters, digits, _ and -"),
+            ));
+        }
+
+        let log_level = match raw.log_level.as_deref().map(str::trim) {
+            None | Some("info") => LogLevel::Info,
+            Some("trace") => LogLevel::Trace,
+            Some("debug") => LogLevel::Debug,
+            Some("warn" | "warning") => LogLevel::Warn,
+            Some("error") => LogLevel::Error,
+            Some(other) => {
+                return Err(invalid(
+                    "log_level",
+                    format!("{other:?} is not one of trace, debug, info, warn, error"),
+                ));
+            }
+        };
+
+        Ok(Config {
+            dsmr: DsmrConfig {
+                url,
+                api_key,
+                ca_pem: dsmr_ca,
+                poll_interval: Duration::from_secs(poll_interval),
+            },
+            mqtt: MqttConfig {
+                host,
+                port: raw.mqtt_port,
+                username,
+                password,
+                tls: raw.mqtt_tls,
+                ca_pem: mqtt_ca,
+                qos,
+            },
+            topics: TopicConfig {
+                base,
+                discovery: raw.discovery.unwrap_or(true),
+                discovery_prefix,
+            },
+            cache_ttl: Duration::from_secs(cache_ttl),
+            device_id,
+            log_level,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> RawOptions {
+        RawOptions {
+            dsmr_reader_url: Some("http://dsmr.local:7777".into()),
+            dsmr_reader_api_key: Some("ABC123".into()),
+            ..RawOptions::default()
+        }
+    }
+
+    fn error_of(raw: RawOptions) -> String {
+        match Config::try_from(raw) {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn defaults_fill_everything_but_url_and_key() {
+        let cfg = Config::try_from(minimal()).unwrap();
+        assert_eq!(cfg.dsmr.url.as_str(), "http://dsmr.local:7777/");
+        assert_eq!(cfg.dsmr.poll_interval, Duration::from_secs(5));
+        assert_eq!(cfg.mqtt.qos, 1);
+        assert_eq!(cfg.topics.base, "dsmr-bridge");
+        assert_eq!(cfg.topics.discovery_prefix, "homeassistant");
+        assert!(cfg.topics.discovery);
+        assert_eq!(cfg.cache_ttl, Duration::from_secs(3600));
+        assert_eq!(cfg.log_level, LogLevel::Info);
+        assert!(cfg.mqtt.host.is_none());
+    }
+
+    #[test]
+    fn url_keeps_a_proxy_prefix() {
+        let raw = RawOptions {
+            dsmr_reader_url: Some("https://home.example/dsmr".into()),
+            ..minimal()
+        };
+        let cfg = Config::try_from(raw).unwrap();
+        assert_eq!(
+            cfg.dsmr.url.join("api/v2/x").unwrap().as_str(),
+            "https://home.example/dsmr/api/v2/x"
+        );
+    }
+
+    #[test]
+    fn each_invalid_option_is_named() {
+        let cases: Vec<(RawOptions, &str)> = vec![
+            (
+                RawOptions {
+                    dsmr_reader_url: None,
+                    ..minimal()
+                },
+                "dsmr_reader_url: missing",
+            ),
+            (
+                RawOptions {
+                    dsmr_reader_url: Some("dsmr.local".into()),
+                    ..minimal()
+                },
+                "dsmr_reader_url: relative URL without a base",
+            ),
+            (
+                RawOptions {
+                    dsmr_reader_url: Some("ftp://x/".into()),
+                    ..minimal()
+                },
+                "dsmr_reader_url: scheme ftp",
+            ),
+            (
+                RawOptions {
+                    dsmr_reader_api_key: None,
+                    ..minimal()
+                },
+                "dsmr_reader_api_key: missing",
+            ),
+            (
+                RawOptions {
+                    poll_interval: Some(0),
+                    ..minimal()
+                },
+                "poll_interval: 0 is out of range",
+            ),
+            (
+                RawOptions {
+                    mqtt_qos: Some(3),
+                    ..minimal()
+                },
+                "mqtt_qos: 3 is out of range",
+            ),
+            (
+                RawOptions {
+                    mqtt_port: Some(0),
+                    ..minimal()
+                },
+                "mqtt_port:",
+            ),
+            (
+                RawOptions {
+                    mqtt_host: Some("mqtt://broker".into()),
+                    ..minimal()
+                },
+                "mqtt_host:",
+            ),
+            (
+                RawOptions {
+                    base_topic: Some("a/#".into()),
+                    ..minimal()
+                },
+                "base_topic:",
+            ),
+            (
+                RawOptions {
+                    base_topic: Some("/a".into()),
+                    ..minimal()
+                },
+                "base_topic:",
+            ),
+            (
+                RawOptions {
+                    discovery_prefix: Some(String::new()),
+                    ..minimal()
+                },
+                "discovery_prefix:",
+            ),
+            (
+                RawOptions {
+                    cache_ttl: Some(100_000),
+                    ..minimal()
+                },
+                "cache_ttl:",
+            ),
+            (
+                RawOptions {
+                    device_id: Some("my meter".into()),
+                    ..minimal()
+                },
+                "device_id:",
+            ),
+            (
+                RawOptions {
+                    log_level: Some("loud".into()),
+                    ..minimal()
+                },
+                "log_level:",
+            ),
+            (
+                RawOptions {
+                    mqtt_ca_file: Some("/nonexistent/ca.pem".into()),
+                    ..minimal()
+                },
+                "mqtt_ca_file: cannot read",
+            ),
+            (
+                RawOptions {
+                    dsmr_reader_ca_file: Some("/nonexistent/ca.pem".into()),
+                    ..minimal()
+                },
+                "dsmr_reader_ca_file: cannot read",
+            ),
+        ];
+        for (raw, expected) in cases {
+            let got = error_of(raw);
+            assert!(
+                got.starts_with(expected),
+                "{got:?} should start with {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn upper_layer_wins() {
+        let upper = RawOptions {
+            poll_interval: Some(10),
+            ..RawOptions::default()
+        };
+        let lower = RawOptions {
+            poll_interval: Some(20),
+            base_topic: Some("meter".into()),
+            ..minimal()
+        };
+        let cfg = Config::try_from(upper.over(lower)).unwrap();
+        assert_eq!(cfg.dsmr.poll_interval, Duration::from_secs(10));
+        assert_eq!(cfg.topics.base, "meter");
+    }
+
+    #[test]
+    fn json_type_errors_name_the_option() {
+        let dir = std::env::temp_dir().join(format!("dsmr-bridge-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("options.json");
+        std::fs::write(&path, r#"{"mqtt_port": "abc"}"#).unwrap();
+        let err = read_json(&path).err().unwrap().to_string();
+        assert!(err.starts_with("mqtt_port: invalid type"), "{err}");
+        std::fs::write(&path, r#"{"bogus": 1}"#).unwrap();
+        let err = read_json(&path).err().unwrap().to_string();
+        assert!(err.contains("unknown field `bogus`"), "{err}");
+        let yaml = dir.join("options.yaml");
+        std::fs::write(&yaml, "poll_interval: -1\n").unwrap();
+        let err = read_yaml(&yaml).err().unwrap().to_string();
+        assert!(err.contains("poll_interval: invalid type"), "{err}");
+        std::fs::write(&yaml, "mqtt_hots: x\n").unwrap();
+        let err = read_yaml(&yaml).err().unwrap().to_string();
+        assert!(err.contains("unknown field `mqtt_hots`"), "{err}");
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let raw = RawOptions {
+            mqtt_password: Some("hunter2-secret".into()),
+            ..minimal()
+        };
+        let cfg = Config::try_from(raw).unwrap();
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("ABC123"));
+        assert!(!shown.contains("hunter2-secret"));
+    }
+}

@@ -1,0 +1,89 @@
+//! Entry point: parse options, set up logging, run the bridge until SIGTERM.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use dsmr_bridge::config::{Cli, Command, Config, LogLevel};
+use tracing_subscriber::EnvFilter;
+
+fn init_logging(level: LogLevel, extra: &str) {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(format!("{}{extra}", level.as_str())));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    // One thread is plenty for a few requests and messages per second.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Healthcheck) => {
+            return match dsmr_bridge::health::check(&dsmr_bridge::health::health_file()) {
+                Ok(()) => {
+                    println!("healthy");
+                    ExitCode::SUCCESS
+                }
+                Err(reason) => {
+                    println!("unhealthy: {reason}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        #[cfg(feature = "demo")]
+        Some(Command::Demo) => {
+            init_logging(
+                LogLevel::Info,
+                &format!(",{}=debug", dsmr_bridge::pipeline::PUBLISHED_TARGET),
+            );
+            return match runtime()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(dsmr_bridge::demo::run(cli.flags)))
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("dsmr-bridge demo: {error:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        #[cfg(not(feature = "demo"))]
+        Some(Command::Demo) => {
+            eprintln!("this build of dsmr-bridge has no demo (built without the `demo` feature)");
+            return ExitCode::from(2);
+        }
+        None => {}
+    }
+
+    let config = match Config::load(&cli) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.log_level, "");
+    let result = runtime().map_err(anyhow::Error::from).and_then(|rt| {
+        rt.block_on(async {
+            let shutdown = dsmr_bridge::shutdown::on_signals()?;
+            dsmr_bridge::run(config, shutdown).await
+        })
+    });
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = %format!("{error:#}"), "dsmr-bridge stopped");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,499 @@
+//! Map stage, Home Assistant discovery: one device-based config per device
+//! (`<prefix>/device/<id>/config`), and the bookkeeping that removes entities and devices the
+//! bridge no longer produces, also those left behind by an earlier run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::catalog::{Device, Platform, SENSORS, Sensor};
+use super::{MeterState, Topics};
+use crate::model::Message;
+
+/// Device ids this bridge creates start with this; retained configs without it are never touched.
+const ID_PREFIX: &str = "dsmrbridge_";
+
+#[derive(Serialize)]
+struct DeviceConfig<'a> {
+    device: DeviceInfo<'a>,
+    origin: Origin,
+    availability: Vec<Availability<'a>>,
+    availability_mode: &'static str,
+    qos: u8,
+    components: BTreeMap<&'a str, Component<'a>>,
+}
+
+#[derive(Serialize)]
+struct DeviceInfo<'a> {
+    identifiers: [&'a str; 1],
+    name: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    manufacturer: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    serial_number: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sw_version: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    configuration_url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    via_device: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Origin {
+    name: &'static str,
+    sw_version: &'static str,
+    support_url: &'static str,
+}
+
+const ORIGIN: Origin = Origin {
+    name: "dsmr-bridge",
+    sw_version: env!("CARGO_PKG_VERSION"),
+    support_url: env!("CARGO_PKG_REPOSITORY"),
+};
+
+#[derive(Serialize)]
+struct Availability<'a> {
+    topic: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Component<'a> {
+    Entity(Box<Entity<'a>>),
+    /// Home Assistant removes one component of a device when its config shrinks to the platform.
+    Removed {
+        platform: &'static str,
+    },
+}
+
+#[derive(Serialize)]
+struct Entity<'a> {
+    platform: &'static str,
+    name: &'static str,
+    unique_id: String,
+    default_entity_id: String,
+    state_topic: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unit_of_measurement: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_class: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state_class: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    suggested_display_precision: Option<u8>,
+    #[serde(skip_serializing_if = "is_true")]
+    enabled_by_default: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entity_category: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_template: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    options: Option<&'static [&'static str]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_on: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_off: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    availability: Option<[Availability<'a>; 1]>,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+/// Builds discovery messages and remembers which devices and components Home Assistant knows.
+#[derive(Debug)]
+pub struct Discovery {
+    prefix: String,
+    qos: u8,
+    configuration_url: Option<String>,
+    /// Components per device id that Home Assistant has (or had, for removal stubs).
+    known: BTreeMap<Arc<str>, BTreeSet<String>>,
+}
+
+impl Discovery {
+    pub fn new(prefix: &str, qos: u8, configuration_url: Option<String>) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            qos,
+            configuration_url,
+            known: BTreeMap::new(),
+        }
+    }
+
+    /// The topic filter for the startup scan of retained configs.
+    pub fn scan_filter(&self) -> String {
+        format!("{}/device/+/config", self.prefix)
+    }
+
+    fn topic(&self, device_id: &str) -> Arc<str> {
+        Arc::from(format!("{}/device/{device_id}/config", self.prefix))
+    }
+
+    /// Takes note of a retained config found on the broker at startup, if this bridge (same
+    /// base topic) made it, so that what it no longer produces can be removed.
+    pub fn observe_retained(&mut self, topic: &str, payload: &[u8], topics: &Topics) -> bool {
+        let Some(device_id) = topic
+            .strip_prefix(&self.prefix)
+            .and_then(|t| t.strip_prefix("/device/"))
+            .and_then(|t| t.strip_suffix("/config"))
+        else {
+            return false;
+        };
+        if !device_id.starts_with(ID_PREFIX) || device_id.contains('/') {
+            return false;
+        }
+        let Ok(config) = serde_json::from_slice::<Value>(payload) else {
+            return false;
+        };
+        let availability = config.get("availability").or_else(|| config.get("avty"));
+        let ours = availability.and_then(Value::as_array).is_some_and(|list| {
+            list.iter().any(|a| {
+                a.get("topic")
+                    .or_else(|| a.get("t"))
+                    .and_then(Value::as_str)
+                    == Some(&topics.bridge_status)
+            })
+        });
+        if !ours {
+            return false;
+        }
+        let components = config
+            .get("components")
+            .or_else(|| config.get("cmps"))
+            .and_then(Value::as_object)
+            .map(|c| c.keys().cloned().collect())
+            .unwrap_or_default();
+        self.known.insert(Arc::from(device_id), components);
+        true
+    }
+
+    /// Discovery messages for the current state: a config per device that has entities
+    /// (with removal stubs for components it had before), and an empty config for each device
+    /// that no longer has any.
+    pub fn messages(&mut self, state: &MeterState, topics: &Topics) -> Vec<Message> {
+        let identity = state.identity();
+        let mut wanted: BTreeMap<Device, Vec<usize>> = BTreeMap::new();
+        for (index, sensor) in SENSORS.iter().enumerate() {
+            if sensor.announce && state.entity_exists(index) {
+                wanted.entry(sensor.device).or_default().push(index);
+            }
+        }
+        let mut messages = Vec::new();
+        let mut desired: BTreeSet<Arc<str>> = BTreeSet::new();
+        for (device, indices) in &wanted {
+            let device_id = identity.id_of(*device).clone();
+            let previous = self.known.remove(&device_id).unwrap_or_default();
+            let payload = self.device_config(*device, indices, state, topics, &previous);
+            let mut now_known: BTreeSet<String> = previous;
+            now_known.extend(indices.iter().map(|&i| SENSORS[i].key.to_owned()));
+            self.known.insert(device_id.clone(), now_known);
+            messages.push(Message::new(self.topic(&device_id), payload));
+            desired.insert(device_id);
+        }
+        let gone: Vec<Arc<str>> = self
+            .known
+            .keys()
+            .filter(|id| !desired.contains(*id))
+            .cloned()
+            .collect();
+        for device_id in gone {
+            self.known.remove(&device_id);
+            messages.push(Message::new(self.topic(&device_id), ""));
+        }
+        messages
+    }
+
+    fn device_config(
+        &self,
+        device: Device,
+        indices: &[usize],
+        state: &MeterState,
+        topics: &Topics,
+        previous: &BTreeSet<String>,
+    ) -> String {
+        let identity = state.identity();
+        let device_id = identity.id_of(device);
+        let info = match device {
+            Device::Electricity => DeviceInfo {
+                identifiers: [device_id],
+                name: "Electricity meter",
+                manufacturer: identity
+                    .manufacturer()
+                    .or(identity.manufacturer_code.as_deref()),
+                model: identity.dsmr_model(),
+                serial_number: identity.electricity_serial.as_deref(),
+                sw_version: None,
+                configuration_url: None,
+                via_device: Some(&identity.reader),
+            },
+            Device::Gas => DeviceInfo {
+                identifiers: [device_id],
+                name: "Gas meter",
+                manufacturer: None,
+                model: None,
+                serial_number: identity.gas_serial.as_deref(),
+                sw_version: None,
+                configuration_url: None,
+                via_device: Some(&identity.reader),
+            },
+            Device::Reader => DeviceInfo {
+                identifiers: [device_id],
+                name: "DSMR-reader",
+                manufacturer: Some("DSMR-reader"),
+                model: Some("DSMR-reader".to_owned()),
+                serial_number: None,
+                sw_version: state.reader_version(),
+                configuration_url: self.configuration_url.as_deref(),
+                via_device: None,
+            },
+        };
+        let mut components: BTreeMap<&str, Component> = indices
+            .iter()
+            .map(|&i| {
+                (
+                    SENSORS[i].key,
+                    Component::Entity(Box::new(entity(
+                        &SENSORS[i],
+                        device_id,
+                        topics.state(i),
+                        topics,
+                    ))),
+                )
+            })
+            .collect();
+        for key in previous {
+            components
+                .entry(key.as_str())
+                .or_insert(Component::Removed {
+                    platform: platform_of(key),
+                });
+        }
+        let config = DeviceConfig {
+            device: info,
+            origin: ORIGIN,
+            availability: vec![
+                Availability {
+                    topic: &topics.bridge_status,
+                },
+                Availability {
+                    topic: &topics.reader_status,
+                },
+            ],
+            availability_mode: "all",
+            qos: self.qos,
+            components,
+        };
+        serde_json::to_string(&config).expect("discovery config serializes")
+    }
+}
+
+/// Keeps what Home Assistant accepts in ids and topics: `[A-Za-z0-9_-]`.
+pub fn sanitize_id(text: &str) -> String {
+    super::telegram::sanitize(text)
+}
+
+fn platform_of(key: &str) -> &'static str {
+    SENSORS
+        .iter()
+        .find(|s| s.key == key)
+        .map_or("sensor", |s| s.platform.as_str())
+}
+
+fn entity<'a>(
+    sensor: &'static Sensor,
+    device_id: &str,
+    state_topic: &'a str,
+    topics: &'a Topics,
+) -> Entity<'a> {
+    let binary = sensor.platform == Platform::BinarySensor;
+    Entity {
+        platform: sensor.platform.as_str(),
+        name: sensor.name,
+        unique_id: format!("{device_id}_{}", sensor.key),
+        default_entity_id: format!("{}.dsmr_{}", sensor.platform.as_str(), sensor.key),
+        state_topic,
+        unit_of_measurement: sensor.unit,
+        device_class: sensor.device_class,
+        state_class: sensor.state_class,
+        suggested_display_precision: sensor.precision,
+        enabled_by_default: sensor.enabled,
+        entity_category: sensor.diagnostic.then_some("diagnostic"),
+        value_template: sensor.value_template,
+        options: sensor.options,
+        payload_on: binary.then_some("online"),
+        payload_off: binary.then_some("offline"),
+        availability: sensor.bridge_availability_only.then(|| {
+            [Availability {
+                topic: &topics.bridge_status,
+            }]
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::map::catalog;
+    use crate::model::Snapshot;
+
+    fn fixture(name: &str) -> Value {
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn fixture_state() -> MeterState {
+        let mut state = MeterState::new("dsmr-bridge");
+        let snapshot = Snapshot {
+            reading: fixture("v2_datalogger_dsmrreading_latest.json")["results"][0]
+                .as_object()
+                .cloned(),
+            meter_stats: fixture("v2_datalogger_meter-statistics.json")
+                .as_object()
+                .cloned(),
+            version: fixture("v2_application_version.json").as_object().cloned(),
+            ..Snapshot::default()
+        };
+        state.apply(&snapshot, datetime!(2026-11-26 14:02:20 +01:00));
+        state.set_reachable(true);
+        state
+    }
+
+    fn parse(messages: &[Message], device_id: &str) -> Value {
+        let m = messages
+            .iter()
+            .find(|m| m.topic.as_ref() == format!("homeassistant/device/{device_id}/config"))
+            .unwrap_or_else(|| panic!("no config for {device_id}"));
+        serde_json::from_str(&m.payload).unwrap()
+    }
+
+    #[test]
+    fn fixture_meter_gets_three_devices() {
+        let state = fixture_state();
+        let topics = Topics::new("dsmr-bridge");
+        let mut discovery =
+            Discovery::new("homeassistant", 1, Some("http://dsmr.local:7777/".into()));
+        let messages = discovery.messages(&state, &topics);
+        assert_eq!(messages.len(), 3);
+        let electricity = parse(&messages, "dsmrbridge_12345678901234567890123456789000");
+        assert_eq!(electricity["device"]["name"], "Electricity meter");
+        assert_eq!(electricity["device"]["manufacturer"], "Xemex");
+        assert_eq!(electricity["device"]["model"], "DSMR 5.0");
+        assert_eq!(
+            electricity["device"]["via_device"],
+            "dsmrbridge_dsmr-bridge_reader"
+        );
+        assert_eq!(electricity["origin"]["name"], "dsmr-bridge");
+        assert_eq!(electricity["availability_mode"], "all");
+        let delivered = &electricity["components"]["electricity_delivered_1"];
+        assert_eq!(delivered["platform"], "sensor");
+        assert_eq!(delivered["unit_of_measurement"], "kWh");
+        assert_eq!(delivered["device_class"], "energy");
+        assert_eq!(delivered["state_class"], "total_increasing");
+        assert_eq!(
+            delivered["state_topic"],
+            "dsmr-bridge/reading/electricity_delivered_1"
+        );
+        assert_eq!(
+            delivered["default_entity_id"],
+            "sensor.dsmr_electricity_delivered_1"
+        );
+        assert_eq!(
+            delivered["unique_id"],
+            "dsmrbridge_12345678901234567890123456789000_electricity_delivered_1"
+        );
+        assert!(delivered.get("enabled_by_default").is_none());
+        assert!(delivered.get("object_id").is_none());
+        assert_eq!(
+            electricity["components"]["phase_voltage_l2"]["enabled_by_default"],
+            false
+        );
+        assert_eq!(
+            electricity["components"]["phase_voltage_l2"]["entity_category"],
+            "diagnostic"
+        );
+        let gas = parse(&messages, "dsmrbridge_12345678901234567890123456789001");
+        assert_eq!(
+            gas["components"]["gas_delivered"]["unit_of_measurement"],
+            "m³"
+        );
+        assert_eq!(gas["components"]["gas_delivered"]["device_class"], "gas");
+        let reader = parse(&messages, "dsmrbridge_dsmr-bridge_reader");
+        assert_eq!(reader["device"]["sw_version"], "5.11.0");
+        assert_eq!(
+            reader["device"]["configuration_url"],
+            "http://dsmr.local:7777/"
+        );
+        let reachable = &reader["components"]["reachable"];
+        assert_eq!(reachable["platform"], "binary_sensor");
+        assert_eq!(reachable["availability"][0]["topic"], "dsmr-bridge/status");
+    }
+
+    #[test]
+    fn leftovers_from_an_earlier_run_are_removed() {
+        let state = fixture_state();
+        let topics = Topics::new("dsmr-bridge");
+        let mut discovery = Discovery::new("homeassistant", 1, None);
+        let old = r#"{"availability":[{"topic":"dsmr-bridge/status"}],"components":{"electricity_delivered_1":{},"retired_sensor":{}}}"#;
+        assert!(discovery.observe_retained(
+            "homeassistant/device/dsmrbridge_12345678901234567890123456789000/config",
+            old.as_bytes(),
+            &topics
+        ));
+        assert!(discovery.observe_retained(
+            "homeassistant/device/dsmrbridge_oldmeter/config",
+            old.as_bytes(),
+            &topics
+        ));
+        // Another bridge's config (different base topic) and foreign devices stay untouched.
+        let other = r#"{"availability":[{"topic":"other/status"}],"components":{}}"#;
+        assert!(!discovery.observe_retained(
+            "homeassistant/device/dsmrbridge_x/config",
+            other.as_bytes(),
+            &topics
+        ));
+        assert!(!discovery.observe_retained(
+            "homeassistant/device/zigbee_x/config",
+            old.as_bytes(),
+            &topics
+        ));
+
+        let messages = discovery.messages(&state, &topics);
+        let electricity = parse(&messages, "dsmrbridge_12345678901234567890123456789000");
+        assert_eq!(
+            electricity["components"]["retired_sensor"],
+            serde_json::json!({"platform": "sensor"})
+        );
+        let removed = messages
+            .iter()
+            .find(|m| m.topic.as_ref() == "homeassistant/device/dsmrbridge_oldmeter/config")
+            .unwrap();
+        assert_eq!(removed.payload, "");
+        // Removal happens once; the stub stays so the entity cannot come back.
+        let again = discovery.messages(&state, &topics);
+        assert_eq!(again.len(), 3);
+        assert_eq!(
+            parse(&again, "dsmrbridge_12345678901234567890123456789000")["components"]["retired_sensor"],
+            serde_json::json!({"platform": "sensor"})
+        );
+    }
+
+    #[test]
+    fn payloads_are_stable_so_dedup_can_suppress_them() {
+        let state = fixture_state();
+        let topics = Topics::new("b");
+        let mut discovery = Discovery::new("homeassistant", 1, None);
+        assert_eq!(
+            discovery.messages(&state, &topics),
+            discovery.messages(&state, &topics)
+        );
+        assert!(catalog::SENSORS.iter().any(|s| !s.announce));
+    }
+}

@@ -1,0 +1,321 @@
+//! The pipeline: source events are mapped to messages, deduplicated, and drained to the sink
+//! as fast as the broker acknowledges them. One task owns all of it, so no locks.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::config::Config;
+use crate::dedup::{Dedup, Stats};
+use crate::health::Health;
+use crate::map::discovery::Discovery;
+use crate::map::{self, MeterState, Topics};
+use crate::model::Message;
+use crate::sink::{MqttSink, SinkEvent};
+use crate::source::SourceEvent;
+
+/// How long to collect retained discovery configs at startup before cleaning up leftovers.
+const SCAN_WINDOW: Duration = Duration::from_secs(2);
+/// Home Assistant needs a moment after its birth message before it takes configs; a random
+/// part spreads the load when several bridges restart together.
+const BIRTH_DELAY_MIN_MS: u64 = 1000;
+const BIRTH_DELAY_SPREAD_MS: u64 = 2000;
+/// Flushing on shutdown is bounded: the Supervisor kills the app after its stop timeout.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+const SUMMARY_EVERY: Duration = Duration::from_secs(300);
+
+/// Tracing target of the "published" lines (`dsmr-bridge demo` shows them).
+pub const PUBLISHED_TARGET: &str = "dsmr_bridge::published";
+
+enum Scan {
+    NotStarted,
+    Collecting { until: Instant },
+    Done,
+}
+
+pub struct Pipeline {
+    topics: Topics,
+    ha_status_topic: String,
+    discovery: Option<Discovery>,
+    scan: Scan,
+    state: MeterState,
+    dedup: Dedup,
+    sink: MqttSink,
+    republish_at: Option<Instant>,
+    polled_values: u64,
+    health: Health,
+}
+
+impl Pipeline {
+    pub fn new(config: &Config, sink: MqttSink, health: Health) -> Self {
+        let topics = Topics::new(&config.topics.base);
+        let instance = config
+            .device_id
+            .clone()
+            .unwrap_or_else(|| config.topics.base.clone());
+        let discovery = config.topics.discovery.then(|| {
+            let mut url = config.dsmr.url.clone();
+            // The configuration link in Home Assistant must not carry credentials.
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            Discovery::new(
+                &config.topics.discovery_prefix,
+                config.mqtt.qos,
+                Some(url.to_string()),
+            )
+        });
+        Self {
+            topics,
+            ha_status_topic: format!("{}/status", config.topics.discovery_prefix),
+            scan: if discovery.is_some() {
+                Scan::NotStarted
+            } else {
+                Scan::Done
+            },
+            discovery,
+            state: MeterState::new(&instance),
+            dedup: Dedup::new(config.cache_ttl),
+            sink,
+            republish_at: None,
+            polled_values: 0,
+            health,
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.dedup.stats()
+    }
+
+    /// Runs until `shutdown`, then says `offline` and flushes what it can.
+    pub async fn run(
+        mut self,
+        mut source: mpsc::Receiver<SourceEvent>,
+        shutdown: CancellationToken,
+    ) -> Stats {
+        let mut summary = tokio::time::interval_at(Instant::now() + SUMMARY_EVERY, SUMMARY_EVERY);
+        summary.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        loop {
+            let scan_until = match self.scan {
+                Scan::Collecting { until } => until,
+                _ => far,
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                event = self.sink.next_event() => self.on_sink(event),
+                Some(event) = source.recv() => self.on_source(event),
+                () = tokio::time::sleep_until(self.republish_at.unwrap_or(far)), if self.republish_at.is_some() => {
+                    self.republish_at = None;
+                    info!("Republishing discovery and state for Home Assistant");
+                    self.republish_all();
+                }
+                () = tokio::time::sleep_until(scan_until), if matches!(self.scan, Scan::Collecting { .. }) => {
+                    self.finish_scan();
+                }
+                _ = summary.tick() => self.log_summary(),
+            }
+            self.pump();
+        }
+        self.stop().await;
+        self.dedup.stats()
+    }
+
+    fn on_sink(&mut self, event: SinkEvent) {
+        match event {
+            SinkEvent::Connected => {
+                self.health.set_connected(true);
+                self.sink.subscribe(&self.ha_status_topic);
+                if let (Scan::NotStarted, Some(discovery)) = (&self.scan, &self.discovery) {
+                    self.sink.subscribe(&discovery.scan_filter());
+                    self.scan = Scan::Collecting {
+                        until: Instant::now() + SCAN_WINDOW,
+                    };
+                }
+                // The broker may have lost its retained store (or be a different broker).
+                self.republish_all();
+            }
+            SinkEvent::Disconnected => {
+                self.health.set_connected(false);
+                self.dedup.connection_lost();
+            }
+            SinkEvent::Delivered(message) => {
+                debug!(target: PUBLISHED_TARGET, topic = %message.topic, payload = %message.payload, "published");
+                self.dedup.delivered(&message);
+            }
+            SinkEvent::Received {
+                topic,
+                payload,
+                retained,
+            } => {
+                if topic == self.ha_status_topic {
+                    if payload == b"online" && self.republish_at.is_none() {
+                        let delay = Duration::from_millis(
+                            BIRTH_DELAY_MIN_MS + fastrand::u64(0..BIRTH_DELAY_SPREAD_MS),
+                        );
+                        info!(
+                            delay_ms = delay.as_millis() as u64,
+                            "Home Assistant came online; republishing after a short delay"
+                        );
+                        self.republish_at = Some(Instant::now() + delay);
+                    }
+                } else if retained
+                    && matches!(self.scan, Scan::Collecting { .. })
+                    && let Some(discovery) = &mut self.discovery
+                    && discovery.observe_retained(&topic, &payload, &self.topics)
+                {
+                    debug!(topic = %topic, "found a retained discovery config of this bridge");
+                }
+            }
+        }
+    }
+
+    fn on_source(&mut self, event: SourceEvent) {
+        match event {
+            SourceEvent::Poll(snapshot) => {
+                self.health.polled();
+                let offered = self.state.apply(&snapshot, OffsetDateTime::now_utc());
+                self.polled_values += offered.len() as u64;
+                self.offer_discovery_if_changed();
+                let messages: Vec<Message> =
+                    map::state_messages(&self.state, &self.topics, offered).collect();
+                for message in messages {
+                    self.dedup.offer(message);
+                }
+            }
+            SourceEvent::Reachable | SourceEvent::Unreachable => {
+                let index = self
+                    .state
+                    .set_reachable(matches!(event, SourceEvent::Reachable));
+                self.offer_discovery_if_changed();
+                let messages: Vec<Message> =
+                    map::state_messages(&self.state, &self.topics, [index]).collect();
+                for message in messages {
+                    self.dedup.offer(message);
+                }
+            }
+        }
+    }
+
+    /// Discovery waits for the startup scan (so leftovers are known) and the first poll (so
+    /// the entity set is known).
+    fn discovery_ready(&self) -> bool {
+        matches!(self.scan, Scan::Done) && self.state.has_data()
+    }
+
+    fn offer_discovery_if_changed(&mut self) {
+        if self.state.take_entities_changed() && self.discovery_ready() {
+            self.offer_discovery();
+        }
+    }
+
+    fn offer_discovery(&mut self) {
+        if let Some(discovery) = &mut self.discovery {
+            for message in discovery.messages(&self.state, &self.topics) {
+                self.dedup.offer(message);
+            }
+        }
+    }
+
+    fn finish_scan(&mut self) {
+        if let Some(discovery) = &self.discovery {
+            self.sink.unsubscribe(&discovery.scan_filter());
+        }
+        self.scan = Scan::Done;
+        if self.state.has_data() {
+            self.offer_discovery();
+        }
+    }
+
+    /// Configs first, then availability, then every current state: what Home Assistant
+    /// needs after its own restart or a broker that lost its retained messages.
+    fn republish_all(&mut self) {
+        self.dedup.forget_delivered();
+        if self.discovery_ready() {
+            self.offer_discovery();
+        }
+        self.dedup
+            .offer(Message::new(self.topics.bridge_status.clone(), "online"));
+        let messages: Vec<Message> = map::state_messages(
+            &self.state,
+            &self.topics,
+            self.state.current().collect::<Vec<_>>(),
+        )
+        .collect();
+        for message in messages {
+            self.dedup.offer(message);
+        }
+    }
+
+    fn pump(&mut self) {
+        while self.sink.can_send() {
+            let Some(message) = self.dedup.next_to_send() else {
+                break;
+            };
+            if let Err(message) = self.sink.send(message) {
+                self.dedup.send_failed(message);
+                break;
+            }
+        }
+    }
+
+    fn log_summary(&self) {
+        let s = self.dedup.stats();
+        info!(
+            polled_values = self.polled_values,
+            published = s.published,
+            suppressed_by_cache = s.suppressed_by_cache,
+            discarded_in_queue = s.discarded_in_queue,
+            replaced_in_queue = s.replaced_in_queue,
+            dropped = s.dropped,
+            queued = self.dedup.queue_len(),
+            "Traffic since start"
+        );
+    }
+
+    async fn stop(&mut self) {
+        if !self.sink.is_connected() {
+            info!("Stopping; the broker is away, so its last will marks the bridge offline");
+            self.sink.abort();
+            return;
+        }
+        let offline = Message::new(self.topics.bridge_status.clone(), "offline");
+        self.dedup.offer_first(offline.clone());
+        let deadline = Instant::now() + FLUSH_TIMEOUT;
+        let mut offline_delivered = false;
+        loop {
+            self.pump();
+            if self.dedup.is_idle() || !self.sink.is_connected() {
+                break;
+            }
+            tokio::select! {
+                event = self.sink.next_event() => {
+                    if let SinkEvent::Delivered(message) = &event
+                        && *message == offline
+                    {
+                        offline_delivered = true;
+                    }
+                    if !matches!(event, SinkEvent::Received { .. }) {
+                        self.on_sink(event);
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        if offline_delivered || self.dedup.is_idle() {
+            info!(
+                unsent = self.dedup.queue_len(),
+                "Stopping; published offline"
+            );
+            self.sink.disconnect().await;
+        } else {
+            // Without a DISCONNECT the broker publishes the last will: offline all the same.
+            info!("Stopping before the broker confirmed offline; leaving it to the last will");
+            self.sink.abort();
+        }
+        self.health.set_connected(false);
+    }
+}

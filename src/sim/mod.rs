@@ -1,0 +1,1 @@
+//! Simulated DSMR-reader (placeholder until the simulator lands).

@@ -1,0 +1,415 @@
+//! Sink stage, MQTT: `MqttSink` hands messages to rumqttc and turns its packet events into
+//! "delivered" reports for the dedup stage.
+//!
+//! Each connection gets a fresh rumqttc client and event loop. rumqttc would otherwise replay
+//! unacknowledged publishes from its own buffer after a reconnect, out of step with our pending
+//! queue; with a fresh pair the queue alone decides what is (re)sent, newest value first.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, LastWill, MqttOptions,
+    Outgoing, Packet, QoS, TlsConfiguration, Transport,
+};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::SinkError;
+use crate::model::Message;
+
+/// Messages handed to rumqttc but not yet acknowledged. Small, so that the pending queue (which
+/// coalesces per topic) holds the backlog, not rumqttc's channel.
+const WINDOW: usize = 16;
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT_SECS: u64 = 5;
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(30);
+
+/// Where and how to connect; resolved from options and, inside Home Assistant, the Supervisor.
+#[derive(Clone)]
+pub struct BrokerConfig {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    pub tls: bool,
+    pub ca_pem: Option<Vec<u8>>,
+    pub qos: u8,
+    pub client_id: String,
+    /// Retained `offline` here when the connection dies without a goodbye.
+    pub will_topic: String,
+}
+
+impl std::fmt::Debug for BrokerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+pub fn qos_of(level: u8) -> QoS {
+    match level {
+        0 => QoS::AtMostOnce,
+        2 => QoS::ExactlyOnce,
+        _ => QoS::AtLeastOnce,
+    }
+}
+
+impl BrokerConfig {
+    fn options(&self) -> Result<MqttOptions, SinkError> {
+        let mut options = MqttOptions::new(&self.client_id, &self.host, self.port);
+        options
+            .set_keep_alive(KEEP_ALIVE)
+            .set_clean_session(true)
+            .set_request_channel_capacity(WINDOW * 2)
+            .set_max_packet_size(256 * 1024, 256 * 1024)
+            .set_last_will(LastWill::new(
+                &self.will_topic,
+                "offline",
+                qos_of(self.qos.max(1)),
+                true,
+            ));
+        if let Some(user) = &self.username {
+            let password = self
+                .password
+                .as_ref()
+                .map(|p| p.expose_secret().to_owned())
+                .unwrap_or_default();
+            options.set_credentials(user, password);
+        }
+        if self.tls {
+            let config = crate::tls::client_config(self.ca_pem.as_deref())?;
+            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                Arc::new(config),
+            )));
+        }
+        Ok(options)
+    }
+}
+
+/// What the sink reports to the pipeline.
+#[derive(Debug)]
+pub enum SinkEvent {
+    Connected,
+    Disconnected,
+    /// The broker accepted this message (PUBACK/PUBCOMP; for QoS 0, once written).
+    Delivered(Message),
+    /// A message on a subscribed topic.
+    Received {
+        topic: String,
+        payload: Vec<u8>,
+        retained: bool,
+    },
+}
+
+enum DriverEvent {
+    Connected(AsyncClient),
+    Lost,
+    Sent(u16),
+    Acked(u16),
+    Received(rumqttc::Publish),
+}
+
+/// The pipeline's handle on the broker connection.
+pub struct MqttSink {
+    events: mpsc::Receiver<DriverEvent>,
+    client: Option<AsyncClient>,
+    /// Handed to rumqttc, waiting for their packet id (rumqttc reports ids in send order).
+    awaiting_id: VecDeque<Message>,
+    by_pkid: HashMap<u16, Message>,
+    qos: QoS,
+    stop: CancellationToken,
+    driver: Option<tokio::task::JoinHandle<()>>,
+    endpoint: String,
+}
+
+impl MqttSink {
+    /// Starts connecting in the background; reconnects with capped backoff until dropped.
+    pub fn start(config: &BrokerConfig) -> Result<Self, SinkError> {
+        let options = config.options()?;
+        let (tx, rx) = mpsc::channel(WINDOW * 4);
+        let stop = CancellationToken::new();
+        let endpoint = format!("{}:{}", config.host, config.port);
+        let driver = tokio::spawn(drive(options, tx, stop.clone(), endpoint.clone()));
+        Ok(Self {
+            events: rx,
+            client: None,
+            awaiting_id: VecDeque::new(),
+            by_pkid: HashMap::new(),
+            qos: qos_of(config.qos),
+            stop,
+            driver: Some(driver),
+            endpoint,
+        })
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.client.is_some()
+    }
+
+    pub fn can_send(&self) -> bool {
+        self.client.is_some() && self.awaiting_id.len() + self.by_pkid.len() < WINDOW
+    }
+
+    /// Hands a message to the broker connection; gives it back if that is not possible now.
+    pub fn send(&mut self, message: Message) -> Result<(), Message> {
+        let Some(client) = &self.client else {
+            return Err(message);
+        };
+        match client.try_publish(
+            message.topic.as_ref(),
+            self.qos,
+            true,
+            message.payload.as_bytes().to_vec(),
+        ) {
+            Ok(()) => {
+                self.awaiting_id.push_back(message);
+                Ok(())
+            }
+            Err(error) => {
+                debug!(topic = %message.topic, error = %error, "publish not accepted by the client; kept queued");
+                Err(message)
+            }
+        }
+    }
+
+    pub fn subscribe(&self, filter: &str) {
+        if let Some(client) = &self.client
+            && let Err(error) = client.try_subscribe(filter, QoS::AtLeastOnce)
+        {
+            warn!(filter, error = %error, "subscribe failed");
+        }
+    }
+
+    pub fn unsubscribe(&self, filter: &str) {
+        if let Some(client) = &self.client {
+            let _ = client.try_unsubscribe(filter);
+        }
+    }
+
+    /// Next event from the broker connection. Cancel-safe: it only reads a channel.
+    pub async fn next_event(&mut self) -> SinkEvent {
+        loop {
+            let Some(event) = self.events.recv().await else {
+                // The driver stopped (shutdown); nothing more will come.
+                self.client = None;
+                return std::future::pending().await;
+            };
+            match event {
+                DriverEvent::Connected(client) => {
+                    self.client = Some(client);
+                    self.awaiting_id.clear();
+                    self.by_pkid.clear();
+                    return SinkEvent::Connected;
+                }
+                DriverEvent::Lost => {
+                    self.client = None;
+                    self.awaiting_id.clear();
+                    self.by_pkid.clear();
+                    return SinkEvent::Disconnected;
+                }
+                DriverEvent::Sent(pkid) => {
+                    let Some(message) = self.awaiting_id.pop_front() else {
+                        continue;
+                    };
+                    if self.qos == QoS::AtMostOnce {
+                        return SinkEvent::Delivered(message);
+                    }
+                    self.by_pkid.insert(pkid, message);
+                }
+                DriverEvent::Acked(pkid) => {
+                    if let Some(message) = self.by_pkid.remove(&pkid) {
+                        return SinkEvent::Delivered(message);
+                    }
+                }
+                DriverEvent::Received(publish) => {
+                    return SinkEvent::Received {
+                        topic: publish.topic,
+                        payload: publish.payload.to_vec(),
+                        retained: publish.retain,
+                    };
+                }
+            }
+        }
+    }
+
+    /// Ends the session with a DISCONNECT (so the broker does not publish the last will)
+    /// and waits a moment for it to go out.
+    pub async fn disconnect(&mut self) {
+        if let Some(client) = self.client.take() {
+            let _ = client.try_disconnect();
+        }
+        if let Some(driver) = self.driver.take() {
+            if tokio::time::timeout(Duration::from_millis(500), driver)
+                .await
+                .is_err()
+            {
+                debug!("broker connection did not close in time");
+            }
+        }
+        self.stop.cancel();
+    }
+
+    /// Drops the connection without a DISCONNECT, so the broker publishes the last will.
+    pub fn abort(&mut self) {
+        self.client = None;
+        if let Some(driver) = self.driver.take() {
+            driver.abort();
+        }
+        self.stop.cancel();
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+}
+
+impl Drop for MqttSink {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn reconnect_backoff() -> backon::ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(MAX_RECONNECT_DELAY)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// Why a connection attempt failed, in words that say what to fix.
+fn describe(error: &ConnectionError) -> String {
+    match error {
+        ConnectionError::ConnectionRefused(code) => match code {
+            ConnectReturnCode::BadUserNamePassword => {
+                "the broker refused the user name or password (check mqtt_username and mqtt_password)".into()
+            }
+            ConnectReturnCode::NotAuthorized => {
+                "the broker says not authorized (check mqtt_username and mqtt_password, and the broker's ACL)".into()
+            }
+            other => format!("the broker refused the connection: {other:?}"),
+        },
+        ConnectionError::Tls(e) => format!("TLS failed: {e} (check mqtt_tls, mqtt_ca_file and the broker's certificate)"),
+        ConnectionError::Io(e) => e.to_string(),
+        ConnectionError::NetworkTimeout => "no answer from the broker".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Owns the rumqttc event loop of each connection; one task for the bridge's lifetime.
+struct Driver {
+    options: MqttOptions,
+    events: mpsc::Sender<DriverEvent>,
+    stop: CancellationToken,
+    endpoint: String,
+    backoff: backon::ExponentialBackoff,
+    /// Failing since the last successful connection: log the next failure at debug only.
+    failing: bool,
+    ever_connected: bool,
+}
+
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Reconnect,
+    Stop,
+}
+
+async fn drive(
+    options: MqttOptions,
+    events: mpsc::Sender<DriverEvent>,
+    stop: CancellationToken,
+    endpoint: String,
+) {
+    let mut driver = Driver {
+        options,
+        events,
+        stop,
+        endpoint,
+        backoff: reconnect_backoff(),
+        failing: false,
+        ever_connected: false,
+    };
+    loop {
+        let (client, mut eventloop) = AsyncClient::new(driver.options.clone(), WINDOW * 2);
+        eventloop
+            .network_options
+            .set_connection_timeout(CONNECT_TIMEOUT_SECS);
+        let flow = driver.run_connection(&client, &mut eventloop).await;
+        if flow == Flow::Stop || driver.stop.is_cancelled() || driver.events.is_closed() {
+            return;
+        }
+        let delay = driver.backoff.next().unwrap_or(MAX_RECONNECT_DELAY);
+        debug!(
+            delay_ms = delay.as_millis() as u64,
+            "reconnecting to the broker after a pause"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = driver.stop.cancelled() => return,
+        }
+    }
+}
+
+impl Driver {
+    async fn run_connection(&mut self, client: &AsyncClient, eventloop: &mut EventLoop) -> Flow {
+        let mut connected = false;
+        loop {
+            let event = tokio::select! {
+                event = eventloop.poll() => event,
+                // Only an abandoned connection attempt stops here; a live session ends through
+                // `disconnect`, which lets the DISCONNECT packet out first.
+                () = self.stop.cancelled(), if !connected => return Flow::Stop,
+            };
+            let forward = match event {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    connected = true;
+                    self.backoff = reconnect_backoff();
+                    if self.failing || self.ever_connected {
+                        info!(broker = %self.endpoint, "Connected to the broker again");
+                    } else {
+                        info!(broker = %self.endpoint, "Connected to the broker");
+                    }
+                    self.failing = false;
+                    self.ever_connected = true;
+                    Some(DriverEvent::Connected(client.clone()))
+                }
+                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => Some(DriverEvent::Sent(pkid)),
+                Ok(Event::Incoming(Packet::PubAck(ack))) => Some(DriverEvent::Acked(ack.pkid)),
+                Ok(Event::Incoming(Packet::PubComp(ack))) => Some(DriverEvent::Acked(ack.pkid)),
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    Some(DriverEvent::Received(publish))
+                }
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => return Flow::Stop,
+                Ok(_) => None,
+                Err(error) => {
+                    let error = describe(&error);
+                    if connected {
+                        warn!(broker = %self.endpoint, error = %error, "Lost the broker connection; reconnecting with backoff, messages wait in the queue");
+                        let _ = self.events.send(DriverEvent::Lost).await;
+                    } else if !self.failing {
+                        warn!(broker = %self.endpoint, error = %error, "Cannot connect to the broker; retrying with backoff");
+                    } else {
+                        debug!(broker = %self.endpoint, error = %error, "broker still unreachable");
+                    }
+                    self.failing = true;
+                    return Flow::Reconnect;
+                }
+            };
+            if let Some(event) = forward
+                && self.events.send(event).await.is_err()
+            {
+                return Flow::Stop;
+            }
+        }
+    }
+}
