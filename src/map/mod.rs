@@ -257,14 +257,17 @@ impl MeterState {
             return;
         };
         let found = MeterIdentity::from_telegram(telegram, &self.identity);
-        if found.electricity != self.identity.electricity {
+        // Going from the fallback id to the telegram's is the normal start, not a swap.
+        if found.electricity != self.identity.electricity
+            && self.identity.electricity_serial.is_some()
+        {
             info!(
                 old = %self.identity.electricity,
                 new = %found.electricity,
                 "Electricity meter identity changed; Home Assistant gets a new device for it"
             );
         }
-        if found.gas != self.identity.gas && self.exists[self.gas_index] {
+        if found.gas != self.identity.gas && self.identity.gas_serial.is_some() {
             info!(old = %self.identity.gas, new = %found.gas, "Gas meter identity changed");
         }
         if found != self.identity {

@@ -1,0 +1,1283 @@
+//! Meter physics of the simulator: a household behind a DSMR 5 meter, pure and synchronous.
+//!
+//! The model steps once per simulated second, as a DSMR 5 meter sends a telegram every second,
+//! so readings, day totals, gas readings and quarter-hour peaks all derive from the same
+//! registers whatever pace the server's clock runs at. Randomness comes from one seeded
+//! generator that only the per-second step draws from, so a seed and a start time fully
+//! determine every value regardless of how often the model is advanced.
+
+use std::collections::VecDeque;
+
+use time::{Date, OffsetDateTime, UtcOffset};
+
+use super::SimOptions;
+
+const DAY: i64 = 86_400;
+const HOUR: f64 = 3_600.0;
+const GAS_INTERVAL: i64 = 300;
+const QUARTER: i64 = 900;
+const J_PER_WH: i64 = 3_600;
+/// Readings kept for `dsmrreading` listings: a quarter of an hour at one per second.
+pub const READING_HISTORY: usize = 900;
+/// A week of quarter-hour peaks.
+const PEAK_HISTORY: usize = 7 * 96;
+/// A day of five-minute gas readings.
+const GAS_HISTORY: usize = 288;
+/// Gaps longer than this are bridged with average rates instead of per-second steps, so that
+/// jumping a month ahead costs microseconds rather than seconds; the last part is still
+/// stepped in detail so recent readings look normal.
+const MAX_DETAILED_GAP: i64 = DAY;
+const FIXED_POWER_FAILURES: u32 = 3;
+/// Index of each register in `[delivered_1, returned_1, delivered_2, returned_2]`.
+const D1: usize = 0;
+const R1: usize = 1;
+const D2: usize = 2;
+const R2: usize = 3;
+
+/// Meter registers in kWh.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Registers {
+    pub delivered_1: f64,
+    pub returned_1: f64,
+    pub delivered_2: f64,
+    pub returned_2: f64,
+}
+
+impl Registers {
+    /// The registers of the captured fixtures, where the default meter starts.
+    pub const FIXTURE: Self = Self {
+        delivered_1: 37_562.774,
+        returned_1: 7_512.555,
+        delivered_2: 22_537.665,
+        returned_2: 30_050.219,
+    };
+
+    /// A freshly installed meter, for meter-swap tests.
+    pub const NEW_METER: Self = Self {
+        delivered_1: 0.002,
+        returned_1: 0.0,
+        delivered_2: 0.001,
+        returned_2: 0.0,
+    };
+
+    fn to_joules(self) -> [i64; 4] {
+        [
+            self.delivered_1,
+            self.returned_1,
+            self.delivered_2,
+            self.returned_2,
+        ]
+        .map(kwh_to_joules)
+    }
+}
+
+/// Gas register of the fixtures in m³.
+pub const FIXTURE_GAS_M3: f64 = 11_268.833;
+
+/// One phase of a reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PhaseReading {
+    /// W.
+    pub delivered: u32,
+    /// W.
+    pub returned: u32,
+    /// Tenths of a volt.
+    pub voltage: u16,
+    /// Whole amperes.
+    pub current: u16,
+}
+
+/// The gas meter's latest five-minute value as relayed by the electricity meter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GasReading {
+    pub timestamp: OffsetDateTime,
+    /// Litres (0.001 m³).
+    pub delivered: u64,
+}
+
+/// One telegram's worth of values, in DSMR-reader's units scaled to integers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reading {
+    pub id: u64,
+    pub timestamp: OffsetDateTime,
+    /// Wh in the order delivered_1, returned_1, delivered_2, returned_2.
+    pub registers: [u64; 4],
+    /// W, net over all phases.
+    pub currently_delivered: u32,
+    /// W, net over all phases.
+    pub currently_returned: u32,
+    /// `None` for phases a single-phase meter lacks.
+    pub phases: [Option<PhaseReading>; 3],
+    pub gas: Option<GasReading>,
+    /// 1 = low (night and weekend), 2 = normal.
+    pub tariff: u8,
+}
+
+/// Slowly changing meter counters (DSMR-reader's MeterStatistics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MeterStats {
+    pub tariff: u8,
+    pub power_failure_count: u32,
+    pub long_power_failure_count: u32,
+    pub voltage_sag_count: [Option<u32>; 3],
+    pub voltage_swell_count: [Option<u32>; 3],
+}
+
+/// Average delivered power over one completed quarter hour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuarterPeak {
+    pub id: u64,
+    pub read_at_start: OffsetDateTime,
+    pub read_at_end: OffsetDateTime,
+    /// W.
+    pub average_delivered: u32,
+}
+
+/// One five-minute gas reading as DSMR-reader stores it (GasConsumption).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GasConsumption {
+    pub id: u64,
+    pub read_at: OffsetDateTime,
+    /// Litres.
+    pub delivered: u64,
+    /// Litres since the previous gas reading.
+    pub currently_delivered: u64,
+}
+
+/// Consumption since local midnight, as of the last full minute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DayTotals {
+    pub day: Date,
+    /// Wh in the order delivered_1, returned_1, delivered_2, returned_2.
+    pub energy: [u64; 4],
+    /// Litres; `None` without a gas meter.
+    pub gas: Option<u64>,
+}
+
+/// The simulated household and its meter.
+#[derive(Debug)]
+pub struct MeterModel {
+    offset: UtcOffset,
+    phases: usize,
+    solar: bool,
+    gas: bool,
+    rng: fastrand::Rng,
+    /// Unix time of the latest step.
+    now: i64,
+    next_id: u64,
+    registers_j: [i64; 4],
+    gas_ml: i64,
+    house: Household,
+    grid_volts: f64,
+    sags: [u32; 3],
+    swells: [u32; 3],
+    latest: Reading,
+    history: VecDeque<Reading>,
+    day: DayState,
+    quarter: Option<QuarterWindow>,
+    peaks: VecDeque<QuarterPeak>,
+    next_peak_id: u64,
+    gas_readings: VecDeque<GasConsumption>,
+    next_gas_id: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct DayState {
+    index: i64,
+    start: i64,
+    base_wh: [i64; 4],
+    base_gas_l: i64,
+    minute_wh: [i64; 4],
+    minute_at: i64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct QuarterWindow {
+    index: i64,
+    first: (i64, i64),
+    last: (i64, i64),
+}
+
+/// What the household draws during one second.
+struct Load {
+    /// W per phase, before solar.
+    phases: [f64; 3],
+    /// W, fed in on L1.
+    solar: f64,
+    /// mL.
+    gas: f64,
+}
+
+impl MeterModel {
+    /// A meter at `opts.start` with the fixture registers; today's totals up to the start are
+    /// estimated from the average household profile so that `today` is plausible at once.
+    pub fn new(opts: &SimOptions) -> Self {
+        let offset = opts.start.offset();
+        let t0 = opts.start.unix_timestamp();
+        let mut rng = fastrand::Rng::with_seed(opts.seed ^ 0x5d53_5244_5245_4144);
+        let phases = if opts.phases == 1 { 1 } else { 3 };
+        let mut registers = Registers::FIXTURE;
+        if !opts.solar {
+            registers.returned_1 = 0.0;
+            registers.returned_2 = 0.0;
+        }
+        let house = Household::new(&mut rng, phases);
+        let placeholder = Reading {
+            id: 0,
+            timestamp: opts.start,
+            registers: [0; 4],
+            currently_delivered: 0,
+            currently_returned: 0,
+            phases: [None; 3],
+            gas: None,
+            tariff: 1,
+        };
+        let mut model = Self {
+            offset,
+            phases,
+            solar: opts.solar,
+            gas: opts.gas,
+            rng,
+            now: t0 - 1,
+            next_id: 1,
+            registers_j: registers.to_joules(),
+            gas_ml: m3_to_ml(FIXTURE_GAS_M3),
+            house,
+            grid_volts: 231.0,
+            sags: [1, 2, 3],
+            swells: [0; 3],
+            latest: placeholder,
+            history: VecDeque::with_capacity(READING_HISTORY),
+            day: DayState {
+                index: i64::MIN,
+                start: 0,
+                base_wh: [0; 4],
+                base_gas_l: 0,
+                minute_wh: [0; 4],
+                minute_at: i64::MIN,
+            },
+            quarter: None,
+            peaks: VecDeque::new(),
+            next_peak_id: 1,
+            gas_readings: VecDeque::new(),
+            next_gas_id: 1,
+        };
+        model.record_gas_reading(
+            floor_to(t0 + offset_secs(offset), GAS_INTERVAL) - offset_secs(offset),
+        );
+        model.step(t0);
+        model.estimate_day_base(t0);
+        model
+    }
+
+    /// Steps the meter second by second up to `t`; earlier times are ignored, since registers
+    /// and timestamps never run backwards.
+    pub fn advance_to(&mut self, t: OffsetDateTime) {
+        let target = t.unix_timestamp();
+        if target - self.now > MAX_DETAILED_GAP {
+            self.bridge_gap(target - MAX_DETAILED_GAP);
+        }
+        while self.now < target {
+            self.step(self.now + 1);
+        }
+    }
+
+    /// Time of the latest reading.
+    pub fn now(&self) -> OffsetDateTime {
+        self.latest.timestamp
+    }
+
+    pub fn offset(&self) -> UtcOffset {
+        self.offset
+    }
+
+    pub fn latest(&self) -> &Reading {
+        &self.latest
+    }
+
+    /// Recent readings, oldest first.
+    pub fn history(&self) -> &VecDeque<Reading> {
+        &self.history
+    }
+
+    /// Readings produced since the start, including those no longer in the history.
+    pub fn total_readings(&self) -> u64 {
+        self.next_id - 1
+    }
+
+    pub fn stats(&self) -> MeterStats {
+        let per_phase = |counts: [u32; 3]| {
+            let mut out = [None; 3];
+            for (slot, count) in out.iter_mut().zip(counts).take(self.phases) {
+                *slot = Some(count);
+            }
+            out
+        };
+        MeterStats {
+            tariff: self.latest.tariff,
+            power_failure_count: FIXED_POWER_FAILURES,
+            long_power_failure_count: 0,
+            voltage_sag_count: per_phase(self.sags),
+            voltage_swell_count: per_phase(self.swells),
+        }
+    }
+
+    /// `None` during the first minute of a day, when DSMR-reader has no consumption yet.
+    pub fn day_totals(&self) -> Option<DayTotals> {
+        if self.day.minute_at < self.day.start + 60 {
+            return None;
+        }
+        let day = at(self.day.start, self.offset).date();
+        let energy =
+            std::array::from_fn(|i| non_negative(self.day.minute_wh[i] - self.day.base_wh[i]));
+        let gas = self
+            .latest
+            .gas
+            .map(|g| non_negative(g.delivered as i64 - self.day.base_gas_l));
+        Some(DayTotals { day, energy, gas })
+    }
+
+    /// Completed quarter hours, oldest first.
+    pub fn quarter_peaks(&self) -> &VecDeque<QuarterPeak> {
+        &self.peaks
+    }
+
+    /// Five-minute gas readings, oldest first; empty without a gas meter.
+    pub fn gas_consumption(&self) -> &VecDeque<GasConsumption> {
+        &self.gas_readings
+    }
+
+    /// Replaces the electricity meter: registers restart at `registers`, while day totals and
+    /// the running quarter hour carry on as if the old meter had continued.
+    pub fn swap_meter(&mut self, registers: Registers) {
+        let old = self.registers_wh();
+        let mut new = registers.to_joules();
+        if !self.solar {
+            new[R1] = 0;
+            new[R2] = 0;
+        }
+        self.registers_j = new;
+        let now = self.registers_wh();
+        let delta: [i64; 4] = std::array::from_fn(|i| now[i] - old[i]);
+        for (i, change) in delta.iter().enumerate() {
+            self.day.base_wh[i] += change;
+            self.day.minute_wh[i] += change;
+        }
+        if let Some(window) = &mut self.quarter {
+            window.first.1 += delta[D1] + delta[D2];
+            window.last.1 += delta[D1] + delta[D2];
+        }
+        self.latest.registers = now.map(non_negative);
+        if let Some(last) = self.history.back_mut() {
+            last.registers = self.latest.registers;
+        }
+    }
+
+    fn registers_wh(&self) -> [i64; 4] {
+        self.registers_j.map(|j| j.div_euclid(J_PER_WH))
+    }
+
+    fn step(&mut self, t: i64) {
+        let local = t + offset_secs(self.offset);
+        let day_index = local.div_euclid(DAY);
+        let sod = local.rem_euclid(DAY);
+        let new_day = day_index != self.day.index;
+        if new_day {
+            self.house
+                .plan_day(&mut self.rng, t - sod, day_of_year(t, self.offset));
+        }
+        let tariff = tariff_at(day_index, sod);
+        let load = self.house.tick(&mut self.rng, t, sod, self.solar);
+        let phase_net = self.phase_net(&load);
+        let net: f64 = phase_net.iter().sum();
+        let (delivered_w, returned_w) = split_net(net);
+        self.integrate(tariff, delivered_w, returned_w);
+        if self.gas {
+            self.gas_ml += load.gas.round() as i64;
+            if sod % GAS_INTERVAL == 0 {
+                self.record_gas_reading(t);
+            }
+        }
+        self.drift_grid();
+        self.count_grid_events();
+        let phases = self.phase_readings(&phase_net, &load);
+        self.now = t;
+        self.latest = Reading {
+            id: self.next_id,
+            timestamp: at(t, self.offset),
+            registers: self.registers_wh().map(non_negative),
+            currently_delivered: delivered_w,
+            currently_returned: returned_w,
+            phases,
+            gas: self.gas_reading(),
+            tariff,
+        };
+        self.next_id += 1;
+        if self.history.len() == READING_HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(self.latest.clone());
+        if new_day {
+            self.begin_day(day_index, t - sod);
+        }
+        if sod % 60 == 0 {
+            self.day.minute_wh = self.registers_wh();
+            self.day.minute_at = t;
+        }
+        self.track_quarter(t, local);
+    }
+
+    fn phase_net(&self, load: &Load) -> [f64; 3] {
+        let mut net = [0.0; 3];
+        for (i, slot) in net.iter_mut().enumerate().take(self.phases) {
+            *slot = load.phases[i];
+        }
+        net[0] -= load.solar;
+        // Whole watts per phase, so the phases add up exactly to the totals.
+        net.map(f64::round)
+    }
+
+    fn integrate(&mut self, tariff: u8, delivered_w: u32, returned_w: u32) {
+        let (d, r) = if tariff == 1 { (D1, R1) } else { (D2, R2) };
+        // One second at P watts is P joules.
+        self.registers_j[d] += i64::from(delivered_w);
+        self.registers_j[r] += i64::from(returned_w);
+    }
+
+    fn phase_readings(&mut self, phase_net: &[f64; 3], load: &Load) -> [Option<PhaseReading>; 3] {
+        const OFFSETS: [f64; 3] = [0.0, 1.4, -0.9];
+        let mut out = [None; 3];
+        for i in 0..self.phases {
+            let solar = if i == 0 { load.solar } else { 0.0 };
+            let noise = (self.rng.f64() - 0.5) * 0.3;
+            let volts = self.grid_volts + OFFSETS[i] - 0.9 * load.phases[i] / 1000.0
+                + 1.8 * solar / 1000.0
+                + noise;
+            let volts = volts.clamp(200.0, 260.0);
+            let (delivered, returned) = split_net(phase_net[i]);
+            let amps = f64::from(delivered.max(returned)) / volts;
+            out[i] = Some(PhaseReading {
+                delivered,
+                returned,
+                voltage: (volts * 10.0).round() as u16,
+                current: amps.round() as u16,
+            });
+        }
+        out
+    }
+
+    fn drift_grid(&mut self) {
+        if self.now % 10 == 0 {
+            let pull = (231.0 - self.grid_volts) * 0.05;
+            self.grid_volts =
+                (self.grid_volts + pull + (self.rng.f64() - 0.5) * 0.5).clamp(225.0, 237.0);
+        }
+    }
+
+    fn count_grid_events(&mut self) {
+        // A sag every few hours and a swell about once a day keep the counters moving rarely.
+        let roll = self.rng.f64();
+        let phase = self.rng.usize(..self.phases);
+        if roll < 1.0 / 10_800.0 {
+            self.sags[phase] += 1;
+        } else if roll > 1.0 - 1.0 / 86_400.0 {
+            self.swells[phase] += 1;
+        }
+    }
+
+    fn gas_reading(&self) -> Option<GasReading> {
+        self.gas_readings.back().map(|g| GasReading {
+            timestamp: g.read_at,
+            delivered: g.delivered,
+        })
+    }
+
+    fn record_gas_reading(&mut self, t: i64) {
+        let duplicate = self
+            .gas_readings
+            .back()
+            .is_some_and(|g| g.read_at.unix_timestamp() == t);
+        if !self.gas || duplicate {
+            return;
+        }
+        let delivered = non_negative(self.gas_ml.div_euclid(1000));
+        let previous = self.gas_readings.back().map_or(delivered, |g| g.delivered);
+        if self.gas_readings.len() == GAS_HISTORY {
+            self.gas_readings.pop_front();
+        }
+        self.gas_readings.push_back(GasConsumption {
+            id: self.next_gas_id,
+            read_at: at(t, self.offset),
+            delivered,
+            currently_delivered: delivered.saturating_sub(previous),
+        });
+        self.next_gas_id += 1;
+    }
+
+    fn begin_day(&mut self, index: i64, start: i64) {
+        let wh = self.registers_wh();
+        self.day = DayState {
+            index,
+            start,
+            base_wh: wh,
+            base_gas_l: self.gas_reading().map_or(0, |g| g.delivered as i64),
+            minute_wh: wh,
+            minute_at: self.now,
+        };
+    }
+
+    /// Pretends the meter ran since midnight by subtracting an average day so far.
+    fn estimate_day_base(&mut self, t0: i64) {
+        let sod = (t0 + offset_secs(self.offset)).rem_euclid(DAY);
+        let (energy, gas_l) = self
+            .house
+            .average_since_midnight(sod, self.day.index, self.solar);
+        for (i, wh) in energy.iter().enumerate() {
+            self.day.base_wh[i] = (self.day.base_wh[i] - wh).max(0);
+        }
+        if self.gas {
+            self.day.base_gas_l = (self.day.base_gas_l - gas_l).max(0);
+        }
+    }
+
+    /// DSMR-reader takes the readings from `start` to `end` inclusive, so a reading on the
+    /// boundary closes one quarter and opens the next.
+    fn track_quarter(&mut self, t: i64, local: i64) {
+        let index = local.div_euclid(QUARTER);
+        let wh = self.registers_wh();
+        let sample = (t, wh[D1] + wh[D2]);
+        let on_boundary = local.rem_euclid(QUARTER) == 0;
+        if let Some(window) = &mut self.quarter {
+            if window.index == index {
+                window.last = sample;
+                return;
+            }
+            if on_boundary && window.index == index - 1 {
+                window.last = sample;
+            }
+        }
+        if let Some(done) = self.quarter.take() {
+            self.finish_quarter(done);
+        }
+        self.quarter = Some(QuarterWindow {
+            index,
+            first: sample,
+            last: sample,
+        });
+    }
+
+    /// The window's delivered energy times four, in W, as DSMR-reader computes it (so a
+    /// partial quarter reads low, as it does there).
+    fn finish_quarter(&mut self, window: QuarterWindow) {
+        if window.last.0 <= window.first.0 {
+            return;
+        }
+        let wh = (window.last.1 - window.first.1).max(0);
+        let average = (wh * 4).clamp(0, i64::from(u32::MAX));
+        if self.peaks.len() == PEAK_HISTORY {
+            self.peaks.pop_front();
+        }
+        self.peaks.push_back(QuarterPeak {
+            id: self.next_peak_id,
+            read_at_start: at(window.first.0, self.offset),
+            read_at_end: at(window.last.0, self.offset),
+            average_delivered: average as u32,
+        });
+        self.next_peak_id += 1;
+    }
+
+    /// Jumps the clock to `t` adding average consumption, for gaps too long to step through.
+    fn bridge_gap(&mut self, t: i64) {
+        let seconds = t - self.now;
+        if seconds <= 0 {
+            return;
+        }
+        // About 9 kWh a day delivered, 3 kWh returned with solar, 3 m³ of gas; split evenly
+        // over the tariffs, which is close to the weekly mix.
+        let delivered = 380 * seconds / 2;
+        let returned = if self.solar { 120 * seconds / 2 } else { 0 };
+        self.registers_j[D1] += delivered;
+        self.registers_j[D2] += delivered;
+        self.registers_j[R1] += returned;
+        self.registers_j[R2] += returned;
+        if self.gas {
+            self.gas_ml += 35 * seconds;
+        }
+        self.now = t;
+        self.quarter = None;
+        self.day.index = i64::MIN;
+    }
+}
+
+/// Appliances, heating and solar panels: the sources of every watt and litre.
+#[derive(Debug)]
+struct Household {
+    phases: usize,
+    base_w: f64,
+    fridge_on: bool,
+    fridge_left: u32,
+    kettle_left: u32,
+    burner_on: bool,
+    burner_left: u32,
+    burner_flow: f64,
+    programs: Vec<Program>,
+    season: f64,
+    weather: f64,
+    cloud: f64,
+}
+
+/// A scheduled appliance run (or shower): a list of (seconds, watts or mL/s) segments.
+#[derive(Clone, Debug)]
+struct Program {
+    start: i64,
+    segments: Vec<(i64, f64)>,
+    target: Target,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    Phase(usize),
+    AllPhases,
+    Gas,
+}
+
+impl Program {
+    /// `None` once finished; 0 before the start.
+    fn level_at(&self, t: i64) -> Option<f64> {
+        let mut elapsed = t - self.start;
+        if elapsed < 0 {
+            return Some(0.0);
+        }
+        for &(seconds, level) in &self.segments {
+            if elapsed < seconds {
+                return Some(level);
+            }
+            elapsed -= seconds;
+        }
+        None
+    }
+}
+
+impl Household {
+    fn new(rng: &mut fastrand::Rng, phases: usize) -> Self {
+        Self {
+            phases,
+            base_w: 180.0 + rng.f64() * 80.0,
+            fridge_on: false,
+            fridge_left: rng.u32(0..1_800),
+            kettle_left: 0,
+            burner_on: false,
+            burner_left: 0,
+            burner_flow: 0.0,
+            programs: Vec::new(),
+            season: 0.5,
+            weather: 1.0,
+            cloud: 0.9,
+        }
+    }
+
+    fn phase(&self, preferred: usize) -> usize {
+        if self.phases == 1 { 0 } else { preferred }
+    }
+
+    /// Decides today's appliance runs; `midnight` is the day's start in Unix time.
+    fn plan_day(&mut self, rng: &mut fastrand::Rng, midnight: i64, day_of_year: u16) {
+        let angle = std::f64::consts::TAU * (f64::from(day_of_year) - 15.0) / 365.25;
+        self.season = 0.5 + 0.5 * angle.cos();
+        self.weather = if rng.f64() < 0.35 {
+            0.2 + rng.f64() * 0.3
+        } else {
+            0.7 + rng.f64() * 0.3
+        };
+        self.programs
+            .retain(|p| p.start + p.segments.iter().map(|s| s.0).sum::<i64>() > midnight);
+        let between = |rng: &mut fastrand::Rng, from_h: f64, to_h: f64| {
+            midnight + (from_h * HOUR) as i64 + rng.i64(0..((to_h - from_h) * HOUR) as i64)
+        };
+        if rng.f64() < 0.5 {
+            let start = between(rng, 9.0, 19.0);
+            let segments = vec![
+                (rng.i64(600..900), 2_000.0),
+                (rng.i64(2_400..3_600), 180.0 + rng.f64() * 80.0),
+                (480, 420.0),
+            ];
+            self.push(start, segments, Target::Phase(self.phase(2)));
+        }
+        if rng.f64() < 0.6 {
+            let start = between(rng, 19.5, 22.0);
+            let segments = vec![
+                (120, 60.0),
+                (rng.i64(1_200..1_500), 1_900.0),
+                (1_800, 90.0),
+                (900, 1_900.0),
+                (1_500, 15.0),
+            ];
+            self.push(start, segments, Target::Phase(self.phase(1)));
+        }
+        if rng.f64() < 0.6 {
+            let start = between(rng, 17.0, 18.5);
+            let mut segments = vec![(600, 2_400.0)];
+            for _ in 0..rng.usize(12..18) {
+                segments.push((rng.i64(60..120), 2_400.0));
+                segments.push((rng.i64(60..150), 40.0));
+            }
+            self.push(start, segments, Target::Phase(self.phase(2)));
+        }
+        if rng.f64() < 0.35 {
+            let start = between(rng, 22.5, 23.9);
+            let duration = rng.i64(3_600..10_800);
+            // Three-phase chargers draw 16 A per phase; on a single-phase meter it is 16 A on L1.
+            let target = if self.phases == 1 {
+                Target::Phase(0)
+            } else {
+                Target::AllPhases
+            };
+            self.push(start, vec![(duration, 3_600.0)], target);
+        }
+        for _ in 0..rng.usize(1..4) {
+            let start = between(rng, 6.5, 8.5);
+            self.push(start, vec![(rng.i64(420..720), 500.0)], Target::Gas);
+        }
+        if rng.f64() < 0.5 {
+            let start = between(rng, 17.5, 18.5);
+            self.push(start, vec![(rng.i64(1_200..2_400), 60.0)], Target::Gas);
+        }
+    }
+
+    fn push(&mut self, start: i64, segments: Vec<(i64, f64)>, target: Target) {
+        self.programs.push(Program {
+            start,
+            segments,
+            target,
+        });
+    }
+
+    fn tick(&mut self, rng: &mut fastrand::Rng, t: i64, sod: i64, solar: bool) -> Load {
+        let hour = sod as f64 / HOUR;
+        let mut load = Load {
+            phases: [0.0; 3],
+            solar: 0.0,
+            gas: 0.0,
+        };
+        self.base_and_lights(rng, t, hour, &mut load);
+        self.fridge(rng, &mut load);
+        self.kettle(rng, hour, &mut load);
+        self.run_programs(t, &mut load);
+        load.gas += self.heating(rng, hour);
+        if solar {
+            load.solar = self.solar_w(rng, t, hour);
+        }
+        for phase in load.phases.iter_mut().take(self.phases) {
+            *phase = (*phase + (rng.f64() - 0.5) * 16.0).max(5.0);
+        }
+        if self.phases == 1 {
+            load.phases = [load.phases.iter().sum(), 0.0, 0.0];
+        }
+        load
+    }
+
+    fn base_and_lights(&mut self, rng: &mut fastrand::Rng, t: i64, hour: f64, load: &mut Load) {
+        if t % 60 == 0 {
+            self.base_w = (self.base_w + (rng.f64() - 0.5) * 30.0).clamp(150.0, 300.0);
+        }
+        load.phases[0] += self.base_w * 0.4;
+        load.phases[1] += self.base_w * 0.3;
+        load.phases[2] += self.base_w * 0.3;
+        let awake = (6.5..8.5).contains(&hour) || (16.0..23.5).contains(&hour);
+        if awake {
+            let darkness = 1.0 - (sun_bell(hour, self.season) * 4.0).min(1.0);
+            load.phases[0] += 200.0 * darkness;
+        }
+        if (19.0..23.0).contains(&hour) {
+            load.phases[self.phase(1)] += 90.0;
+        }
+    }
+
+    fn fridge(&mut self, rng: &mut fastrand::Rng, load: &mut Load) {
+        if self.fridge_left == 0 {
+            self.fridge_on = !self.fridge_on;
+            self.fridge_left = if self.fridge_on {
+                rng.u32(600..1_200)
+            } else {
+                rng.u32(1_200..2_400)
+            };
+        }
+        self.fridge_left -= 1;
+        if self.fridge_on {
+            load.phases[self.phase(1)] += 110.0;
+        }
+    }
+
+    fn kettle(&mut self, rng: &mut fastrand::Rng, hour: f64, load: &mut Load) {
+        if self.kettle_left > 0 {
+            self.kettle_left -= 1;
+            load.phases[0] += 2_100.0;
+            return;
+        }
+        let per_second = match hour {
+            h if (6.5..9.0).contains(&h) => 1.0 / 1_500.0,
+            h if (12.0..13.5).contains(&h) || (19.0..22.5).contains(&h) => 1.0 / 2_400.0,
+            h if (9.0..23.0).contains(&h) => 1.0 / 7_200.0,
+            _ => 0.0,
+        };
+        if rng.f64() < per_second {
+            self.kettle_left = rng.u32(120..240);
+        }
+    }
+
+    fn run_programs(&mut self, t: i64, load: &mut Load) {
+        let mut finished = false;
+        for program in &self.programs {
+            let Some(level) = program.level_at(t) else {
+                finished = true;
+                continue;
+            };
+            match program.target {
+                Target::Phase(i) => load.phases[i] += level,
+                Target::AllPhases => load.phases.iter_mut().for_each(|p| *p += level),
+                Target::Gas => load.gas += level,
+            }
+        }
+        if finished {
+            self.programs.retain(|p| p.level_at(t).is_some());
+        }
+    }
+
+    /// mL of gas burnt for space heating this second.
+    fn heating(&mut self, rng: &mut fastrand::Rng, hour: f64) -> f64 {
+        if self.burner_left == 0 {
+            let demand = self.season * heating_profile(hour);
+            if self.burner_on || demand < 0.02 {
+                self.burner_on = false;
+                self.burner_left = if demand < 0.02 {
+                    300
+                } else {
+                    off_time(rng, demand)
+                };
+            } else {
+                self.burner_on = true;
+                self.burner_left = rng.u32(300..900);
+                self.burner_flow = 280.0 + rng.f64() * 100.0;
+            }
+        }
+        self.burner_left -= 1;
+        if self.burner_on {
+            self.burner_flow
+        } else {
+            0.0
+        }
+    }
+
+    fn solar_w(&mut self, rng: &mut fastrand::Rng, t: i64, hour: f64) -> f64 {
+        if t % 10 == 0 {
+            let pull = (0.9 - self.cloud) * 0.1;
+            self.cloud = (self.cloud + pull + (rng.f64() - 0.5) * 0.16).clamp(0.35, 1.0);
+        }
+        let peak = 1_300.0 + 1_700.0 * (1.0 - self.season);
+        peak * self.weather * self.cloud * sun_bell(hour, self.season)
+    }
+
+    /// Average (delivered/returned Wh per register, gas litres) from midnight to `sod`.
+    fn average_since_midnight(&self, sod: i64, day_index: i64, solar: bool) -> ([i64; 4], i64) {
+        const SLOT: i64 = 300;
+        let mut wh = [0.0_f64; 4];
+        let mut gas_ml = 0.0;
+        let mut slot = 0;
+        while slot < sod {
+            let seconds = SLOT.min(sod - slot) as f64;
+            let hour = slot as f64 / HOUR;
+            let mut net = average_load_w(hour);
+            if solar {
+                net -= (1_300.0 + 1_700.0 * (1.0 - self.season))
+                    * self.weather
+                    * 0.85
+                    * sun_bell(hour, self.season);
+            }
+            let (d, r) = if tariff_at(day_index, slot) == 1 {
+                (D1, R1)
+            } else {
+                (D2, R2)
+            };
+            if net >= 0.0 {
+                wh[d] += net * seconds / HOUR;
+            } else {
+                wh[r] -= net * seconds / HOUR;
+            }
+            gas_ml += seconds
+                * (self.season * heating_profile(hour) * 330.0 * 0.6 + showers_ml_per_s(hour));
+            slot += SLOT;
+        }
+        (wh.map(|v| v as i64), (gas_ml / 1000.0) as i64)
+    }
+}
+
+fn off_time(rng: &mut fastrand::Rng, demand: f64) -> u32 {
+    let on = 600.0;
+    let off = on * (1.0 - demand.min(0.9)) / demand.min(0.9);
+    (off * (0.7 + rng.f64() * 0.6)).clamp(60.0, 7_200.0) as u32
+}
+
+/// Fraction of the time the burner would run in deep winter.
+fn heating_profile(hour: f64) -> f64 {
+    match hour {
+        h if h < 6.0 => 0.08,
+        h if h < 9.0 => 0.55,
+        h if h < 16.5 => 0.25,
+        h if h < 22.5 => 0.45,
+        _ => 0.15,
+    }
+}
+
+fn average_load_w(hour: f64) -> f64 {
+    let extra = match hour {
+        h if (7.0..9.0).contains(&h) => 250.0,
+        h if (11.0..14.0).contains(&h) => 150.0,
+        h if (17.0..23.0).contains(&h) => 450.0,
+        _ => 40.0,
+    };
+    230.0 + extra
+}
+
+fn showers_ml_per_s(hour: f64) -> f64 {
+    if (6.5..8.5).contains(&hour) {
+        60.0
+    } else {
+        0.0
+    }
+}
+
+/// Solar irradiance shape: a bell peaking at 13:00 local, wider in summer, zero at night.
+fn sun_bell(hour: f64, season: f64) -> f64 {
+    let sigma = 1.7 + 1.5 * (1.0 - season);
+    let x = (hour - 13.0) / sigma;
+    let bell = (-0.5 * x * x).exp();
+    if bell < 0.02 { 0.0 } else { bell }
+}
+
+/// Dutch tariffs: low (1) at night (23:00–07:00) and all weekend, normal (2) otherwise.
+fn tariff_at(local_day: i64, sod: i64) -> u8 {
+    // 1970-01-01 was a Thursday: day 0 has weekday index 3 with Monday = 0.
+    let weekday = (local_day + 3).rem_euclid(7);
+    let night = !(7 * 3_600..23 * 3_600).contains(&sod);
+    if weekday >= 5 || night { 1 } else { 2 }
+}
+
+fn split_net(watts: f64) -> (u32, u32) {
+    let w = watts.round().clamp(-1e9, 1e9) as i64;
+    if w >= 0 {
+        (w as u32, 0)
+    } else {
+        (0, (-w) as u32)
+    }
+}
+
+fn day_of_year(t: i64, offset: UtcOffset) -> u16 {
+    at(t, offset).ordinal()
+}
+
+fn offset_secs(offset: UtcOffset) -> i64 {
+    i64::from(offset.whole_seconds())
+}
+
+fn floor_to(value: i64, step: i64) -> i64 {
+    value - value.rem_euclid(step)
+}
+
+fn non_negative(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+fn kwh_to_joules(kwh: f64) -> i64 {
+    if kwh.is_finite() {
+        (kwh.max(0.0) * 3_600_000.0).round() as i64
+    } else {
+        0
+    }
+}
+
+fn m3_to_ml(m3: f64) -> i64 {
+    (m3 * 1_000_000.0).round() as i64
+}
+
+/// Unix seconds as a date-time at `offset`; the simulator keeps its clock far from the ends
+/// of `time`'s range, so the fallback is never expected.
+pub(crate) fn at(unix: i64, offset: UtcOffset) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.checked_to_offset(offset))
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use time::Duration;
+    use time::macros::datetime;
+
+    use super::*;
+
+    fn opts(start: OffsetDateTime) -> SimOptions {
+        SimOptions {
+            start,
+            ..SimOptions::default()
+        }
+    }
+
+    #[test]
+    fn starts_near_the_fixture_registers() {
+        let model = MeterModel::new(&opts(datetime!(2026-11-26 14:02:14 +1)));
+        let reading = model.latest();
+        assert_eq!(reading.id, 1);
+        assert_eq!(reading.timestamp, datetime!(2026-11-26 14:02:14 +1));
+        assert_eq!(
+            reading.registers,
+            [37_562_774, 7_512_555, 22_537_665, 30_050_219]
+        );
+        let gas = reading.gas.expect("gas meter");
+        assert_eq!(gas.timestamp, datetime!(2026-11-26 14:00:00 +1));
+        assert_eq!(gas.delivered, 11_268_833);
+    }
+
+    #[test]
+    fn registers_never_decrease_over_a_day() {
+        let start = datetime!(2026-06-20 00:00:00 +2);
+        let mut model = MeterModel::new(&opts(start));
+        let mut previous = model.latest().clone();
+        for minute in 1..=24 * 60 {
+            model.advance_to(start + Duration::minutes(minute));
+            let last_id = previous.id;
+            for reading in model.history().iter().filter(|r| r.id > last_id) {
+                for i in 0..4 {
+                    assert!(
+                        reading.registers[i] >= previous.registers[i],
+                        "register {i} went back"
+                    );
+                }
+                assert!(reading.id == previous.id + 1);
+                assert!(reading.timestamp == previous.timestamp + Duration::SECOND);
+                previous = reading.clone();
+            }
+        }
+        assert_eq!(model.total_readings(), 24 * 3_600 + 1);
+    }
+
+    #[test]
+    fn a_day_moves_power_slowly_moves_registers_and_returns_solar_at_noon() {
+        let start = datetime!(2026-06-17 00:00:00 +2);
+        let mut model = MeterModel::new(&opts(start));
+        let mut distinct_power = std::collections::HashSet::new();
+        let mut returned_at_noon = false;
+        for minute in 1..24 * 60 {
+            model.advance_to(start + Duration::minutes(minute));
+            let r = model.latest();
+            distinct_power.insert(r.currently_delivered);
+            if (11..15).contains(&r.timestamp.hour()) && r.currently_returned > 0 {
+                returned_at_noon = true;
+            }
+            if r.timestamp.hour() < 4 {
+                assert_eq!(r.currently_returned, 0, "no sun at night");
+            }
+        }
+        assert!(
+            distinct_power.len() > 200,
+            "power should vary: {}",
+            distinct_power.len()
+        );
+        assert!(returned_at_noon);
+        let totals = model.day_totals().expect("past the first minute");
+        let delivered_kwh = (totals.energy[D1] + totals.energy[D2]) as f64 / 1000.0;
+        assert!((1.0..40.0).contains(&delivered_kwh), "{delivered_kwh} kWh");
+    }
+
+    #[test]
+    fn single_phase_meter_has_no_l2_l3() {
+        let mut model = MeterModel::new(&SimOptions {
+            phases: 1,
+            ..opts(datetime!(2026-11-26 18:00:00 +1))
+        });
+        model.advance_to(datetime!(2026-11-26 18:10:00 +1));
+        for reading in model.history() {
+            assert!(reading.phases[0].is_some());
+            assert_eq!(reading.phases[1], None);
+            assert_eq!(reading.phases[2], None);
+            let l1 = reading.phases[0].expect("L1");
+            assert_eq!(l1.delivered, reading.currently_delivered);
+            assert_eq!(l1.returned, reading.currently_returned);
+        }
+        let stats = model.stats();
+        assert!(stats.voltage_sag_count[0].is_some());
+        assert_eq!(stats.voltage_sag_count[1..], [None, None]);
+        assert_eq!(stats.voltage_swell_count[1..], [None, None]);
+    }
+
+    #[test]
+    fn three_phases_net_to_the_totals() {
+        let mut model = MeterModel::new(&opts(datetime!(2026-05-02 12:00:00 +2)));
+        model.advance_to(datetime!(2026-05-02 12:05:00 +2));
+        for r in model.history() {
+            let net: i64 = r
+                .phases
+                .iter()
+                .flatten()
+                .map(|p| i64::from(p.delivered) - i64::from(p.returned))
+                .sum();
+            assert_eq!(
+                net,
+                i64::from(r.currently_delivered) - i64::from(r.currently_returned)
+            );
+            for p in r.phases.iter().flatten() {
+                assert!((2_200..2_450).contains(&p.voltage), "{}", p.voltage);
+            }
+        }
+    }
+
+    #[test]
+    fn deterministic_for_a_seed_whatever_the_polling_pattern() {
+        let start = datetime!(2026-11-26 06:00:00 +1);
+        let end = start + Duration::hours(3);
+        let mut once = MeterModel::new(&opts(start));
+        once.advance_to(end);
+        let mut often = MeterModel::new(&opts(start));
+        let mut t = start;
+        while t < end {
+            t += Duration::seconds(37);
+            often.advance_to(t.min(end));
+        }
+        assert_eq!(once.latest(), often.latest());
+        assert_eq!(once.stats(), often.stats());
+
+        let mut other_seed = MeterModel::new(&SimOptions {
+            seed: 2,
+            ..opts(start)
+        });
+        other_seed.advance_to(end);
+        assert_ne!(once.latest().registers, other_seed.latest().registers);
+    }
+
+    #[test]
+    fn without_solar_nothing_is_returned() {
+        let start = datetime!(2026-06-17 10:00:00 +2);
+        let mut model = MeterModel::new(&SimOptions {
+            solar: false,
+            ..opts(start)
+        });
+        model.advance_to(start + Duration::hours(5));
+        for r in model.history() {
+            assert_eq!(r.registers[R1], 0);
+            assert_eq!(r.registers[R2], 0);
+            assert_eq!(r.currently_returned, 0);
+        }
+    }
+
+    #[test]
+    fn gas_changes_only_every_five_minutes() {
+        let start = datetime!(2026-11-26 07:00:00 +1);
+        let mut model = MeterModel::new(&opts(start));
+        let mut seen = Vec::new();
+        for second in 1..=3_600 {
+            model.advance_to(start + Duration::seconds(second));
+            let gas = model.latest().gas.expect("gas meter");
+            assert_eq!(gas.timestamp.minute() % 5, 0);
+            assert_eq!(gas.timestamp.second(), 0);
+            if seen.last() != Some(&gas) {
+                seen.push(gas);
+            }
+        }
+        assert_eq!(
+            seen.len(),
+            13,
+            "one value per five minutes plus the initial one"
+        );
+        assert!(seen.windows(2).all(|w| w[1].delivered >= w[0].delivered));
+        assert!(
+            seen.last().expect("values").delivered > seen[0].delivered,
+            "heating burns gas in November"
+        );
+        let history = model.gas_consumption();
+        let last = history.back().expect("gas readings");
+        let previous = history[history.len() - 2];
+        assert_eq!(
+            last.currently_delivered,
+            last.delivered - previous.delivered
+        );
+    }
+
+    #[test]
+    fn without_gas_there_is_no_gas_reading() {
+        let mut model = MeterModel::new(&SimOptions {
+            gas: false,
+            ..opts(datetime!(2026-11-26 07:00:00 +1))
+        });
+        model.advance_to(datetime!(2026-11-26 07:20:00 +1));
+        assert_eq!(model.latest().gas, None);
+        assert!(model.gas_consumption().is_empty());
+        assert_eq!(model.day_totals().expect("totals").gas, None);
+    }
+
+    #[test]
+    fn tariff_follows_dutch_low_hours() {
+        // 2026-11-26 is a Thursday, 2026-11-28 a Saturday.
+        let day = |d: Date| (d.to_julian_day() - 2_440_588) as i64;
+        let thursday = day(time::macros::date!(2026 - 11 - 26));
+        let saturday = day(time::macros::date!(2026 - 11 - 28));
+        assert_eq!(tariff_at(thursday, 6 * 3_600 + 3_599), 1);
+        assert_eq!(tariff_at(thursday, 7 * 3_600), 2);
+        assert_eq!(tariff_at(thursday, 22 * 3_600 + 3_599), 2);
+        assert_eq!(tariff_at(thursday, 23 * 3_600), 1);
+        assert_eq!(tariff_at(saturday, 12 * 3_600), 1);
+    }
+
+    #[test]
+    fn day_totals_restart_at_midnight_after_a_minute() {
+        let start = datetime!(2026-11-26 23:58:00 +1);
+        let mut model = MeterModel::new(&opts(start));
+        assert!(model.day_totals().is_some());
+        model.advance_to(datetime!(2026-11-27 00:00:30 +1));
+        assert_eq!(model.day_totals(), None);
+        model.advance_to(datetime!(2026-11-27 00:01:00 +1));
+        let totals = model.day_totals().expect("a minute into the day");
+        assert_eq!(totals.day, time::macros::date!(2026 - 11 - 27));
+        assert!(totals.energy.iter().all(|&wh| wh < 1_000));
+    }
+
+    #[test]
+    fn quarter_peaks_follow_completed_windows() {
+        let start = datetime!(2026-11-26 14:02:14 +1);
+        let mut model = MeterModel::new(&opts(start));
+        model.advance_to(datetime!(2026-11-26 14:14:59 +1));
+        assert!(model.quarter_peaks().is_empty());
+        model.advance_to(datetime!(2026-11-26 14:44:59 +1));
+        let peaks: Vec<_> = model.quarter_peaks().iter().collect();
+        assert_eq!(peaks.len(), 2);
+        assert_eq!(peaks[1].read_at_start, datetime!(2026-11-26 14:15:00 +1));
+        assert_eq!(peaks[1].read_at_end, datetime!(2026-11-26 14:30:00 +1));
+        assert!(peaks[1].average_delivered < 20_000);
+    }
+
+    #[test]
+    fn meter_swap_restarts_registers_but_keeps_day_totals() {
+        let start = datetime!(2026-11-26 12:00:00 +1);
+        let mut model = MeterModel::new(&opts(start));
+        model.advance_to(start + Duration::minutes(10));
+        let before = model.day_totals().expect("totals");
+        model.swap_meter(Registers::NEW_METER);
+        assert_eq!(model.latest().registers, [2, 0, 1, 0]);
+        model.advance_to(start + Duration::minutes(20));
+        let after = model.day_totals().expect("totals");
+        assert!(model.latest().registers[D2] < 10_000);
+        for i in 0..4 {
+            assert!(after.energy[i] >= before.energy[i]);
+        }
+    }
+
+    #[test]
+    fn long_jumps_are_bridged_cheaply() {
+        let start = datetime!(2026-01-01 12:00:00 +1);
+        let mut model = MeterModel::new(&opts(start));
+        let before = model.latest().registers;
+        model.advance_to(start + Duration::days(60));
+        let after = model.latest();
+        assert_eq!(after.timestamp, start + Duration::days(60));
+        assert!(after.registers[D1] > before[D1] + 100_000);
+        assert!(model.total_readings() <= 86_400 + 2);
+    }
+}

@@ -1,0 +1,522 @@
+//! The bridge's main job, end to end.
+
+use std::time::Duration;
+
+use dsmr_bridge::sim::{SimOptions, Simulator};
+use serde_json::Value;
+
+use crate::harness::{Bridge, Broker, SIM_KEY, Watcher, args, bridge_command, fixture, retained};
+
+const LONG: Duration = Duration::from_secs(20);
+
+fn sim_options() -> SimOptions {
+    SimOptions {
+        api_key: SIM_KEY.to_owned(),
+        ..SimOptions::default()
+    }
+}
+
+/// A simulator that serves the captured responses of a real DSMR-reader 5.11.
+async fn fixture_sim() -> Simulator {
+    let sim = Simulator::start(sim_options()).await.expect("simulator");
+    let serve = |path: &str, file: &str| {
+        sim.override_endpoint(path, 200, "application/json", fixture(file))
+    };
+    serve(
+        "/api/v2/datalogger/dsmrreading",
+        "v2_datalogger_dsmrreading_latest.json",
+    );
+    serve(
+        "/api/v2/datalogger/meter-statistics",
+        "v2_datalogger_meter-statistics.json",
+    );
+    serve("/api/v2/consumption/today", "v2_consumption_today.json");
+    serve(
+        "/api/v2/consumption/quarter-hour-peak-electricity",
+        "v2_consumption_quarter-hour-peak-electricity_latest.json",
+    );
+    serve("/api/v2/application/version", "v2_application_version.json");
+    serve(
+        "/api/v2/application/monitoring",
+        "v2_application_monitoring.json",
+    );
+    sim
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+const ELECTRICITY: &str = "homeassistant/device/dsmrbridge_12345678901234567890123456789000/config";
+const GAS: &str = "homeassistant/device/dsmrbridge_12345678901234567890123456789001/config";
+
+/// The fixture meter appears as three devices with exact topics, units and classes, and its
+/// values are retained under DSMR-reader's own topic names.
+#[tokio::test]
+async fn fixture_meter_is_retained_with_discovery() {
+    let broker = Broker::start();
+    let sim = fixture_sim().await;
+    let bridge = Bridge::start(&args(&sim.url(), broker.port, "dsmr-bridge", &[]));
+    let watcher = Watcher::connect(broker.port, &["homeassistant/#", "dsmr-bridge/#"]).await;
+    watcher
+        .wait_for("discovery and state", LONG, |seen| {
+            [
+                ELECTRICITY,
+                GAS,
+                "dsmr-bridge/dsmr-reader/version",
+                "dsmr-bridge/status",
+            ]
+            .iter()
+            .all(|t| seen.iter().any(|s| s.topic == *t))
+        })
+        .await;
+
+    let held = retained(broker.port, "#").await;
+    let expect = [
+        ("dsmr-bridge/status", "online"),
+        ("dsmr-bridge/dsmr-reader/status", "online"),
+        ("dsmr-bridge/reading/electricity_delivered_1", "37562.774"),
+        ("dsmr-bridge/reading/electricity_delivered_2", "22537.665"),
+        ("dsmr-bridge/reading/electricity_returned_1", "7512.555"),
+        ("dsmr-bridge/reading/electricity_returned_2", "30050.219"),
+        (
+            "dsmr-bridge/reading/electricity_currently_delivered",
+            "0.404",
+        ),
+        ("dsmr-bridge/reading/phase_voltage_l1", "233.6"),
+        ("dsmr-bridge/reading/timestamp", "2026-11-26T14:02:14+01:00"),
+        ("dsmr-bridge/consumption/gas/delivered", "11268.833"),
+        ("dsmr-bridge/reading/extra_device_delivered", "11268.833"),
+        ("dsmr-bridge/meter-stats/electricity_tariff", "1"),
+        ("dsmr-bridge/meter-stats/dsmr_version", "50"),
+        ("dsmr-bridge/day-consumption/electricity1_cost", "1.21"),
+        ("dsmr-bridge/day-consumption/electricity_merged", "8.084"),
+        (
+            "dsmr-bridge/consumption/quarter-hour-peak-electricity/average_delivered",
+            "0.577",
+        ),
+        ("dsmr-bridge/dsmr-reader/version", "5.11.0"),
+    ];
+    for (topic, payload) in expect {
+        assert_eq!(
+            held.get(topic).map(String::as_str),
+            Some(payload),
+            "retained {topic}"
+        );
+    }
+
+    let electricity = json(&held[ELECTRICITY]);
+    assert_eq!(electricity["device"]["name"], "Electricity meter");
+    assert_eq!(
+        electricity["device"]["identifiers"][0],
+        "dsmrbridge_12345678901234567890123456789000"
+    );
+    assert_eq!(electricity["origin"]["name"], "dsmr-bridge");
+    assert_eq!(
+        electricity["availability"],
+        serde_json::json!([{"topic": "dsmr-bridge/status"}, {"topic": "dsmr-bridge/dsmr-reader/status"}])
+    );
+    assert_eq!(electricity["availability_mode"], "all");
+    for register in [
+        "electricity_delivered_1",
+        "electricity_delivered_2",
+        "electricity_returned_1",
+        "electricity_returned_2",
+    ] {
+        let c = &electricity["components"][register];
+        assert_eq!(c["platform"], "sensor");
+        assert_eq!(c["unit_of_measurement"], "kWh");
+        assert_eq!(c["device_class"], "energy");
+        assert_eq!(c["state_class"], "total_increasing");
+        assert_eq!(c["state_topic"], format!("dsmr-bridge/reading/{register}"));
+        assert_eq!(c["default_entity_id"], format!("sensor.dsmr_{register}"));
+    }
+    let power = &electricity["components"]["electricity_currently_delivered"];
+    assert_eq!(
+        (
+            power["unit_of_measurement"].as_str(),
+            power["device_class"].as_str(),
+            power["state_class"].as_str()
+        ),
+        (Some("kW"), Some("power"), Some("measurement"))
+    );
+    assert_eq!(
+        electricity["components"]["phase_voltage_l3"]["enabled_by_default"],
+        false
+    );
+    assert_eq!(
+        electricity["components"]["electricity_tariff"]["device_class"],
+        "enum"
+    );
+
+    let gas = json(&held[GAS]);
+    assert_eq!(gas["device"]["name"], "Gas meter");
+    let register = &gas["components"]["gas_delivered"];
+    assert_eq!(register["unit_of_measurement"], "m³");
+    assert_eq!(register["device_class"], "gas");
+    assert_eq!(register["state_class"], "total_increasing");
+    assert_eq!(
+        register["state_topic"],
+        "dsmr-bridge/consumption/gas/delivered"
+    );
+
+    let reader = json(&held["homeassistant/device/dsmrbridge_dsmr-bridge_reader/config"]);
+    assert_eq!(reader["device"]["sw_version"], "5.11.0");
+    assert_eq!(
+        reader["components"]["reachable"]["platform"],
+        "binary_sensor"
+    );
+
+    assert!(bridge.log().contains("Connected to the broker"));
+    assert_eq!(bridge.healthcheck(), (0, "healthy\n".to_owned()));
+}
+
+/// An unchanged value is not sent again within the TTL and is sent once more after it.
+#[tokio::test]
+async fn cache_suppresses_identical_values_until_the_ttl_ends() {
+    let broker = Broker::start();
+    let sim = fixture_sim().await;
+    let watcher = Watcher::connect(broker.port, &["ttl/reading/electricity_delivered_1"]).await;
+    let _bridge = Bridge::start(&args(&sim.url(), broker.port, "ttl", &["--cache-ttl", "4"]));
+    watcher
+        .wait_for("the first publish", LONG, |seen| seen.len() == 1)
+        .await;
+    // Polls every second with the same value: nothing more inside the TTL.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        watcher.all().len(),
+        1,
+        "identical value re-sent inside the TTL"
+    );
+    // After the TTL the unchanged value goes out once more, then is cached again.
+    watcher
+        .wait_for(
+            "the refresh after the TTL",
+            Duration::from_secs(6),
+            |seen| seen.len() == 2,
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(watcher.all().len(), 2);
+    assert!(watcher.all().iter().all(|s| s.payload == "37562.774"));
+}
+
+/// While the broker is away the queue keeps only the newest value per topic; after the restart
+/// each topic is delivered once, with the newest value.
+#[tokio::test]
+async fn broker_outage_delivers_only_the_newest_value_per_topic() {
+    let mut broker = Broker::start();
+    let sim = Simulator::start(sim_options()).await.expect("simulator");
+    let bridge = Bridge::start(&args(&sim.url(), broker.port, "outage", &[]));
+    bridge.wait_log("published", LONG).await;
+    let topic = "outage/reading/electricity_delivered_1";
+    let watcher = Watcher::connect(broker.port, &[topic]).await;
+    watcher
+        .wait_for("a first value", LONG, |seen| !seen.is_empty())
+        .await;
+
+    broker.stop();
+    bridge.wait_log("Lost the broker connection", LONG).await;
+    // Several polls with moving values happen meanwhile.
+    sim.set_register_override("electricity_delivered_1", Some("37563.001".into()));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    sim.set_register_override("electricity_delivered_1", Some("37563.002".into()));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    sim.set_register_override("electricity_delivered_1", Some("37563.003".into()));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    sim.pause_clock(true);
+
+    broker.restart();
+    let after = Watcher::connect(broker.port, &["outage/#"]).await;
+    after
+        .wait_for("the newest value after the restart", LONG, |seen| {
+            seen.iter()
+                .any(|s| s.topic == topic && s.payload == "37563.003")
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let values: Vec<String> = after.on(topic).into_iter().map(|s| s.payload).collect();
+    assert_eq!(
+        values,
+        vec!["37563.003".to_owned()],
+        "older queued values must not be delivered"
+    );
+    // At most one message per topic reached the broker after the reconnect.
+    let mut per_topic = std::collections::BTreeMap::<String, usize>::new();
+    for s in after.all() {
+        *per_topic.entry(s.topic).or_default() += 1;
+    }
+    assert!(per_topic.values().all(|&n| n == 1), "{per_topic:?}");
+    assert_eq!(
+        retained(broker.port, "outage/status")
+            .await
+            .get("outage/status")
+            .map(String::as_str),
+        Some("online")
+    );
+}
+
+/// A register that reads 0 or drops is never published; the broker keeps the last good value.
+#[tokio::test]
+async fn zero_or_lower_register_is_not_published() {
+    let broker = Broker::start();
+    let sim = fixture_sim().await;
+    let topic = "guard/reading/electricity_delivered_1";
+    let watcher = Watcher::connect(broker.port, &[topic]).await;
+    let bridge = Bridge::start(&args(
+        &sim.url(),
+        broker.port,
+        "guard",
+        &["--cache-ttl", "0"],
+    ));
+    watcher
+        .wait_for("the first value", LONG, |seen| !seen.is_empty())
+        .await;
+
+    let reading = fixture("v2_datalogger_dsmrreading_latest.json");
+    for (bad, at) in [("0.000", "14:02:19"), ("37000.000", "14:02:24")] {
+        let body = reading
+            .replace("\"37562.774\"", &format!("\"{bad}\""))
+            .replace(
+                "2026-11-26T14:02:14+01:00",
+                &format!("2026-11-26T{at}+01:00"),
+            );
+        sim.override_endpoint(
+            "/api/v2/datalogger/dsmrreading",
+            200,
+            "application/json",
+            body,
+        );
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+    }
+    bridge
+        .wait_log("Not published: meter register reads 0", LONG)
+        .await;
+    bridge
+        .wait_log("Not published: meter register is lower", LONG)
+        .await;
+    assert!(
+        watcher.all().iter().all(|s| s.payload == "37562.774"),
+        "{:?}",
+        watcher.all()
+    );
+    assert_eq!(
+        retained(broker.port, topic)
+            .await
+            .get(topic)
+            .map(String::as_str),
+        Some("37562.774")
+    );
+    // Other values of the same readings still flow.
+    let power = retained(broker.port, "guard/reading/electricity_currently_delivered").await;
+    assert_eq!(power.len(), 1);
+}
+
+/// A single-phase meter without gas gets no L2/L3 entities and no Gas meter device.
+#[tokio::test]
+async fn single_phase_meter_without_gas_gets_no_l2_l3_or_gas() {
+    let broker = Broker::start();
+    let sim = Simulator::start(SimOptions {
+        phases: 1,
+        gas: false,
+        ..sim_options()
+    })
+    .await
+    .expect("simulator");
+    let _bridge = Bridge::start(&args(&sim.url(), broker.port, "single", &[]));
+    let watcher = Watcher::connect(broker.port, &["homeassistant/device/#", "single/#"]).await;
+    watcher
+        .wait_for("the electricity device", LONG, |seen| {
+            seen.iter()
+                .any(|s| s.topic.ends_with("/config") && s.payload.contains("Electricity meter"))
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held = retained(broker.port, "#").await;
+    let configs: Vec<&String> = held
+        .keys()
+        .filter(|t| t.starts_with("homeassistant/device/"))
+        .collect();
+    assert_eq!(
+        configs.len(),
+        2,
+        "electricity and DSMR-reader only: {configs:?}"
+    );
+    for (topic, payload) in &held {
+        assert!(
+            !topic.ends_with("_l2") && !topic.ends_with("_l3"),
+            "{topic}"
+        );
+        assert!(
+            !topic.contains("/gas") && !topic.contains("extra_device"),
+            "{topic}"
+        );
+        if topic.starts_with("homeassistant/") {
+            let config = json(payload);
+            assert_ne!(config["device"]["name"], "Gas meter");
+            for key in config["components"].as_object().unwrap().keys() {
+                assert!(!key.ends_with("_l2") && !key.ends_with("_l3"), "{key}");
+            }
+        }
+    }
+}
+
+/// Home Assistant's birth message makes the bridge send discovery and state again.
+#[tokio::test]
+async fn birth_message_triggers_a_republish() {
+    let broker = Broker::start();
+    let sim = fixture_sim().await;
+    let bridge = Bridge::start(&args(&sim.url(), broker.port, "birth", &[]));
+    let watcher = Watcher::connect(
+        broker.port,
+        &[
+            "homeassistant/device/#",
+            "birth/reading/electricity_delivered_1",
+        ],
+    )
+    .await;
+    watcher
+        .wait_for("discovery", LONG, |seen| {
+            seen.iter().any(|s| s.topic == ELECTRICITY)
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    watcher.clear();
+    watcher
+        .client
+        .publish(
+            "homeassistant/status",
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            "online",
+        )
+        .await
+        .unwrap();
+    watcher
+        .wait_for("configs and state again", Duration::from_secs(8), |seen| {
+            seen.iter().any(|s| s.topic == ELECTRICITY)
+                && seen
+                    .iter()
+                    .any(|s| s.topic == "birth/reading/electricity_delivered_1")
+        })
+        .await;
+    assert!(bridge.log().contains("Home Assistant came online"));
+}
+
+/// Invalid options stop the bridge before it does anything, naming the option.
+#[test]
+fn bad_options_exit_non_zero_naming_the_option() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "--dsmr-reader-url",
+                "dsmr.local",
+                "--dsmr-reader-api-key",
+                "k",
+            ],
+            "dsmr_reader_url: relative URL without a base",
+        ),
+        (&["--dsmr-reader-api-key", "k"], "dsmr_reader_url: missing"),
+        (
+            &["--dsmr-reader-url", "http://dsmr.local/"],
+            "dsmr_reader_api_key: missing",
+        ),
+        (
+            &[
+                "--dsmr-reader-url",
+                "http://x/",
+                "--dsmr-reader-api-key",
+                "k",
+                "--poll-interval",
+                "0",
+            ],
+            "poll_interval: 0 is out of range",
+        ),
+        (
+            &[
+                "--dsmr-reader-url",
+                "http://x/",
+                "--dsmr-reader-api-key",
+                "k",
+                "--mqtt-qos",
+                "5",
+            ],
+            "mqtt_qos: 5 is out of range",
+        ),
+        (
+            &[
+                "--dsmr-reader-url",
+                "http://x/",
+                "--dsmr-reader-api-key",
+                "k",
+                "--base-topic",
+                "a/+/b",
+            ],
+            "base_topic:",
+        ),
+        (
+            &[
+                "--dsmr-reader-url",
+                "http://x/",
+                "--dsmr-reader-api-key",
+                "k",
+                "--log-level",
+                "chatty",
+            ],
+            "log_level:",
+        ),
+    ];
+    for (flags, expected) in cases {
+        let output = bridge_command()
+            .args(*flags)
+            .env_remove("DSMR_READER_API_KEY")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert!(
+            stderr.lines().any(|l| l.starts_with(expected)),
+            "{flags:?}: {stderr}"
+        );
+    }
+    // A typed flag with a wrong value: clap names the flag.
+    let output = bridge_command()
+        .args(["--mqtt-port", "abc"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--mqtt-port"));
+}
+
+/// SIGTERM leaves `offline` retained on the status topic and exits 0.
+#[tokio::test]
+async fn sigterm_leaves_offline_retained() {
+    let broker = Broker::start();
+    let sim = fixture_sim().await;
+    let mut bridge = Bridge::start(&args(&sim.url(), broker.port, "term", &[]));
+    let watcher = Watcher::connect(broker.port, &["term/status"]).await;
+    watcher
+        .wait_for("online", LONG, |seen| {
+            seen.iter().any(|s| s.payload == "online")
+        })
+        .await;
+    bridge.signal("TERM");
+    assert_eq!(
+        bridge.wait_exit(Duration::from_secs(5)),
+        Some(0),
+        "{}",
+        bridge.log()
+    );
+    assert_eq!(
+        retained(broker.port, "term/status")
+            .await
+            .get("term/status")
+            .map(String::as_str),
+        Some("offline")
+    );
+    assert!(
+        bridge.log().contains("published offline"),
+        "{}",
+        bridge.log()
+    );
+}

@@ -1,0 +1,5 @@
+//! Integration tests: the bridge binary against a real Mosquitto and the simulated
+//! DSMR-reader over HTTP. What they assert is what a user sees on the broker and in the log.
+
+mod bridge;
+mod harness;
