@@ -520,3 +520,148 @@ async fn sigterm_leaves_offline_retained() {
         bridge.log()
     );
 }
+
+/// Entities and devices the bridge no longer produces are removed from Home Assistant, also
+/// when they were created by an earlier run (retained configs are reconciled at startup).
+#[tokio::test]
+async fn leftovers_of_an_earlier_run_are_removed_at_startup() {
+    let broker = Broker::start_with(true);
+    let three_phase = Simulator::start(sim_options()).await.expect("simulator");
+    let mut first = Bridge::start(&args(&three_phase.url(), broker.port, "reconcile", &[]));
+    let watcher = Watcher::connect(broker.port, &["homeassistant/device/#"]).await;
+    watcher
+        .wait_for("the gas device", LONG, |seen| {
+            seen.iter().any(|s| s.topic == GAS)
+        })
+        .await;
+    first.signal("TERM");
+    assert_eq!(first.wait_exit(Duration::from_secs(5)), Some(0));
+
+    // The same home after the gas meter was removed and with a single-phase connection.
+    let single_phase = Simulator::start(SimOptions {
+        phases: 1,
+        gas: false,
+        ..sim_options()
+    })
+    .await
+    .expect("simulator");
+    let _second = Bridge::start(&args(&single_phase.url(), broker.port, "reconcile", &[]));
+    watcher
+        .wait_for("the gas device removed", LONG, |seen| {
+            seen.iter().any(|s| s.topic == GAS && s.payload.is_empty())
+        })
+        .await;
+    watcher
+        .wait_for("the electricity config without L2/L3", LONG, |seen| {
+            seen.iter().any(|s| {
+                s.topic == ELECTRICITY
+                    && s.payload
+                        .contains(r#""phase_voltage_l2":{"platform":"sensor"}"#)
+            })
+        })
+        .await;
+    let held = retained(broker.port, "homeassistant/#").await;
+    assert!(
+        !held.contains_key(GAS),
+        "the gas config must be gone: {held:?}"
+    );
+    let electricity = json(&held[ELECTRICITY]);
+    assert_eq!(
+        electricity["components"]["phase_voltage_l2"],
+        serde_json::json!({"platform": "sensor"})
+    );
+    assert_eq!(
+        electricity["components"]["phase_voltage_l1"]["unit_of_measurement"],
+        "V"
+    );
+}
+
+/// Inside Home Assistant with no broker options, the broker comes from the Supervisor's
+/// services API, which may answer "Service not enabled" while the broker app starts.
+#[tokio::test]
+async fn broker_from_the_supervisor_services_api() {
+    let broker = Broker::start();
+    let sim = fixture_sim().await;
+    let supervisor = Simulator::start(sim_options())
+        .await
+        .expect("supervisor stand-in");
+    supervisor.override_endpoint(
+        "/services/mqtt",
+        400,
+        "application/json",
+        r#"{"result": "error", "message": "Service not enabled", "data": {}}"#.to_owned(),
+    );
+    let flags = vec![
+        "--dsmr-reader-url".to_owned(),
+        sim.url().to_string(),
+        "--dsmr-reader-api-key".to_owned(),
+        SIM_KEY.to_owned(),
+        "--base-topic".to_owned(),
+        "supervised".to_owned(),
+    ];
+    let bridge = Bridge::start_with_env(
+        &flags,
+        &[
+            ("SUPERVISOR_TOKEN", "supervisor-token-secret".to_owned()),
+            ("DSMR_BRIDGE_SUPERVISOR_URL", supervisor.url().to_string()),
+        ],
+    );
+    bridge
+        .wait_log("install and start the Mosquitto broker app", LONG)
+        .await;
+    supervisor.override_endpoint(
+        "/services/mqtt",
+        200,
+        "application/json",
+        format!(
+            r#"{{"result": "ok", "data": {{"host": "127.0.0.1", "port": {}, "ssl": false, "protocol": "3.1.1", "username": "addons", "password": "pw-from-supervisor", "addon": "core_mosquitto"}}}}"#,
+            broker.port
+        ),
+    );
+    let watcher = Watcher::connect(broker.port, &["supervised/status"]).await;
+    watcher
+        .wait_for("online via the Supervisor's broker", LONG, |seen| {
+            seen.iter().any(|s| s.payload == "online")
+        })
+        .await;
+    assert!(
+        bridge
+            .log()
+            .contains("Using the broker app found through the Supervisor")
+    );
+    assert!(!bridge.log().contains("supervisor-token-secret"));
+    assert!(!bridge.log().contains("pw-from-supervisor"));
+}
+
+/// When DSMR-reader stops answering its entities turn unavailable (one log line for the
+/// outage), and everything comes back by itself.
+#[tokio::test]
+async fn dsmr_reader_outage_makes_entities_unavailable_and_recovers() {
+    let broker = Broker::start();
+    let sim = Simulator::start(sim_options()).await.expect("simulator");
+    let bridge = Bridge::start(&args(&sim.url(), broker.port, "avail", &[]));
+    let watcher = Watcher::connect(broker.port, &["avail/dsmr-reader/status"]).await;
+    watcher
+        .wait_for("online", LONG, |seen| {
+            seen.last().is_some_and(|s| s.payload == "online")
+        })
+        .await;
+    sim.stop_listening().await;
+    watcher
+        .wait_for("offline", LONG, |seen| {
+            seen.last().is_some_and(|s| s.payload == "offline")
+        })
+        .await;
+    assert_eq!(
+        bridge.log().matches("DSMR-reader poll failed").count(),
+        1,
+        "one line per outage"
+    );
+    sim.resume_listening().await.expect("listen again");
+    watcher
+        .wait_for("online again", Duration::from_secs(30), |seen| {
+            seen.last().is_some_and(|s| s.payload == "online")
+        })
+        .await;
+    bridge.wait_log("DSMR-reader answers again", LONG).await;
+}
