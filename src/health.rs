@@ -57,15 +57,6 @@ impl Health {
         health
     }
 
-    /// Sets the allowed poll age from the poll interval (the health file is rewritten).
-    pub fn with_poll_interval(mut self, poll_interval: Duration) -> Self {
-        if self.path.is_some() {
-            self.max_age = (poll_interval * 10).max(Duration::from_secs(300));
-            self.write();
-        }
-        self
-    }
-
     pub fn set_connected(&mut self, connected: bool) {
         if self.connected != connected {
             self.connected = connected;

@@ -120,12 +120,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     .await
 }
 
-/// `run` with the broker and DSMR-reader client already chosen (demo, tests, benchmark).
+/// `run` with the broker, the DSMR-reader client and the poll cadence already chosen (the
+/// benchmark runs a simulated day with a scaled cadence).
 pub async fn run_with(
     config: Config,
     broker: BrokerConfig,
     client: DsmrClient,
     health: Health,
+    cadence: Cadence,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Stats> {
     info!(
@@ -136,13 +138,12 @@ pub async fn run_with(
         "Starting dsmr-bridge {}",
         env!("CARGO_PKG_VERSION")
     );
-    let health = health.with_poll_interval(config.dsmr.poll_interval);
     let sink = MqttSink::start(&broker)?;
     let (events, source_events) = mpsc::channel(8);
     let source_stop = shutdown.child_token();
     let source = tokio::spawn(source::run(
         client,
-        Cadence::new(config.dsmr.poll_interval),
+        cadence,
         events,
         source_stop.clone(),
     ));

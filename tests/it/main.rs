@@ -2,4 +2,6 @@
 //! DSMR-reader over HTTP. What they assert is what a user sees on the broker and in the log.
 
 mod bridge;
+mod faults;
 mod harness;
+mod security;

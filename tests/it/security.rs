@@ -1,0 +1,1 @@
+//! Security and bad-input tests: secrets, TLS, redirects, fuzzed responses.
