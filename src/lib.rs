@@ -110,14 +110,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let Some(broker) = resolve_broker(&config, &shutdown).await else {
         return Ok(Stats::default());
     };
-    run_with(
-        config,
-        broker,
-        client,
-        Health::new(health::health_file(), Default::default()),
-        shutdown,
-    )
-    .await
+    let cadence = Cadence::new(config.dsmr.poll_interval);
+    let health = Health::new(health::health_file(), config.dsmr.poll_interval);
+    run_with(config, broker, client, health, cadence, shutdown).await
 }
 
 /// `run` with the broker, the DSMR-reader client and the poll cadence already chosen (the
@@ -141,12 +136,7 @@ pub async fn run_with(
     let sink = MqttSink::start(&broker)?;
     let (events, source_events) = mpsc::channel(8);
     let source_stop = shutdown.child_token();
-    let source = tokio::spawn(source::run(
-        client,
-        cadence,
-        events,
-        source_stop.clone(),
-    ));
+    let source = tokio::spawn(source::run(client, cadence, events, source_stop.clone()));
     let stats = Pipeline::new(&config, sink, health)
         .run(source_events, shutdown)
         .await;
