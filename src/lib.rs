@@ -18,6 +18,7 @@ pub mod health;
 pub mod map;
 pub mod model;
 pub mod pipeline;
+pub mod privileges;
 pub mod shutdown;
 pub mod sim;
 pub mod sink;

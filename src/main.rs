@@ -73,6 +73,14 @@ fn main() -> ExitCode {
         }
     };
     init_logging(config.log_level, "");
+    match dsmr_bridge::privileges::drop_root() {
+        Ok(Some((uid, gid))) => tracing::debug!(uid, gid, "options read; running unprivileged"),
+        Ok(None) => {}
+        Err(error) => {
+            tracing::error!(error = %error, "cannot leave root");
+            return ExitCode::FAILURE;
+        }
+    }
     let result = runtime().map_err(anyhow::Error::from).and_then(|rt| {
         rt.block_on(async {
             let shutdown = dsmr_bridge::shutdown::on_signals()?;

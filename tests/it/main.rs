@@ -1,6 +1,7 @@
 //! Integration tests: the bridge binary against a real Mosquitto and the simulated
 //! DSMR-reader over HTTP. What they assert is what a user sees on the broker and in the log.
 
+mod app;
 mod bridge;
 mod faults;
 mod harness;
