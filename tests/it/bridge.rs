@@ -576,8 +576,9 @@ async fn leftovers_of_an_earlier_run_are_removed_at_startup() {
     );
 }
 
-/// Inside Home Assistant with no broker options, the broker comes from the Supervisor's
-/// services API, which may answer "Service not enabled" while the broker app starts.
+/// Started as the Supervisor starts the app: options from `/data/options.json` (here a
+/// temporary file), `SUPERVISOR_TOKEN` set, no broker options. The broker comes from the
+/// services API, which answers "Service not enabled" while the broker app starts.
 #[tokio::test]
 async fn broker_from_the_supervisor_services_api() {
     let broker = Broker::start();
@@ -591,16 +592,26 @@ async fn broker_from_the_supervisor_services_api() {
         "application/json",
         r#"{"result": "error", "message": "Service not enabled", "data": {}}"#.to_owned(),
     );
-    let flags = vec![
-        "--dsmr-reader-url".to_owned(),
-        sim.url().to_string(),
-        "--dsmr-reader-api-key".to_owned(),
-        SIM_KEY.to_owned(),
-        "--base-topic".to_owned(),
-        "supervised".to_owned(),
-    ];
+    let data = tempfile::tempdir().unwrap();
+    let options = data.path().join("options.json");
+    std::fs::write(
+        &options,
+        serde_json::json!({
+            "dsmr_reader_url": sim.url().to_string(),
+            "dsmr_reader_api_key": SIM_KEY,
+            "poll_interval": 1,
+            "mqtt_qos": 1,
+            "base_topic": "supervised",
+            "discovery": true,
+            "discovery_prefix": "homeassistant",
+            "cache_ttl": 3600,
+            "log_level": "debug"
+        })
+        .to_string(),
+    )
+    .unwrap();
     let bridge = Bridge::start_with_env(
-        &flags,
+        &["--options".to_owned(), options.display().to_string()],
         &[
             ("SUPERVISOR_TOKEN", "supervisor-token-secret".to_owned()),
             ("DSMR_BRIDGE_SUPERVISOR_URL", supervisor.url().to_string()),
@@ -629,8 +640,19 @@ async fn broker_from_the_supervisor_services_api() {
             .log()
             .contains("Using the broker app found through the Supervisor")
     );
+    // log_level from options.json decides what the Log tab shows: debug lines appear.
+    bridge.wait_log("DEBUG", LONG).await;
     assert!(!bridge.log().contains("supervisor-token-secret"));
     assert!(!bridge.log().contains("pw-from-supervisor"));
+    // The "not enabled" answer was logged once, not once per retry.
+    assert_eq!(
+        bridge.log().matches("Service not enabled").count()
+            + bridge
+                .log()
+                .matches("no MQTT broker app is running")
+                .count(),
+        1
+    );
 }
 
 /// When DSMR-reader stops answering its entities turn unavailable (one log line for the
