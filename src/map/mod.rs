@@ -19,6 +19,10 @@ pub use telegram::MeterIdentity;
 
 /// Readings stamped further ahead than this are a broken clock, not a fast meter.
 const MAX_FUTURE: time::Duration = time::Duration::hours(1);
+/// The gas register's own timestamp lags the reading by up to an hour (hourly DSMR 4 gas). One
+/// after the reading, or further behind, is the gas meter's clock being wrong: taken as is it
+/// would widen (or, far ahead, switch off) the jump check for the next value.
+const MAX_GAS_LAG: time::Duration = time::Duration::hours(2);
 
 /// Why a field's value was not published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -364,7 +368,9 @@ impl MeterState {
             let value: f64 = text.parse().map_err(|_| Rejection::Malformed)?;
             // The gas register has its own timestamp; it only moves every 5 minutes or hour.
             let at = match (sensor.device, object.get("extra_device_timestamp")) {
-                (Device::Gas, Some(Value::String(s))) => parse_timestamp(s).unwrap_or(at),
+                (Device::Gas, Some(Value::String(s))) => parse_timestamp(s).map_or(at, |gas_at| {
+                    gas_at.clamp(at.checked_sub(MAX_GAS_LAG).unwrap_or(at), at)
+                }),
                 _ => at,
             };
             let device = self.identity.id_of(sensor.device).clone();
