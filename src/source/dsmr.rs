@@ -41,7 +41,11 @@ impl DsmrClient {
         // Follow a redirect only within DSMR-reader's own origin (http → https on the same
         // host is not followed either): the API key must never travel to another host.
         let redirect = reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() >= 3 || attempt.url().origin() != origin {
+            if attempt.url().origin() != origin {
+                // An error (not `stop`, which would hand back the bare 3xx) so that the log
+                // says why: see `SourceError::from_reqwest`.
+                attempt.error("redirect to another origin")
+            } else if attempt.previous().len() >= 3 {
                 attempt.stop()
             } else {
                 attempt.follow()

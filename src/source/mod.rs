@@ -64,7 +64,7 @@ impl SourceError {
             Self::Connect(root_cause(&error))
         } else if error.is_redirect() {
             Self::Request(
-                "redirected to another host; not followed (the API key stays home)".into(),
+                "redirected to another host, port or scheme; not followed, so the API key stays home (set dsmr_reader_url to the address DSMR-reader answers at)".into(),
             )
         } else {
             Self::Request(root_cause(&error))
