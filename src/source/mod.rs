@@ -61,7 +61,14 @@ impl SourceError {
         if error.is_timeout() {
             Self::Timeout(10)
         } else if error.is_connect() {
-            Self::Connect(root_cause(&error))
+            let cause = root_cause(&error);
+            if cause.contains("certificate") {
+                Self::Connect(format!(
+                    "{cause} (DSMR-reader's TLS certificate is not trusted: for a certificate of your own CA set dsmr_reader_ca_file; check that dsmr_reader_url's host is the one in the certificate)"
+                ))
+            } else {
+                Self::Connect(cause)
+            }
         } else if error.is_redirect() {
             Self::Request(
                 "redirected to another host, port or scheme; not followed, so the API key stays home (set dsmr_reader_url to the address DSMR-reader answers at)".into(),
