@@ -264,6 +264,9 @@ fn read_file(path: &Path) -> Result<String, ConfigError> {
     })
 }
 
+/// Options whose values are never shown, not even in an error about them.
+const SECRET_OPTIONS: [&str; 2] = ["dsmr_reader_api_key", "mqtt_password"];
+
 /// Names the option in a parse error: `mqtt_port: invalid type: string "x", expected u16`.
 fn parse_error(path: &Path, at: String, error: impl std::fmt::Display) -> ConfigError {
     let option = if at.is_empty() || at == "." {
@@ -271,7 +274,13 @@ fn parse_error(path: &Path, at: String, error: impl std::fmt::Display) -> Config
     } else {
         at
     };
-    invalid(&option, error.to_string())
+    // serde quotes the value it rejects (`invalid type: integer `1234``): not for a secret.
+    let reason = if SECRET_OPTIONS.contains(&option.as_str()) {
+        "must be text in quotes (the value is not shown: it is a secret)".to_owned()
+    } else {
+        error.to_string()
+    };
+    invalid(&option, reason)
 }
 
 pub fn read_yaml(path: &Path) -> Result<RawOptions, ConfigError> {
@@ -279,10 +288,16 @@ pub fn read_yaml(path: &Path) -> Result<RawOptions, ConfigError> {
     if text.trim().is_empty() {
         return Ok(RawOptions::default());
     }
-    // serde_norway's messages already start with the option's path.
-    serde_yaml::from_str(&text).map_err(|e| ConfigError::Invalid {
-        option: path.display().to_string(),
-        reason: e.to_string(),
+    // serde_norway's messages start with the option's path when there is one: the line then
+    // starts with the option, as for flags and options.json.
+    serde_yaml::from_str(&text).map_err(|e| {
+        let message = e.to_string();
+        match message.split_once(": ") {
+            Some((at, reason)) if RawOptions::NAMES.contains(&at) => {
+                parse_error(path, at.to_owned(), reason)
+            }
+            _ => invalid(&path.display().to_string(), message),
+        }
     })
 }
 
