@@ -319,6 +319,10 @@ fn read_pem(option: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
             format!("{} holds no PEM certificate", path.display()),
         ));
     }
+    // A certificate that does not parse would otherwise stop the bridge later with an error
+    // that names no option (or, for mqtt_ca_file without mqtt_tls, pass unnoticed).
+    crate::tls::client_config(Some(&bytes))
+        .map_err(|e| invalid(option, format!("{}: {e}", path.display())))?;
     Ok(bytes)
 }
 
