@@ -15,8 +15,15 @@ use crate::model::Object;
 /// anything near this cap is not DSMR-reader.
 pub const MAX_BODY: usize = 256 * 1024;
 
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for an answer. Shorter at short poll intervals: waiting longer than a couple
+/// of intervals only delays noticing an outage.
+const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const MIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub fn request_timeout(poll_interval: Duration) -> Duration {
+    (poll_interval * 2).clamp(MIN_REQUEST_TIMEOUT, MAX_REQUEST_TIMEOUT)
+}
 
 #[derive(Clone)]
 pub struct DsmrClient {
@@ -54,8 +61,8 @@ impl DsmrClient {
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .redirect(redirect)
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(request_timeout(config.poll_interval))
+            .connect_timeout(CONNECT_TIMEOUT.min(request_timeout(config.poll_interval)))
             .user_agent(concat!("dsmr-bridge/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| SourceError::Setup(e.without_url().to_string()))?;

@@ -40,8 +40,8 @@ pub enum SourceError {
     NotFound(String),
     #[error("DSMR-reader answered HTTP {0}")]
     Status(u16),
-    #[error("DSMR-reader did not answer within {0} s")]
-    Timeout(u64),
+    #[error("DSMR-reader did not answer in time")]
+    Timeout,
     #[error("cannot connect to DSMR-reader: {0}")]
     Connect(String),
     #[error("request to DSMR-reader failed: {0}")]
@@ -59,7 +59,7 @@ impl SourceError {
         // The URL is left out: it may carry user info, and the log names DSMR-reader already.
         let error = error.without_url();
         if error.is_timeout() {
-            Self::Timeout(10)
+            Self::Timeout
         } else if error.is_connect() {
             let cause = root_cause(&error);
             if cause.contains("certificate") {

@@ -1,1 +1,451 @@
-//! Fault tests: the bridge survives broker and DSMR-reader failures and never publishes a wrong value.
+//! Fault tests: the bridge survives broker and DSMR-reader failures, never publishes a wrong
+//! value, and afterwards the broker retains the newest value of every topic.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use dsmr_bridge::sim::{Fault, SimOptions, Simulator};
+
+use crate::harness::{Bridge, Broker, SIM_KEY, Watcher, args, retained};
+
+const LONG: Duration = Duration::from_secs(30);
+
+fn sim_options() -> SimOptions {
+    SimOptions {
+        api_key: SIM_KEY.to_owned(),
+        ..SimOptions::default()
+    }
+}
+
+/// The reading fields the simulator serves now, as DSMR-reader's API returns them.
+async fn sim_values(sim: &Simulator) -> BTreeMap<String, String> {
+    dsmr_bridge::tls::install_crypto_provider();
+    let url = sim
+        .url()
+        .join("api/v2/datalogger/dsmrreading?ordering=-timestamp&limit=1")
+        .unwrap();
+    let page: serde_json::Value = reqwest::Client::new()
+        .get(url)
+        .header("Authorization", format!("Token {SIM_KEY}"))
+        .send()
+        .await
+        .expect("simulator answers")
+        .json()
+        .await
+        .expect("JSON");
+    page["results"][0]
+        .as_object()
+        .expect("a reading")
+        .iter()
+        .filter_map(|(k, v)| match v {
+            serde_json::Value::String(s) => Some((k.clone(), s.clone())),
+            serde_json::Value::Number(n) => Some((k.clone(), n.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Waits until the broker retains, for every reading topic, exactly what the (paused)
+/// simulator serves.
+async fn assert_broker_holds_newest(port: u16, base: &str, sim: &Simulator) {
+    let want = sim_values(sim).await;
+    let deadline = std::time::Instant::now() + LONG;
+    loop {
+        let held = retained(port, &format!("{base}/reading/#")).await;
+        let stale: Vec<String> = [
+            "electricity_delivered_1",
+            "electricity_delivered_2",
+            "electricity_currently_delivered",
+            "phase_voltage_l1",
+            "timestamp",
+        ]
+        .iter()
+        .filter(|field| held.get(&format!("{base}/reading/{field}")) != want.get(**field))
+        .map(|field| {
+            format!(
+                "{field}: broker {:?}, meter {:?}",
+                held.get(&format!("{base}/reading/{field}")),
+                want.get(*field)
+            )
+        })
+        .collect();
+        if stale.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "broker does not hold the newest values: {stale:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn broker_restart(persistence: bool) {
+    let base = if persistence { "restart-p" } else { "restart" };
+    let mut broker = Broker::start_with(persistence);
+    let sim = Simulator::start(sim_options()).await.expect("simulator");
+    let bridge = Bridge::start(&args(&sim.url(), broker.port, base, &[]));
+    let status = format!("{base}/status");
+    let watcher = Watcher::connect(broker.port, &[&status]).await;
+    watcher
+        .wait_for("online", LONG, |seen| {
+            seen.iter().any(|s| s.payload == "online")
+        })
+        .await;
+
+    broker.stop();
+    bridge.wait_log("Lost the broker connection", LONG).await;
+    // The meter keeps moving for a few polls while the broker is away.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    sim.pause_clock(true);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    broker.restart();
+    bridge.wait_log("Connected to the broker again", LONG).await;
+
+    assert_broker_holds_newest(broker.port, base, &sim).await;
+    assert_eq!(
+        retained(broker.port, &status)
+            .await
+            .get(&status)
+            .map(String::as_str),
+        Some("online")
+    );
+    let config = retained(broker.port, "homeassistant/device/+/config").await;
+    assert_eq!(
+        config.len(),
+        3,
+        "discovery configs are back: {:?}",
+        config.keys()
+    );
+}
+
+/// Broker restarted without a retained store: the bridge reconnects and repairs everything.
+#[tokio::test]
+async fn broker_restart_without_persistence() {
+    broker_restart(false).await;
+}
+
+/// Broker restarted with its retained store: stale retained values are overwritten.
+#[tokio::test]
+async fn broker_restart_with_persistence() {
+    broker_restart(true).await;
+}
+
+/// No broker at startup: the bridge waits without a busy loop (attempts back off) and
+/// connects when the broker appears.
+#[tokio::test]
+async fn broker_unreachable_at_startup() {
+    let sim = Simulator::start(sim_options()).await.expect("simulator");
+    let port = crate::harness::free_port();
+    let bridge = Bridge::start(&args(&sim.url(), port, "late", &[]));
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let log = bridge.log();
+    assert_eq!(
+        log.matches("Cannot connect to the broker").count(),
+        1,
+        "logged once:\n{log}"
+    );
+    // Backoff 1, 2, 4 s (with jitter): a handful of attempts in 8 s, not thousands.
+    let attempts = log
+        .matches("reconnecting to the broker after a pause")
+        .count();
+    assert!(
+        (2..=6).contains(&attempts),
+        "{attempts} connection attempts in 8 s:\n{log}"
+    );
+
+    let mut broker = Broker::start();
+    // The bridge was told a port before the broker existed; start the broker on that port.
+    broker.port = port;
+    broker.restart();
+    let watcher = Watcher::connect(port, &["late/status"]).await;
+    watcher
+        .wait_for("online once the broker is up", LONG, |seen| {
+            seen.iter().any(|s| s.payload == "online")
+        })
+        .await;
+    assert!(bridge.log().contains("Connected to the broker"));
+}
+
+/// Each way DSMR-reader can fail: entities turn unavailable, one log line per outage, polling
+/// goes on with backoff, and everything recovers by itself.
+#[tokio::test]
+async fn dsmr_reader_faults_mark_unavailable_and_recover() {
+    let broker = Broker::start();
+    let sim = Simulator::start(sim_options()).await.expect("simulator");
+    let bridge = Bridge::start(&args(&sim.url(), broker.port, "faulty", &[]));
+    let status = "faulty/dsmr-reader/status";
+    let watcher = Watcher::connect(
+        broker.port,
+        &[status, "faulty/reading/electricity_delivered_1"],
+    )
+    .await;
+    watcher
+        .wait_for("online", LONG, |seen| {
+            seen.iter()
+                .any(|s| s.topic == status && s.payload == "online")
+        })
+        .await;
+
+    let faults: Vec<(&str, Fault, &str)> = vec![
+        ("500", Fault::Status(500), "DSMR-reader answered HTTP 500"),
+        ("HTML", Fault::Html, "not its JSON"),
+        ("truncated JSON", Fault::Truncated, "not its JSON"),
+        ("garbage", Fault::Garbage, "not its JSON"),
+        ("changed key", Fault::InvalidKey, "rejected the API key"),
+        ("API disabled", Fault::ApiDisabled, "API is disabled"),
+        ("no answer", Fault::Hang, "did not answer in time"),
+    ];
+    for (name, fault, message) in faults {
+        let before = bridge.log();
+        let lines_before = before.matches("DSMR-reader poll failed").count();
+        let published_before = watcher.on("faulty/reading/electricity_delivered_1").len();
+        sim.set_fault(Some(fault));
+        watcher
+            .wait_for(&format!("offline on {name}"), LONG, |seen| {
+                seen.iter()
+                    .filter(|s| s.topic == status)
+                    .last()
+                    .is_some_and(|s| s.payload == "offline")
+            })
+            .await;
+        // Let a few more polls fail: still one line for the whole outage.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let log = bridge.log();
+        assert_eq!(
+            log.matches("DSMR-reader poll failed").count(),
+            lines_before + 1,
+            "{name}: one line per outage"
+        );
+        assert!(
+            log[before.len()..].contains(message),
+            "{name}: expected {message:?} in:\n{}",
+            &log[before.len()..]
+        );
+        // Nothing but availability changed on the broker meanwhile.
+        assert_eq!(
+            watcher.on("faulty/reading/electricity_delivered_1").len(),
+            published_before,
+            "{name}: no values from a failing DSMR-reader"
+        );
+
+        sim.set_fault(None);
+        watcher
+            .wait_for(&format!("online after {name}"), LONG, |seen| {
+                seen.iter()
+                    .filter(|s| s.topic == status)
+                    .last()
+                    .is_some_and(|s| s.payload == "online")
+            })
+            .await;
+    }
+    // Refused connections.
+    sim.stop_listening().await;
+    watcher
+        .wait_for("offline when refused", LONG, |seen| {
+            seen.iter()
+                .filter(|s| s.topic == status)
+                .last()
+                .is_some_and(|s| s.payload == "offline")
+        })
+        .await;
+    assert!(bridge.log().contains("cannot connect to DSMR-reader"));
+    sim.resume_listening().await.unwrap();
+    watcher
+        .wait_for("online again", Duration::from_secs(90), |seen| {
+            seen.iter()
+                .filter(|s| s.topic == status)
+                .last()
+                .is_some_and(|s| s.payload == "online")
+        })
+        .await;
+    assert!(!bridge.log().contains("panicked"));
+}
+
+/// Values that would corrupt Home Assistant's statistics are never published: registers that
+/// jump back, read 0, are null or jump absurdly high, and readings stamped in the past or far
+/// in the future. A meter swap becomes a new device.
+#[tokio::test]
+async fn corrupt_values_are_never_published() {
+    let broker = Broker::start();
+    let sim = Simulator::start(sim_options()).await.expect("simulator");
+    sim.pause_clock(true);
+    let topic = "corrupt/reading/electricity_delivered_1";
+    let watcher = Watcher::connect(
+        broker.port,
+        &[
+            topic,
+            "corrupt/reading/timestamp",
+            "homeassistant/device/+/config",
+        ],
+    )
+    .await;
+    let bridge = Bridge::start(&args(
+        &sim.url(),
+        broker.port,
+        "corrupt",
+        &["--cache-ttl", "0"],
+    ));
+    watcher
+        .wait_for("a first value", LONG, |seen| {
+            seen.iter().any(|s| s.topic == topic)
+        })
+        .await;
+    let good = sim_values(&sim).await["electricity_delivered_1"].clone();
+    let good_value: f64 = good.parse().unwrap();
+
+    let bad = [
+        ("0.000".to_owned(), "reads 0"),
+        (
+            format!("{:.3}", good_value - 5.0),
+            "is lower than the last value",
+        ),
+        (
+            format!("{:.3}", good_value + 50_000.0),
+            "rose more than any household",
+        ),
+    ];
+    for (value, message) in &bad {
+        sim.set_register_override("electricity_delivered_1", Some(value.clone()));
+        bridge.wait_log(message, LONG).await;
+    }
+    sim.clear_register_overrides();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // null: the last good value stays; nothing empty is published.
+    sim.set_register_override("electricity_delivered_1", None);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sim.clear_register_overrides();
+    for seen in watcher.on(topic) {
+        let v: f64 = seen
+            .payload
+            .parse()
+            .unwrap_or_else(|_| panic!("not a number: {:?}", seen.payload));
+        assert!(
+            v >= good_value && v < good_value + 10.0,
+            "published a wrong register value {v}"
+        );
+    }
+
+    // A reading from the past, then one far in the future: skipped, the clock stays sane.
+    let stamp = watcher
+        .on("corrupt/reading/timestamp")
+        .last()
+        .expect("a timestamp")
+        .payload
+        .clone();
+    sim.set_reading_timestamp_offset(time::Duration::minutes(-30));
+    bridge
+        .wait_log("older than one already published", LONG)
+        .await;
+    sim.set_reading_timestamp_offset(time::Duration::days(2));
+    bridge.wait_log("in the future", LONG).await;
+    // The clock is paused, so the only timestamp ever published is the good one.
+    assert!(
+        watcher
+            .on("corrupt/reading/timestamp")
+            .iter()
+            .all(|s| s.payload == stamp),
+        "a past or future timestamp was published"
+    );
+    sim.set_reading_timestamp_offset(time::Duration::ZERO);
+
+    // Meter swap: a new equipment id, registers restarting low.
+    sim.set_meter(
+        "88888888888888888888888888888888",
+        dsmr_bridge::sim::meter::Registers::NEW_METER,
+    );
+    sim.pause_clock(false);
+    watcher
+        .wait_for("a new electricity device", LONG, |seen| {
+            seen.iter().any(|s| {
+                s.topic == "homeassistant/device/dsmrbridge_88888888888888888888888888888888/config"
+            })
+        })
+        .await;
+    bridge
+        .wait_log("Electricity meter identity changed", LONG)
+        .await;
+    // The old meter's device is removed rather than fed the new meter's low registers.
+    watcher
+        .wait_for("the old device removed", LONG, |seen| {
+            seen.iter().any(|s| {
+                s.topic == "homeassistant/device/dsmrbridge_12345678901234567890123456789000/config"
+                    && s.payload.is_empty()
+            })
+        })
+        .await;
+    watcher
+        .wait_for("the new meter's low register", LONG, |seen| {
+            seen.iter()
+                .any(|s| s.topic == topic && s.payload.parse::<f64>().is_ok_and(|v| v < 1000.0))
+        })
+        .await;
+    let held = retained(broker.port, topic).await;
+    let now: f64 = held[topic].parse().unwrap();
+    assert!(now < 1000.0, "the new meter's register is retained: {now}");
+}
+
+/// Home Assistant restarted and the broker's retained store wiped: the bridge republishes
+/// within seconds, without waiting for the cache TTL.
+#[tokio::test]
+async fn ha_restart_with_wiped_broker_is_repaired_within_seconds() {
+    let mut broker = Broker::start();
+    let sim = Simulator::start(sim_options()).await.expect("simulator");
+    sim.pause_clock(true);
+    let _bridge = Bridge::start(&args(&sim.url(), broker.port, "wiped", &[]));
+    let watcher = Watcher::connect(broker.port, &["wiped/status"]).await;
+    watcher
+        .wait_for("online", LONG, |seen| {
+            seen.iter().any(|s| s.payload == "online")
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    broker.restart();
+    let ha = Watcher::connect(broker.port, &["homeassistant/device/#", "wiped/#"]).await;
+    ha.client
+        .publish(
+            "homeassistant/status",
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            "online",
+        )
+        .await
+        .unwrap();
+    ha.wait_for(
+        "configs and states again",
+        Duration::from_secs(10),
+        |seen| {
+            seen.iter()
+                .filter(|s| s.topic.starts_with("homeassistant/device/"))
+                .count()
+                >= 3
+                && seen
+                    .iter()
+                    .any(|s| s.topic == "wiped/reading/electricity_delivered_1")
+                && seen
+                    .iter()
+                    .any(|s| s.topic == "wiped/status" && s.payload == "online")
+        },
+    )
+    .await;
+    assert_broker_holds_newest(broker.port, "wiped", &sim).await;
+}
+
+/// SIGTERM while the broker is away: the bridge exits promptly and cleanly.
+#[tokio::test]
+async fn sigterm_during_broker_outage_exits_promptly() {
+    let mut broker = Broker::start();
+    let sim = Simulator::start(sim_options()).await.expect("simulator");
+    let mut bridge = Bridge::start(&args(&sim.url(), broker.port, "away", &[]));
+    bridge.wait_log("Connected to the broker", LONG).await;
+    broker.stop();
+    bridge.wait_log("Lost the broker connection", LONG).await;
+    bridge.signal("TERM");
+    assert_eq!(
+        bridge.wait_exit(Duration::from_secs(3)),
+        Some(0),
+        "{}",
+        bridge.log()
+    );
+    assert!(bridge.log().contains("last will"), "{}", bridge.log());
+}

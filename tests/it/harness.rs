@@ -152,9 +152,21 @@ impl Watcher {
         }
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = seen.clone();
+        let again = client.clone();
+        let filters: Vec<String> = filters.iter().map(|f| (*f).to_owned()).collect();
         let task = tokio::spawn(async move {
+            let mut connects = 0;
             loop {
                 match eventloop.poll().await {
+                    // A restarted broker forgets subscriptions (clean session): subscribe again.
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        connects += 1;
+                        if connects > 1 {
+                            for filter in &filters {
+                                let _ = again.try_subscribe(filter.as_str(), QoS::AtLeastOnce);
+                            }
+                        }
+                    }
                     Ok(Event::Incoming(Packet::Publish(p))) => sink.lock().unwrap().push(Seen {
                         topic: p.topic.clone(),
                         payload: String::from_utf8_lossy(&p.payload).into_owned(),
