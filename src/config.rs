@@ -268,11 +268,12 @@ fn read_file(path: &Path) -> Result<String, ConfigError> {
 const SECRET_OPTIONS: [&str; 2] = ["dsmr_reader_api_key", "mqtt_password"];
 
 /// Names the option in a parse error: `mqtt_port: invalid type: string "x", expected u16`.
+/// Errors not about one option (syntax, an unknown key, not an object) name the file.
 fn parse_error(path: &Path, at: String, error: impl std::fmt::Display) -> ConfigError {
-    let option = if at.is_empty() || at == "." {
-        path.display().to_string()
-    } else {
+    let option = if RawOptions::NAMES.contains(&at.as_str()) {
         at
+    } else {
+        path.display().to_string()
     };
     // serde quotes the value it rejects (`invalid type: integer `1234``): not for a secret.
     let reason = if SECRET_OPTIONS.contains(&option.as_str()) {
