@@ -751,3 +751,507 @@ mod tests {
         assert!(messages.contains(&("b/reading/electricity_delivered_1".into(), "0.010".into())));
     }
 }
+
+/// Property tests: whatever DSMR-reader (or something in its place) answers, `parse_value` and
+/// `MeterState::apply` do not panic, every value offered for publishing is the exact text of a
+/// valid field of that poll, and meter registers never read 0, go down or outrun the clock.
+#[cfg(test)]
+mod fuzz {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+    use proptest::test_runner::Config as ProptestConfig;
+    use serde_json::{Number, json};
+    use time::UtcOffset;
+    use time::macros::datetime;
+
+    use super::*;
+
+    const NOW: OffsetDateTime = datetime!(2026-11-26 14:02:20 +01:00);
+
+    fn config(cases: u32) -> ProptestConfig {
+        // No regression files in the source tree: a failure prints its minimal input.
+        ProptestConfig {
+            cases,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    fn fixture(name: &str) -> Value {
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    /// The captured DSMR-reader 5.11 answer for an endpoint, unwrapped like the source does.
+    fn fixture_object(endpoint: Endpoint) -> Object {
+        let value = match endpoint {
+            Endpoint::Reading => {
+                fixture("v2_datalogger_dsmrreading_latest.json")["results"][0].clone()
+            }
+            Endpoint::MeterStats => fixture("v2_datalogger_meter-statistics.json"),
+            Endpoint::Today => fixture("v2_consumption_today.json"),
+            Endpoint::Peak => {
+                fixture("v2_consumption_quarter-hour-peak-electricity_latest.json")["results"][0]
+                    .clone()
+            }
+            Endpoint::Version => fixture("v2_application_version.json"),
+            Endpoint::Monitoring => fixture("v2_application_monitoring.json"),
+            Endpoint::Health => json!({}),
+        };
+        value.as_object().cloned().unwrap()
+    }
+
+    fn number(f: f64) -> Value {
+        Number::from_f64(f).map_or(Value::Null, Value::Number)
+    }
+
+    fn rfc3339(at: OffsetDateTime) -> String {
+        at.format(&Rfc3339).unwrap()
+    }
+
+    /// Timestamps near `NOW` in several offsets, near-misses of RFC 3339, and extremes.
+    fn timestamp() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => (-7200i64..7200, prop::sample::select(vec![0i8, 1, 2, -5, 14])).prop_map(
+                |(seconds, hours)| {
+                    let offset = UtcOffset::from_hms(hours, 0, 0).unwrap();
+                    rfc3339((NOW + time::Duration::seconds(seconds)).to_offset(offset))
+                }
+            ),
+            2 => "[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,12})?(Z|[+-][0-9]{2}:[0-9]{2})?",
+            1 => prop::sample::select(vec![
+                "9999-12-31T23:59:59+00:00",
+                "0000-01-01T00:00:00Z",
+                "1970-01-01T00:00:00Z",
+                "2026-02-30T00:00:00+01:00",
+                "2026-11-26T24:00:00+01:00",
+                "2026-06-30T23:59:60Z",
+                "2026-11-26T14:02:14",
+                "2026-11-26",
+            ])
+            .prop_map(str::to_owned),
+        ]
+    }
+
+    /// Scalars DSMR-reader sends, near-misses of them, huge numbers and junk.
+    fn scalar() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            2 => Just(Value::Null),
+            1 => any::<bool>().prop_map(Value::Bool),
+            2 => any::<i64>().prop_map(Value::from),
+            1 => any::<u64>().prop_map(Value::from),
+            2 => any::<f64>().prop_map(number),
+            1 => prop::sample::select(vec![0.0, -0.0, 1e308, -1e308, 5e-324, f64::MAX, 0.1, 37562.774])
+                .prop_map(number),
+            4 => "-?[0-9]{1,8}\\.[0-9]{1,3}".prop_map(Value::String),
+            1 => "[0-9]{20,40}(\\.[0-9]{1,5})?".prop_map(Value::String),
+            2 => prop::sample::select(vec![
+                "NaN", "inf", "-Infinity", "1e5", "1E-3", "-0", " 1.0", "1.0 ", "1.", ".5", "+1",
+                "0x1f", "1_000", "١٢٣", "１２３", "", "-", "--1", "1.2.3", "null", "true", "5.11.0",
+            ])
+            .prop_map(|s| Value::String(s.to_owned())),
+            3 => timestamp().prop_map(Value::String),
+            2 => any::<String>().prop_map(Value::String),
+            1 => (1usize..400).prop_map(|n| Value::String("9".repeat(n))),
+            1 => (1usize..3).prop_map(|n| Value::String("x".repeat(n * 60_000))),
+        ]
+    }
+
+    /// Lists and objects of anything, a few levels deep.
+    fn json_value() -> impl Strategy<Value = Value> {
+        scalar().prop_recursive(6, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec((".{0,12}", inner), 0..6)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A scalar under up to 127 levels of lists or objects: as deep as serde_json parses.
+    fn nested() -> impl Strategy<Value = Value> {
+        (scalar(), 1usize..127, any::<bool>()).prop_map(|(mut value, depth, objects)| {
+            for _ in 0..depth {
+                value = if objects {
+                    json!({ "value": value })
+                } else {
+                    json!([value])
+                };
+            }
+            value
+        })
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![6 => scalar(), 3 => json_value(), 1 => nested()]
+    }
+
+    /// The fixture telegram with its equipment ids replaced by anything printable (topic
+    /// wildcards, slashes, spaces, very long ids), or something that is no telegram at all.
+    fn telegram() -> impl Strategy<Value = Value> {
+        let base = fixture_object(Endpoint::MeterStats)["latest_telegram"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        prop_oneof![
+            ("[ -~]{0,120}", "[0-9A-Fa-f#+/ ]{0,100}").prop_map(move |(e, g)| {
+                let t = base
+                    .replace("12345678901234567890123456789000", &e)
+                    .replace("12345678901234567890123456789001", &g);
+                Value::String(t)
+            }),
+            any::<String>().prop_map(Value::String),
+            value(),
+        ]
+    }
+
+    /// Field names an endpoint's values are read from, plus the ones `apply` reads itself.
+    fn fields_of(endpoint: Endpoint) -> Vec<String> {
+        let mut fields: Vec<String> = SENSORS
+            .iter()
+            .filter(|s| s.endpoint == endpoint)
+            .map(|s| s.field.to_owned())
+            .collect();
+        fields.extend(
+            [
+                "timestamp",
+                "extra_device_timestamp",
+                "latest_telegram",
+                "version",
+                "id",
+            ]
+            .map(str::to_owned),
+        );
+        fields
+    }
+
+    /// An endpoint's answer: the captured one with some fields replaced by anything, or an
+    /// object made of the endpoint's field names (and others) set to anything.
+    fn endpoint_object(endpoint: Endpoint) -> impl Strategy<Value = Object> {
+        let base = fixture_object(endpoint);
+        let field = prop_oneof![
+            4 => prop::sample::select(fields_of(endpoint)),
+            1 => ".{0,16}",
+        ];
+        let changes = prop::collection::vec((field, value()), 0..8);
+        let telegram = prop::option::weighted(0.3, telegram());
+        (any::<bool>(), changes, telegram).prop_map(move |(keep_fixture, changes, telegram)| {
+            let mut object = if keep_fixture {
+                base.clone()
+            } else {
+                Object::new()
+            };
+            object.extend(changes);
+            if let Some(t) = telegram {
+                object.insert("latest_telegram".into(), t);
+            }
+            object
+        })
+    }
+
+    fn snapshot() -> impl Strategy<Value = Snapshot> {
+        let part = |e| prop::option::weighted(0.8, endpoint_object(e));
+        (
+            part(Endpoint::MeterStats),
+            part(Endpoint::Reading),
+            part(Endpoint::Today),
+            part(Endpoint::Peak),
+            part(Endpoint::Version),
+            part(Endpoint::Monitoring),
+        )
+            .prop_map(|(meter_stats, reading, today, peak, version, monitoring)| {
+                Snapshot {
+                    meter_stats,
+                    reading,
+                    today,
+                    peak,
+                    version,
+                    monitoring,
+                }
+            })
+    }
+
+    fn object_of(snapshot: &Snapshot, endpoint: Endpoint) -> Option<&Object> {
+        match endpoint {
+            Endpoint::Reading => snapshot.reading.as_ref(),
+            Endpoint::MeterStats => snapshot.meter_stats.as_ref(),
+            Endpoint::Today => snapshot.today.as_ref(),
+            Endpoint::Peak => snapshot.peak.as_ref(),
+            Endpoint::Version => snapshot.version.as_ref(),
+            Endpoint::Monitoring => snapshot.monitoring.as_ref(),
+            Endpoint::Health => None,
+        }
+    }
+
+    /// `-?digits(.digits)?`, at most 32 characters, a finite number: written out again here
+    /// rather than calling `is_decimal`, so the test does not trust the code it tests.
+    fn plain_decimal(text: &str) -> bool {
+        let unsigned = text.strip_prefix('-').unwrap_or(text);
+        let (int, frac) = match unsigned.split_once('.') {
+            Some((i, f)) => (i, Some(f)),
+            None => (unsigned, None),
+        };
+        text.len() <= 32
+            && !int.is_empty()
+            && int.chars().all(|c| c.is_ascii_digit())
+            && frac.is_none_or(|f| !f.is_empty() && f.chars().all(|c| c.is_ascii_digit()))
+            && text.parse::<f64>().is_ok_and(f64::is_finite)
+    }
+
+    /// What may be published for a JSON value of this kind: its own text, and only if valid.
+    fn check_published(kind: Kind, raw: &Value, text: &str) -> Result<(), TestCaseError> {
+        let source = match raw {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            other => {
+                return Err(TestCaseError::fail(format!(
+                    "{kind:?}: {text:?} from {other}"
+                )));
+            }
+        };
+        prop_assert_eq!(text, source.as_str(), "not the field's own text");
+        match kind {
+            Kind::Decimal => prop_assert!(plain_decimal(text), "decimal {text:?}"),
+            Kind::Integer => prop_assert!(
+                raw.is_number() && text.parse::<i128>().is_ok(),
+                "integer {text:?}"
+            ),
+            Kind::Timestamp => prop_assert!(
+                raw.is_string()
+                    && text.len() <= 64
+                    && OffsetDateTime::parse(text, &Rfc3339).is_ok(),
+                "timestamp {text:?}"
+            ),
+            Kind::Text => prop_assert!(
+                raw.is_string()
+                    && !text.is_empty()
+                    && text.len() <= 64
+                    && !text.chars().any(char::is_control),
+                "text {text:?}"
+            ),
+        }
+        Ok(())
+    }
+
+    /// Every offered index holds the valid text of its own field in this poll's answer from
+    /// its own endpoint; a reading only counts with a valid timestamp at most an hour ahead.
+    fn check_offered(
+        state: &MeterState,
+        snapshot: &Snapshot,
+        offered: &[usize],
+        now: OffsetDateTime,
+    ) -> Result<(), TestCaseError> {
+        for &index in offered {
+            let sensor = &SENSORS[index];
+            let object = object_of(snapshot, sensor.endpoint);
+            prop_assert!(
+                object.is_some(),
+                "{} offered without its endpoint",
+                sensor.key
+            );
+            let raw = object.and_then(|o| o.get(sensor.field));
+            prop_assert!(raw.is_some(), "{} offered without its field", sensor.key);
+            let text = state.value(index);
+            prop_assert!(text.is_some(), "{} offered without a value", sensor.key);
+            check_published(sensor.kind, raw.unwrap(), text.unwrap())?;
+            if sensor.endpoint == Endpoint::Reading {
+                let stamped = snapshot
+                    .reading
+                    .as_ref()
+                    .and_then(|r| match r.get("timestamp") {
+                        Some(Value::String(s)) => OffsetDateTime::parse(s, &Rfc3339).ok(),
+                        _ => None,
+                    });
+                prop_assert!(
+                    stamped.is_some_and(|at| at <= now + time::Duration::hours(1)),
+                    "{} offered from a reading without a valid, current timestamp",
+                    sensor.key
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Device ids end up in discovery topics: only `[A-Za-z0-9_-]`, never a wildcard or `/`.
+    fn check_identity(state: &MeterState) -> Result<(), TestCaseError> {
+        let id = state.identity();
+        for device in [&id.electricity, &id.gas, &id.reader] {
+            prop_assert!(device.starts_with("dsmrbridge_"), "{device}");
+            prop_assert!(
+                device
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+                "device id {device:?}"
+            );
+        }
+        if let Some(version) = state.reader_version() {
+            check_published(Kind::Text, &Value::String(version.to_owned()), version)?;
+        }
+        Ok(())
+    }
+
+    /// A reading near `now` whose registers move by plausible steps, big jumps or junk, with a
+    /// gas timestamp that lags up to two hours behind or is anything at all.
+    fn poll_near(now_offset: i64) -> impl Strategy<Value = (i64, Snapshot)> {
+        let register = prop_oneof![
+            6 => (-20_000i64..400_000).prop_map(|milli| json!(format!("{:.3}", 40_000.0 + milli as f64 / 1000.0))),
+            1 => (0i64..2_000_000_000).prop_map(|milli| json!(format!("{:.3}", milli as f64 / 1000.0))),
+            1 => value(),
+        ];
+        let registers = prop::collection::vec(register, 5);
+        let gas_lag = prop_oneof![
+            3 => (0i64..7200).prop_map(Some),
+            1 => Just(None),
+        ];
+        (
+            0i64..900,
+            0i64..120,
+            registers,
+            gas_lag,
+            timestamp(),
+            endpoint_object(Endpoint::Reading),
+        )
+            .prop_map(
+                move |(advance, reading_lag, registers, gas_lag, any_gas_at, mut reading)| {
+                    let now = NOW + time::Duration::seconds(now_offset + advance);
+                    let at = now - time::Duration::seconds(reading_lag);
+                    reading.insert("timestamp".into(), json!(rfc3339(at)));
+                    let gas_at = match gas_lag {
+                        Some(lag) => rfc3339(at - time::Duration::seconds(lag)),
+                        None => any_gas_at,
+                    };
+                    reading.insert("extra_device_timestamp".into(), json!(gas_at));
+                    for (field, value) in [
+                        "electricity_delivered_1",
+                        "electricity_delivered_2",
+                        "electricity_returned_1",
+                        "electricity_returned_2",
+                        "extra_device_delivered",
+                    ]
+                    .into_iter()
+                    .zip(registers)
+                    {
+                        reading.insert(field.into(), value);
+                    }
+                    let snapshot = Snapshot {
+                        meter_stats: Some(fixture_object(Endpoint::MeterStats)),
+                        reading: Some(reading),
+                        ..Snapshot::default()
+                    };
+                    (advance, snapshot)
+                },
+            )
+    }
+
+    /// The case the register property found: a gas timestamp from a wrong meter clock (year 0
+    /// after a battery swap, or far ahead) used to open the jump check for the next value.
+    #[test]
+    fn a_wrong_gas_clock_does_not_open_the_jump_check() {
+        let gas = catalog::index_of("gas_delivered").unwrap();
+        for wrong in ["0000-01-01T00:00:00Z", "9999-12-31T23:59:59Z"] {
+            let mut state = MeterState::new("x");
+            let mut reading = fixture_object(Endpoint::Reading);
+            let mut poll = |at: &str, gas_at: &str, value: &str, state: &mut MeterState| {
+                reading.insert("timestamp".into(), json!(at));
+                reading.insert("extra_device_timestamp".into(), json!(gas_at));
+                reading.insert("extra_device_delivered".into(), json!(value));
+                let snapshot = Snapshot {
+                    reading: Some(reading.clone()),
+                    ..Snapshot::default()
+                };
+                state.apply(&snapshot, NOW + time::Duration::minutes(10));
+                state.value(gas).map(str::to_owned)
+            };
+            let ok = poll(
+                "2026-11-26T14:00:10+01:00",
+                "2026-11-26T14:00:00+01:00",
+                "11268.833",
+                &mut state,
+            );
+            assert_eq!(ok.as_deref(), Some("11268.833"));
+            poll("2026-11-26T14:00:20+01:00", wrong, "11268.834", &mut state);
+            let jump = poll(
+                "2026-11-26T14:05:00+01:00",
+                "2026-11-26T14:05:00+01:00",
+                "99999.000",
+                &mut state,
+            );
+            assert_ne!(jump.as_deref(), Some("99999.000"), "after {wrong}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config(2048))]
+
+        #[test]
+        fn parse_value_publishes_only_a_valid_fields_own_text(
+            raw in value(),
+            kind in prop::sample::select(vec![Kind::Decimal, Kind::Integer, Kind::Timestamp, Kind::Text]),
+        ) {
+            match parse_value(kind, &raw) {
+                Ok(None) => prop_assert!(raw.is_null()),
+                Ok(Some(text)) => check_published(kind, &raw, &text)?,
+                Err(rejection) => prop_assert_eq!(rejection, Rejection::Malformed),
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        #[test]
+        fn apply_publishes_only_valid_fields_of_the_poll(
+            polls in prop::collection::vec(snapshot(), 1..4),
+        ) {
+            let mut state = MeterState::new("fuzz");
+            for snapshot in &polls {
+                let offered = state.apply(snapshot, NOW);
+                check_offered(&state, snapshot, &offered, NOW)?;
+                check_identity(&state)?;
+                // Nothing outside the table, and each entry once.
+                let mut seen = offered.clone();
+                seen.sort_unstable();
+                seen.dedup();
+                prop_assert_eq!(seen.len(), offered.len());
+                prop_assert!(offered.iter().all(|&i| i < SENSORS.len()));
+            }
+        }
+
+        #[test]
+        fn registers_never_read_zero_go_down_or_outrun_the_clock(
+            first in poll_near(0),
+            rest in prop::collection::vec(poll_near(0), 1..10),
+        ) {
+            let mut state = MeterState::new("fuzz");
+            // (value, wall clock) of the last publish, per register and device.
+            let mut last: HashMap<(Arc<str>, usize), (f64, OffsetDateTime)> = HashMap::new();
+            let mut now = NOW;
+            for (advance, snapshot) in std::iter::once(first).chain(rest) {
+                now += time::Duration::seconds(advance);
+                let offered = state.apply(&snapshot, now);
+                check_offered(&state, &snapshot, &offered, now)?;
+                for index in offered {
+                    let sensor = &SENSORS[index];
+                    let Some(max_per_hour) = sensor.register_max_per_hour else { continue };
+                    let value: f64 = state.value(index).unwrap().parse().unwrap();
+                    prop_assert!(value > 0.0, "{} published {value}", sensor.key);
+                    let device = state.identity().id_of(sensor.device).clone();
+                    if let Some(&(previous, then)) = last.get(&(device.clone(), index)) {
+                        prop_assert!(value >= previous, "{} went down: {previous} → {value}", sensor.key);
+                        // Readings are at most 2 minutes old, the gas register at most 2 hours,
+                        // and up to an hour ahead is tolerated: 4 hours of slack in all.
+                        let hours = (now - then).as_seconds_f64() / 3600.0 + 4.0;
+                        prop_assert!(
+                            value - previous <= max_per_hour * hours,
+                            "{} jumped {previous} → {value} in {:.2} h of wall clock",
+                            sensor.key,
+                            hours - 4.0
+                        );
+                    }
+                    last.insert((device, index), (value, now));
+                }
+            }
+        }
+    }
+}

@@ -393,3 +393,421 @@ pub fn fixture(name: &str) -> String {
     )
     .expect("fixture")
 }
+
+// ---- Security tests: certificates, a Mosquitto with TLS and passwords, HTTP stand-ins. ----
+
+/// Runs the `openssl` command line tool; panics with its output when it fails.
+fn openssl(dir: &Path, args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect(
+            "the tests need the openssl command (apt-get install openssl); .ci/run installs it",
+        );
+    assert!(
+        output.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A PEM certificate and its private key.
+#[derive(Clone, Debug)]
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Certificates made for one test with the openssl CLI: CAs and server certificates they sign.
+pub struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        Pki {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A self-signed CA (basicConstraints CA:TRUE), P-256.
+    pub fn ca(&self, name: &str) -> CertFiles {
+        let files = CertFiles {
+            cert: self.path(&format!("{name}.pem")),
+            key: self.path(&format!("{name}.key")),
+        };
+        openssl(
+            self.dir.path(),
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={name}"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+                "-keyout",
+                files.key.to_str().unwrap(),
+                "-out",
+                files.cert.to_str().unwrap(),
+            ],
+        );
+        files
+    }
+
+    /// A server certificate signed by `ca` for `sans` (e.g. `IP:127.0.0.1,DNS:localhost`).
+    pub fn server(&self, ca: &CertFiles, name: &str, sans: &str) -> CertFiles {
+        let files = CertFiles {
+            cert: self.path(&format!("{name}.pem")),
+            key: self.path(&format!("{name}.key")),
+        };
+        let csr = self.path(&format!("{name}.csr"));
+        let ext = self.path(&format!("{name}.ext"));
+        std::fs::write(
+            &ext,
+            format!(
+                "subjectAltName={sans}\nbasicConstraints=critical,CA:FALSE\n\
+                 keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+            ),
+        )
+        .expect("write extensions");
+        openssl(
+            self.dir.path(),
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-subj",
+                &format!("/CN={name}"),
+                "-keyout",
+                files.key.to_str().unwrap(),
+                "-out",
+                csr.to_str().unwrap(),
+            ],
+        );
+        openssl(
+            self.dir.path(),
+            &[
+                "x509",
+                "-req",
+                "-in",
+                csr.to_str().unwrap(),
+                "-CA",
+                ca.cert.to_str().unwrap(),
+                "-CAkey",
+                ca.key.to_str().unwrap(),
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                ext.to_str().unwrap(),
+                "-out",
+                files.cert.to_str().unwrap(),
+            ],
+        );
+        files
+    }
+}
+
+/// Adds `user` with `password` to a Mosquitto password file (created when missing).
+pub fn mosquitto_passwd(file: &Path, user: &str, password: &str) {
+    let mut command = Command::new("mosquitto_passwd");
+    if !file.exists() {
+        command.arg("-c");
+    }
+    let status = command
+        .arg("-b")
+        .arg(file)
+        .arg(user)
+        .arg(password)
+        .stdout(Stdio::null())
+        .status()
+        .expect("mosquitto_passwd (comes with mosquitto)");
+    assert!(status.success(), "mosquitto_passwd failed");
+}
+
+/// A Mosquitto with a listener per test need: `port` is plain and anonymous (for the test's
+/// own `Watcher`), and `extra` adds listeners with their own settings (per_listener_settings),
+/// e.g. TLS files or a password file.
+pub struct ConfBroker {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl ConfBroker {
+    pub fn start(extra: &str, extra_ports: &[u16]) -> ConfBroker {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let conf = dir.path().join("mosquitto.conf");
+        // As root Mosquitto would switch to the `mosquitto` user, which cannot read the test's
+        // private temp dirs; `user root` keeps it able to read the certificates and passwords.
+        let text = format!(
+            "user root\nper_listener_settings true\npersistence false\nlog_dest file {}\n\
+             listener {port} 127.0.0.1\nallow_anonymous true\n{extra}\n",
+            dir.path().join("mosquitto.log").display()
+        );
+        std::fs::write(&conf, text).expect("write mosquitto.conf");
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto");
+        let mut broker = ConfBroker {
+            port,
+            dir,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::iter::once(&port)
+            .chain(extra_ports)
+            .all(|p| port_open(*p))
+        {
+            if let Some(child) = broker.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("mosquitto exited ({status}); log:\n{}", broker.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not open its ports; log:\n{}",
+                broker.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        broker
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for ConfBroker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One request as an `HttpStub` received it: the request line and the headers, as sent.
+#[derive(Clone, Debug)]
+pub struct StubRequest {
+    pub head: String,
+}
+
+impl StubRequest {
+    /// The value of header `name` (case-insensitive), if sent.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    }
+}
+
+/// What an `HttpStub` answers to every request.
+#[derive(Clone, Debug)]
+pub enum StubReply {
+    /// A complete response with these extra headers.
+    Fixed {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
+    /// 200 `application/json`, chunked (no Content-Length), never ending: 64 KiB chunks of
+    /// JSON whitespace after an opening `{`, until the client goes away or `limit` bytes.
+    Endless { limit: u64 },
+}
+
+/// A minimal HTTP/1.1 server on 127.0.0.1 that records every request (one per connection).
+pub struct HttpStub {
+    pub addr: std::net::SocketAddr,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<StubRequest>>>,
+    /// Body bytes written per response.
+    sent: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HttpStub {
+    pub async fn start(reply: StubReply) -> HttpStub {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (log, counts) = (requests.clone(), sent.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let (reply, log, counts) = (reply.clone(), log.clone(), counts.clone());
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 * 1024 {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    log.lock().unwrap().push(StubRequest {
+                        head: String::from_utf8_lossy(&head).into_owned(),
+                    });
+                    let mut written = 0u64;
+                    match reply {
+                        StubReply::Fixed {
+                            status,
+                            headers,
+                            body,
+                        } => {
+                            let mut text = format!(
+                                "HTTP/1.1 {status} Stub\r\nContent-Type: application/json\r\n\
+                                 Content-Length: {}\r\nConnection: close\r\n",
+                                body.len()
+                            );
+                            for (name, value) in headers {
+                                text += &format!("{name}: {value}\r\n");
+                            }
+                            text += "\r\n";
+                            text += &body;
+                            if stream.write_all(text.as_bytes()).await.is_ok() {
+                                written = body.len() as u64;
+                            }
+                        }
+                        StubReply::Endless { limit } => {
+                            let start = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                                         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n1\r\n{\r\n";
+                            let chunk = format!("10000\r\n{}\r\n", " ".repeat(0x10000));
+                            if stream.write_all(start.as_bytes()).await.is_ok() {
+                                written = 1;
+                                while written < limit
+                                    && stream.write_all(chunk.as_bytes()).await.is_ok()
+                                {
+                                    written += 0x10000;
+                                }
+                            }
+                        }
+                    }
+                    counts.lock().unwrap().push(written);
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        HttpStub {
+            addr,
+            requests,
+            sent,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> url::Url {
+        url::Url::parse(&format!("http://{}/", self.addr)).expect("URL")
+    }
+
+    pub fn requests(&self) -> Vec<StubRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// Body bytes written for each finished response.
+    pub fn sent(&self) -> Vec<u64> {
+        self.sent.lock().unwrap().clone()
+    }
+}
+
+impl Drop for HttpStub {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// TLS in front of a plain HTTP server (the simulator), like a reverse proxy with its own
+/// certificate in front of DSMR-reader.
+pub struct TlsProxy {
+    pub addr: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TlsProxy {
+    pub async fn start(files: &CertFiles, target: std::net::SocketAddr) -> TlsProxy {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+            .expect("certificate file")
+            .collect::<Result<_, _>>()
+            .expect("certificates");
+        let key = PrivateKeyDer::from_pem_file(&files.key).expect("key");
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    // A client that rejects the certificate ends the handshake: nothing to do.
+                    let Ok(mut tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    if let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
+                    }
+                });
+            }
+        });
+        TlsProxy { addr, task }
+    }
+
+    /// `https://127.0.0.1:PORT/`.
+    pub fn url(&self) -> url::Url {
+        url::Url::parse(&format!("https://{}/", self.addr)).expect("URL")
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Peak resident memory of a process in KiB (`VmHWM`), on Linux.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
