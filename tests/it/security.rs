@@ -531,8 +531,8 @@ fn leaks(log: &str, secret: &str) -> Vec<String> {
         .map(u8::to_string)
         .collect::<Vec<_>>()
         .join(", ");
-    // Base64 of the first 12 bytes is position independent enough to catch `user:secret`
-    // too only when aligned; the plain forms are what matter most.
+    // Base64 only matches when the secret starts a 3-byte group (as `Basic` credentials
+    // would not); the plain form is what matters most.
     [secret.to_owned(), base64, hex, decimal]
         .into_iter()
         .filter(|form| log.contains(form.as_str()))
@@ -556,24 +556,29 @@ fn assert_no_secrets(what: &str, log: &str) {
     }
 }
 
-/// A Mosquitto whose extra listener requires a password: user `bridge` and the `addons` user
-/// the Supervisor hands out. Returns the broker and the port of that listener.
-fn password_broker() -> (ConfBroker, u16) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let passwords = dir.path().join("passwords");
+/// A Mosquitto whose extra listeners require a password (user `bridge`, and the `addons` user
+/// the Supervisor hands out), one plain and one TLS. Returns the broker, the plain and the TLS
+/// port, and the PKI whose `ca.pem` signed the broker's certificate.
+fn password_broker() -> (ConfBroker, u16, u16, Pki) {
+    let pki = Pki::new();
+    let ca = pki.ca("ca");
+    let server = pki.server(&ca, "broker", "IP:127.0.0.1");
+    let passwords = pki.path("passwords");
     mosquitto_passwd(&passwords, "bridge", BROKER_PASSWORD);
     mosquitto_passwd(&passwords, "addons", ADDONS_PASSWORD);
-    let port = free_port();
+    let (port, tls_port) = (free_port(), free_port());
     let broker = ConfBroker::start(
         &format!(
-            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\n",
-            passwords.display()
+            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {pw}\n\
+             listener {tls_port} 127.0.0.1\nallow_anonymous false\npassword_file {pw}\n\
+             certfile {}\nkeyfile {}\n",
+            server.cert.display(),
+            server.key.display(),
+            pw = passwords.display(),
         ),
-        &[port],
+        &[port, tls_port],
     );
-    // Mosquitto has read the file; the temp dir may go.
-    drop(dir);
-    (broker, port)
+    (broker, port, tls_port, pki)
 }
 
 /// Runs until `ready` holds on the log, then stops the bridge with SIGTERM and returns its
@@ -598,11 +603,11 @@ fn with_log_level(mut args: Vec<String>, level: &str) -> Vec<String> {
 
 /// The API key, the broker password and the Supervisor token (and the broker password the
 /// Supervisor hands out) never appear in the bridge's output, at `trace` and with RUST_LOG=trace
-/// (every crate's trace logs: HTTP, TLS, MQTT), whether things work or are refused, and
-/// whichever way the secrets were given: flags, environment, YAML, the Supervisor.
+/// (every crate's trace logs: HTTP, TLS, MQTT), whether things work or are refused, over TCP
+/// and TLS, and whichever way the secrets were given: flags, environment, YAML, Supervisor.
 #[tokio::test]
 async fn secrets_never_appear_in_the_output_even_at_trace() {
-    let (broker, secured) = password_broker();
+    let (broker, secured, secured_tls, pki) = password_broker();
     let sim = Simulator::start(SimOptions {
         api_key: API_KEY.to_owned(),
         ..SimOptions::default()
@@ -621,17 +626,22 @@ async fn secrets_never_appear_in_the_output_even_at_trace() {
     let published = |base: &str| format!("published topic={base}/reading/electricity_delivered_1");
     let mut logs = Vec::new();
 
-    // 1. Secrets as flags (the Supervisor token is set but unused), --log-level trace.
+    // 1. Secrets as flags, the broker over TLS (the Supervisor token is set but unused),
+    //    --log-level trace.
+    let ca_file = path_arg(&pki.path("ca.pem"));
     let flags = with_log_level(
         args(
             &sim.url(),
-            secured,
+            secured_tls,
             "flags",
             &[
                 "--mqtt-username",
                 "bridge",
                 "--mqtt-password",
                 BROKER_PASSWORD,
+                "--mqtt-tls",
+                "--mqtt-ca-file",
+                &ca_file,
             ],
         ),
         "trace",
@@ -728,6 +738,12 @@ async fn secrets_never_appear_in_the_output_even_at_trace() {
         );
         assert_no_secrets(what, log);
     }
+    // ... and at trace rustls logs the handshake that carried the broker password.
+    assert!(
+        logs[0].1.contains("TRACE Sending ClientHello"),
+        "expected rustls' trace output:\n{}",
+        logs[0].1
+    );
     // The values really flowed where the secrets were right.
     let seen = watcher.all();
     for base in ["flags", "supervised"] {
