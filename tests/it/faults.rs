@@ -204,8 +204,8 @@ async fn dsmr_reader_faults_mark_unavailable_and_recover() {
         watcher
             .wait_for(&format!("offline on {name}"), LONG, |seen| {
                 seen.iter()
-                    .filter(|s| s.topic == status)
-                    .last()
+                    .rev()
+                    .find(|s| s.topic == status)
                     .is_some_and(|s| s.payload == "offline")
             })
             .await;
@@ -233,8 +233,8 @@ async fn dsmr_reader_faults_mark_unavailable_and_recover() {
         watcher
             .wait_for(&format!("online after {name}"), LONG, |seen| {
                 seen.iter()
-                    .filter(|s| s.topic == status)
-                    .last()
+                    .rev()
+                    .find(|s| s.topic == status)
                     .is_some_and(|s| s.payload == "online")
             })
             .await;
@@ -244,8 +244,8 @@ async fn dsmr_reader_faults_mark_unavailable_and_recover() {
     watcher
         .wait_for("offline when refused", LONG, |seen| {
             seen.iter()
-                .filter(|s| s.topic == status)
-                .last()
+                .rev()
+                .find(|s| s.topic == status)
                 .is_some_and(|s| s.payload == "offline")
         })
         .await;
@@ -254,8 +254,8 @@ async fn dsmr_reader_faults_mark_unavailable_and_recover() {
     watcher
         .wait_for("online again", Duration::from_secs(90), |seen| {
             seen.iter()
-                .filter(|s| s.topic == status)
-                .last()
+                .rev()
+                .find(|s| s.topic == status)
                 .is_some_and(|s| s.payload == "online")
         })
         .await;
