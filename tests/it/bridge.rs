@@ -5,43 +5,12 @@ use std::time::Duration;
 use dsmr_bridge::sim::{SimOptions, Simulator};
 use serde_json::Value;
 
-use crate::harness::{Bridge, Broker, SIM_KEY, Watcher, args, bridge_command, fixture, retained};
+use crate::harness::{
+    Bridge, Broker, SIM_KEY, Watcher, args, bridge_command, fixture, fixture_sim, retained,
+    sim_options,
+};
 
 const LONG: Duration = Duration::from_secs(20);
-
-fn sim_options() -> SimOptions {
-    SimOptions {
-        api_key: SIM_KEY.to_owned(),
-        ..SimOptions::default()
-    }
-}
-
-/// A simulator that serves the captured responses of a real DSMR-reader 5.11.
-async fn fixture_sim() -> Simulator {
-    let sim = Simulator::start(sim_options()).await.expect("simulator");
-    let serve = |path: &str, file: &str| {
-        sim.override_endpoint(path, 200, "application/json", fixture(file))
-    };
-    serve(
-        "/api/v2/datalogger/dsmrreading",
-        "v2_datalogger_dsmrreading_latest.json",
-    );
-    serve(
-        "/api/v2/datalogger/meter-statistics",
-        "v2_datalogger_meter-statistics.json",
-    );
-    serve("/api/v2/consumption/today", "v2_consumption_today.json");
-    serve(
-        "/api/v2/consumption/quarter-hour-peak-electricity",
-        "v2_consumption_quarter-hour-peak-electricity_latest.json",
-    );
-    serve("/api/v2/application/version", "v2_application_version.json");
-    serve(
-        "/api/v2/application/monitoring",
-        "v2_application_monitoring.json",
-    );
-    sim
-}
 
 fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))

@@ -6,16 +6,9 @@ use std::time::Duration;
 
 use dsmr_bridge::sim::{Fault, SimOptions, Simulator};
 
-use crate::harness::{Bridge, Broker, SIM_KEY, Watcher, args, retained};
+use crate::harness::{Bridge, Broker, SIM_KEY, Watcher, args, retained, sim_options};
 
 const LONG: Duration = Duration::from_secs(30);
-
-fn sim_options() -> SimOptions {
-    SimOptions {
-        api_key: SIM_KEY.to_owned(),
-        ..SimOptions::default()
-    }
-}
 
 /// The reading fields the simulator serves now, as DSMR-reader's API returns them.
 async fn sim_values(sim: &Simulator) -> BTreeMap<String, String> {

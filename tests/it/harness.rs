@@ -385,6 +385,44 @@ pub fn args(dsmr: &url::Url, port: u16, base: &str, extra: &[&str]) -> Vec<Strin
 
 pub const SIM_KEY: &str = "TESTKEY0123456789";
 
+/// The simulator's default meter (three phases, gas, solar) with the tests' API key.
+pub fn sim_options() -> dsmr_bridge::sim::SimOptions {
+    dsmr_bridge::sim::SimOptions {
+        api_key: SIM_KEY.to_owned(),
+        ..dsmr_bridge::sim::SimOptions::default()
+    }
+}
+
+/// A simulator that serves the captured responses of a real DSMR-reader 5.11.
+pub async fn fixture_sim() -> dsmr_bridge::sim::Simulator {
+    let sim = dsmr_bridge::sim::Simulator::start(sim_options())
+        .await
+        .expect("simulator");
+    for (path, file) in [
+        (
+            "/api/v2/datalogger/dsmrreading",
+            "v2_datalogger_dsmrreading_latest.json",
+        ),
+        (
+            "/api/v2/datalogger/meter-statistics",
+            "v2_datalogger_meter-statistics.json",
+        ),
+        ("/api/v2/consumption/today", "v2_consumption_today.json"),
+        (
+            "/api/v2/consumption/quarter-hour-peak-electricity",
+            "v2_consumption_quarter-hour-peak-electricity_latest.json",
+        ),
+        ("/api/v2/application/version", "v2_application_version.json"),
+        (
+            "/api/v2/application/monitoring",
+            "v2_application_monitoring.json",
+        ),
+    ] {
+        sim.override_endpoint(path, 200, "application/json", fixture(file));
+    }
+    sim
+}
+
 pub fn fixture(name: &str) -> String {
     std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -11,45 +11,10 @@ use dsmr_bridge::sim::{SimOptions, Simulator};
 
 use crate::harness::{
     Bridge, Broker, ConfBroker, HttpStub, Pki, SIM_KEY, StubReply, TlsProxy, Watcher, args,
-    fixture, free_port, mosquitto_passwd, retained,
+    fixture, fixture_sim, free_port, mosquitto_passwd, retained, sim_options,
 };
 
 const LONG: Duration = Duration::from_secs(20);
-
-fn sim_options() -> SimOptions {
-    SimOptions {
-        api_key: SIM_KEY.to_owned(),
-        ..SimOptions::default()
-    }
-}
-
-/// A simulator that serves the captured responses of a real DSMR-reader 5.11.
-async fn fixture_sim() -> Simulator {
-    let sim = Simulator::start(sim_options()).await.expect("simulator");
-    for (path, file) in [
-        (
-            "/api/v2/datalogger/dsmrreading",
-            "v2_datalogger_dsmrreading_latest.json",
-        ),
-        (
-            "/api/v2/datalogger/meter-statistics",
-            "v2_datalogger_meter-statistics.json",
-        ),
-        ("/api/v2/consumption/today", "v2_consumption_today.json"),
-        (
-            "/api/v2/consumption/quarter-hour-peak-electricity",
-            "v2_consumption_quarter-hour-peak-electricity_latest.json",
-        ),
-        ("/api/v2/application/version", "v2_application_version.json"),
-        (
-            "/api/v2/application/monitoring",
-            "v2_application_monitoring.json",
-        ),
-    ] {
-        sim.override_endpoint(path, 200, "application/json", fixture(file));
-    }
-    sim
-}
 
 /// The log lines that contain `needle`.
 fn lines_with(log: &str, needle: &str) -> Vec<String> {
