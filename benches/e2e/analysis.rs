@@ -23,6 +23,9 @@ pub struct Poll {
     pub t_reading: Option<Instant>,
     /// The API answered the last request of the cycle.
     pub t_done: Instant,
+    /// Time the requests after the reading's spent in the API (request in → answer out at the
+    /// pass-through): DSMR-reader's time, not the bridge's.
+    pub api_after_reading: Duration,
     pub snapshot: Snapshot,
     pub failed: bool,
 }
@@ -53,12 +56,16 @@ pub fn polls(exchanges: &[Exchange]) -> Vec<Poll> {
                 t_start: e.t_in,
                 t_reading: None,
                 t_done: e.t_out,
+                api_after_reading: Duration::ZERO,
                 snapshot: Snapshot::default(),
                 failed: false,
             });
         }
         let Some(poll) = out.last_mut() else { continue };
         poll.t_done = poll.t_done.max(e.t_out);
+        if poll.t_reading.is_some() {
+            poll.api_after_reading += e.t_out.duration_since(e.t_in);
+        }
         let Some(value) = (e.status == 200)
             .then(|| serde_json::from_slice::<Value>(&e.body).ok())
             .flatten()
@@ -401,16 +408,24 @@ pub fn fidelity(
     f
 }
 
-/// Per poll with changed values: the time from the API answering the request for the newest
-/// reading until the last of the poll's changed values reached the subscriber. Polls that
-/// started before `from` are skipped (start-up). Returns the latencies and the number of
-/// changed values never seen.
+/// Latency of one poll's changed values.
+#[derive(Debug, Clone, Copy)]
+pub struct PollLatency {
+    /// From the API answering the request for the newest reading until the last of the poll's
+    /// changed values reached the subscriber.
+    pub total: Duration,
+    /// The same without the time the poll's later requests spent in the API.
+    pub own: Duration,
+}
+
+/// The latency of every poll with changed values. Polls that started before `from` are skipped
+/// (start-up). Returns them and the number of changed values never seen.
 pub fn latencies(
     polls: &[Poll],
     offered: &[Vec<Message>],
     seen: &[Seen],
     from: Instant,
-) -> (Vec<Duration>, u64) {
+) -> (Vec<PollLatency>, u64) {
     let mut received: HashMap<&str, Vec<(Instant, &str)>> = HashMap::new();
     for s in seen {
         received
@@ -449,8 +464,11 @@ pub fn latencies(
                 None => missing += 1,
             }
         }
-        if let Some(w) = worst {
-            out.push(w);
+        if let Some(total) = worst {
+            out.push(PollLatency {
+                total,
+                own: total.saturating_sub(poll.api_after_reading),
+            });
         }
     }
     (out, missing)
