@@ -88,7 +88,8 @@ pub async fn snapshots(
     Ok(out)
 }
 
-/// A runtime for the async helpers above.
+/// A runtime for the async helpers above and the end-to-end benchmark's simulator and
+/// pass-through.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

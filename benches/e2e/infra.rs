@@ -162,7 +162,8 @@ pub struct Subscriber {
     seen: Arc<Mutex<Vec<Seen>>>,
     arrived: Arc<tokio::sync::Notify>,
     connacks: Arc<Mutex<Vec<Instant>>>,
-    task: tokio::task::JoinHandle<()>,
+    stop: CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Subscriber {
@@ -189,10 +190,18 @@ impl Subscriber {
         let (sink, acks, notify) = (seen.clone(), connacks.clone(), arrived.clone());
         // One SUBACK per subscribe request.
         let mut pending = filters.len();
-        let task = tokio::spawn(async move {
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        // A thread and runtime of its own, so that arrival times are taken when the message
+        // arrives, not when the benchmark's simulator and pass-through leave a worker free.
+        let receive = async move {
             let mut subscribed_tx = Some(subscribed_tx);
             loop {
-                match eventloop.poll().await {
+                let event = tokio::select! {
+                    event = eventloop.poll() => event,
+                    () = stopped.cancelled() => return,
+                };
+                match event {
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         lock(&sink).push(Seen {
                             at: Instant::now(),
@@ -215,7 +224,13 @@ impl Subscriber {
                     Err(_) => tokio::time::sleep(Duration::from_millis(2)).await,
                 }
             }
-        });
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let thread = std::thread::Builder::new()
+            .name("subscriber".into())
+            .spawn(move || runtime.block_on(receive))?;
         // Until SUBACK nothing is guaranteed to be seen.
         tokio::time::timeout(Duration::from_secs(10), subscribed_rx)
             .await
@@ -225,7 +240,8 @@ impl Subscriber {
             seen,
             arrived,
             connacks,
-            task,
+            stop,
+            thread: Some(thread),
         })
     }
 
@@ -283,7 +299,10 @@ impl Subscriber {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop.cancel();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -594,6 +613,42 @@ pub fn status_kib(pid: u32, key: &str) -> Option<u64> {
         .next()?
         .parse()
         .ok()
+}
+
+/// The host's CPU steal time since the last snapshot: another guest on the same host running
+/// on our CPUs. It shows when a run was disturbed from outside this machine.
+#[derive(Debug, Clone, Copy)]
+pub struct Steal {
+    steal: u64,
+    total: u64,
+}
+
+impl Steal {
+    pub fn now() -> Self {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let ticks: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        Self {
+            steal: ticks.get(7).copied().unwrap_or(0),
+            total: ticks.iter().take(8).sum(),
+        }
+    }
+
+    /// Percentage of CPU time stolen since `self`.
+    pub fn percent_since(self) -> f64 {
+        let now = Self::now();
+        let total = now.total.saturating_sub(self.total);
+        if total == 0 {
+            return 0.0;
+        }
+        100.0 * now.steal.saturating_sub(self.steal) as f64 / total as f64
+    }
 }
 
 pub fn file_size(path: &Path) -> Option<u64> {

@@ -216,7 +216,7 @@ fn main() -> anyhow::Result<()> {
             say(&format!("latency run {}/{runs}", run + 1));
             let r = rt.block_on(latency(&args.plan))?;
             say(&format!(
-                "{} polls, own p50 {:.2} ms, p99 {:.2} ms (with API time p99 {:.2} ms), floor p99 {:.2} ms; changes {}, lost {} {:?}",
+                "{} polls, own p50 {:.2} ms, p99 {:.2} ms (with API time p99 {:.2} ms), floor p99 {:.2} ms; changes {}, lost {} {:?}; steal {:.1} %",
                 r.polls,
                 r.p50_ms,
                 r.p99_ms,
@@ -224,7 +224,8 @@ fn main() -> anyhow::Result<()> {
                 r.floor_p99_ms,
                 r.fidelity.changes,
                 r.fidelity.lost,
-                r.fidelity.lost_at
+                r.fidelity.lost_at,
+                r.steal_pct
             ));
             results.latency.push(r);
         }
@@ -279,6 +280,7 @@ pub struct FloodRun {
     pub bridge_cpu: Duration,
     pub heap: alloc::Counters,
     pub allocs_per_poll: f64,
+    pub steal_pct: f64,
 }
 
 impl FloodRun {
@@ -293,7 +295,7 @@ impl FloodRun {
     fn summary(&self) -> String {
         let h = self.sim_hours;
         format!(
-            "{:.2} sim h in {:.1} s, {} polls ({:.0}/h): bridge {:.0} msg/h, limit {:.0}, naive {:.0}, DSMR-reader {:.0}; lost {} (at polls {:?}), before connect {}, unexpected {}, final wrong {}; published {} seen {}; cpu {:.3} s/h",
+            "{:.2} sim h in {:.1} s, {} polls ({:.0}/h): bridge {:.0} msg/h, limit {:.0}, naive {:.0}, DSMR-reader {:.0}; lost {} (at polls {:?}), before connect {}, unexpected {}, final wrong {}; published {} seen {}; cpu {:.3} s/h; steal {:.1} %",
             h,
             self.real.as_secs_f64(),
             self.polls,
@@ -310,6 +312,7 @@ impl FloodRun {
             self.stats.published,
             self.seen_total,
             self.bridge_cpu.as_secs_f64() / h,
+            self.steal_pct,
         )
     }
 }
@@ -367,6 +370,7 @@ async fn flood(plan: &Plan, span: Duration, cache_ttl: Duration) -> anyhow::Resu
     let speed = plan.flood_speed;
     let start = DAY_START;
     let rig = rig(start, speed, false, "bench-flood").await?;
+    let steal = infra::Steal::now();
     let t0 = Instant::now();
     let bridge = spawn_bridge(&rig, speed, cache_ttl)?;
     wait_sim(&rig.sim, start + span).await;
@@ -374,6 +378,7 @@ async fn flood(plan: &Plan, span: Duration, cache_ttl: Duration) -> anyhow::Resu
     let t_pause = Instant::now();
     let sim_hours = (rig.sim.now() - start).as_seconds_f64() / 3600.0;
     let bridge_cpu = bridge.cpu();
+    let steal_pct = steal.percent_since();
     // The last poll's values reach the broker; later polls repeat them.
     sleep(Duration::from_millis(200)).await;
     let outcome = stop_bridge(bridge).await?;
@@ -401,6 +406,7 @@ async fn flood(plan: &Plan, span: Duration, cache_ttl: Duration) -> anyhow::Resu
         heap: outcome.heap,
         allocs_per_poll: outcome.heap.allocs as f64 / polls.len().max(1) as f64,
         bridge_cpu,
+        steal_pct,
         ..FloodRun::default()
     };
     for e in exchanges.iter().filter(|e| e.t_in < t_pause) {
@@ -620,6 +626,7 @@ async fn outage(plan: &Plan) -> anyhow::Result<OutageRun> {
 #[derive(Debug, Default, Clone)]
 pub struct LatencyRun {
     pub speed: f64,
+    pub steal_pct: f64,
     pub fidelity: Fidelity,
     pub polls: usize,
     pub missing: u64,
@@ -639,6 +646,7 @@ async fn latency(plan: &Plan) -> anyhow::Result<LatencyRun> {
     let speed = plan.latency_speed;
     let start = DAY_START + 11 * HOUR;
     let rig = rig(start, speed, false, "bench-latency").await?;
+    let steal = infra::Steal::now();
     let floor = publish_floor(rig.broker.port).await?;
     rig.sub.take();
     let t0 = Instant::now();
@@ -646,6 +654,7 @@ async fn latency(plan: &Plan) -> anyhow::Result<LatencyRun> {
     sleep(plan.latency_real).await;
     rig.sim.pause_clock(true);
     sleep(Duration::from_millis(100)).await;
+    let steal_pct = steal.percent_since();
     stop_bridge(bridge).await?;
     let seen = rig.sub.take();
     let exchanges = rig.proxy.take();
@@ -660,6 +669,7 @@ async fn latency(plan: &Plan) -> anyhow::Result<LatencyRun> {
     let total: Vec<Duration> = lat.iter().map(|l| l.total).collect();
     Ok(LatencyRun {
         speed,
+        steal_pct,
         fidelity,
         polls: lat.len(),
         missing,
@@ -819,6 +829,7 @@ async fn startup(plan: &Plan) -> anyhow::Result<StartupRuns> {
 #[derive(Debug, Default, Clone)]
 pub struct FootprintRun {
     pub window: Duration,
+    pub steal_pct: f64,
     /// CPU per poll of the 5x process, and CPU per real hour it implies at 5 s polling.
     pub cpu_per_poll_ms: f64,
     pub polls: u64,
@@ -881,6 +892,7 @@ async fn footprint(plan: &Plan) -> anyhow::Result<FootprintRun> {
     let polls0 = sims[0].requests(reading);
     let req0 = requests(&sims[2]);
     let mosq0 = infra::process_cpu(mosquitto);
+    let steal = infra::Steal::now();
     sleep(plan.footprint_real - plan.footprint_skip).await;
     let window = t0.elapsed();
     let cpu1: Vec<Duration> = pids.iter().map(|&p| infra::process_cpu(p)).collect();
@@ -890,6 +902,7 @@ async fn footprint(plan: &Plan) -> anyhow::Result<FootprintRun> {
     let mosq1 = infra::process_cpu(mosquitto);
     let mut r = FootprintRun {
         window,
+        steal_pct: steal.percent_since(),
         polls,
         sim_hours_day: (sims[1].now() - day_start).as_seconds_f64() / 3600.0,
         mosquitto_hwm_kib: infra::status_kib(mosquitto, "VmHWM").unwrap_or(0),
