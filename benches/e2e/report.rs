@@ -46,7 +46,8 @@ pub struct Machine {
     pub rustc: String,
     pub mosquitto: String,
     pub commit: String,
-    pub dirty: bool,
+    /// Tracked files with uncommitted changes when the run started (others' work in progress).
+    pub dirty: Vec<String>,
     pub date: String,
     /// /proc/loadavg at the start: other work on the machine adds noise.
     pub load: String,
@@ -97,8 +98,16 @@ impl Machine {
             rustc: command_line("rustc", &["--version"]),
             mosquitto: command_line("mosquitto", &["-h"]),
             commit: command_line("git", &["rev-parse", "--short", "HEAD"]),
-            dirty: !command_line("git", &["status", "--porcelain", "--untracked-files=no"])
-                .is_empty(),
+            dirty: Command::new("git")
+                .args(["status", "--porcelain", "--untracked-files=no"])
+                .output()
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .filter_map(|l| l.get(3..).map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
             load: std::fs::read_to_string("/proc/loadavg")
                 .unwrap_or_default()
                 .split_whitespace()
@@ -300,10 +309,17 @@ pub fn render(r: &Results) -> String {
         m.mosquitto,
         m.load,
         m.commit,
-        if m.dirty {
-            " (working tree had uncommitted changes)"
+        if m.dirty.is_empty() {
+            String::new()
         } else {
-            ""
+            format!(
+                " (uncommitted changes in the working tree: {})",
+                m.dirty
+                    .iter()
+                    .map(|p| format!("`{p}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         },
         m.date
     );
