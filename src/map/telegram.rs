@@ -121,7 +121,9 @@ fn equipment_id(raw: &str) -> Option<String> {
     if raw.is_empty() || raw.len() > 96 || !raw.chars().all(|c| c.is_ascii_alphanumeric()) {
         return None;
     }
-    let decoded = (raw.len() % 2 == 0)
+    let decoded = raw
+        .len()
+        .is_multiple_of(2)
         .then(|| {
             (0..raw.len())
                 .step_by(2)

@@ -247,13 +247,12 @@ impl MqttSink {
         if let Some(client) = self.client.take() {
             let _ = client.try_disconnect();
         }
-        if let Some(driver) = self.driver.take() {
-            if tokio::time::timeout(Duration::from_millis(500), driver)
+        if let Some(driver) = self.driver.take()
+            && tokio::time::timeout(Duration::from_millis(500), driver)
                 .await
                 .is_err()
-            {
-                debug!("broker connection did not close in time");
-            }
+        {
+            debug!("broker connection did not close in time");
         }
         self.stop.cancel();
     }

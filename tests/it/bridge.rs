@@ -656,3 +656,48 @@ async fn dsmr_reader_outage_makes_entities_unavailable_and_recovers() {
         .await;
     bridge.wait_log("DSMR-reader answers again", LONG).await;
 }
+
+/// Inside Home Assistant, broker options set by the user win over the Supervisor's broker:
+/// the services API is not even asked.
+#[tokio::test]
+async fn explicit_broker_options_win_over_the_supervisor() {
+    let broker = Broker::start();
+    let sim = fixture_sim().await;
+    let supervisor = Simulator::start(sim_options())
+        .await
+        .expect("supervisor stand-in");
+    supervisor.override_endpoint(
+        "/services/mqtt",
+        200,
+        "application/json",
+        r#"{"result": "ok", "data": {"host": "127.0.0.1", "port": 9, "ssl": false, "username": "addons", "password": "x"}}"#.to_owned(),
+    );
+    let data = tempfile::tempdir().unwrap();
+    let options = data.path().join("options.json");
+    std::fs::write(
+        &options,
+        serde_json::json!({
+            "dsmr_reader_url": sim.url().to_string(),
+            "dsmr_reader_api_key": SIM_KEY,
+            "mqtt_host": "127.0.0.1",
+            "mqtt_port": broker.port,
+            "base_topic": "explicit",
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let _bridge = Bridge::start_with_env(
+        &["--options".to_owned(), options.display().to_string()],
+        &[
+            ("SUPERVISOR_TOKEN", "token".to_owned()),
+            ("DSMR_BRIDGE_SUPERVISOR_URL", supervisor.url().to_string()),
+        ],
+    );
+    let watcher = Watcher::connect(broker.port, &["explicit/status"]).await;
+    watcher
+        .wait_for("online on the configured broker", LONG, |seen| {
+            seen.iter().any(|s| s.payload == "online")
+        })
+        .await;
+    assert_eq!(supervisor.requests("/services/mqtt"), 0);
+}

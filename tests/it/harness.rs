@@ -59,7 +59,7 @@ impl Broker {
     fn launch(&mut self) {
         let conf = self.dir.path().join("mosquitto.conf");
         let mut text = format!(
-            "listener {} 127.0.0.1\nallow_anonymous true\nlog_dest file {}\n",
+            "listener {} 127.0.0.1\nallow_anonymous true\nuser root\nlog_dest file {}\n",
             self.port,
             self.dir.path().join("mosquitto.log").display()
         );
