@@ -180,9 +180,7 @@ impl Pipeline {
                 let offered = self.state.apply(&snapshot, OffsetDateTime::now_utc());
                 self.polled_values += offered.len() as u64;
                 self.offer_discovery_if_changed();
-                let messages: Vec<Message> =
-                    map::state_messages(&self.state, &self.topics, offered).collect();
-                for message in messages {
+                for message in map::state_messages(&self.state, &self.topics, offered) {
                     self.dedup.offer(message);
                 }
             }
@@ -191,9 +189,7 @@ impl Pipeline {
                     .state
                     .set_reachable(matches!(event, SourceEvent::Reachable));
                 self.offer_discovery_if_changed();
-                let messages: Vec<Message> =
-                    map::state_messages(&self.state, &self.topics, [index]).collect();
-                for message in messages {
+                for message in map::state_messages(&self.state, &self.topics, [index]) {
                     self.dedup.offer(message);
                 }
             }

@@ -142,6 +142,8 @@ pub struct MeterState {
     values: Vec<Option<String>>,
     exists: Vec<bool>,
     identity: MeterIdentity,
+    /// Of the telegram lines the identity was last read from.
+    identity_fingerprint: Option<u64>,
     reader_version: Option<String>,
     guard: RegisterGuard,
     last_reading_at: Option<OffsetDateTime>,
@@ -159,6 +161,7 @@ impl MeterState {
             values: vec![None; SENSORS.len()],
             exists: vec![false; SENSORS.len()],
             identity: MeterIdentity::fallback(fallback_id),
+            identity_fingerprint: None,
             reader_version: None,
             guard: RegisterGuard::default(),
             last_reading_at: None,
@@ -206,7 +209,7 @@ impl MeterState {
     /// Applies one poll. Returns the table indices whose current value should be offered for
     /// publishing (every valid value fetched in this poll, changed or not: dedup decides).
     pub fn apply(&mut self, snapshot: &Snapshot, now: OffsetDateTime) -> Vec<usize> {
-        let mut offered = Vec::new();
+        let mut offered = Vec::with_capacity(SENSORS.len());
         if let Some(stats) = &snapshot.meter_stats {
             self.apply_identity(stats);
             self.apply_endpoint(Endpoint::MeterStats, stats, now, &mut offered);
@@ -260,6 +263,11 @@ impl MeterState {
         let Some(Value::String(telegram)) = stats.get("latest_telegram") else {
             return;
         };
+        let fingerprint = telegram::identity_fingerprint(telegram);
+        if self.identity_fingerprint == Some(fingerprint) {
+            return;
+        }
+        self.identity_fingerprint = Some(fingerprint);
         let found = MeterIdentity::from_telegram(telegram, &self.identity);
         // Going from the fallback id to the telegram's is the normal start, not a swap.
         if found.electricity != self.identity.electricity

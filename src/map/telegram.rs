@@ -108,11 +108,35 @@ fn obis_value<'a>(line: &'a str, code: &str) -> Option<&'a str> {
 }
 
 /// M-Bus channels 1–4 carry the gas meter's id as `0-n:96.1.0` (NL) or `0-n:96.1.1` (BE).
+/// Matched without formatting: this runs on every line of every poll's telegram.
 fn gas_equipment_line(line: &str) -> Option<&str> {
-    (1..=4).find_map(|channel| {
-        obis_value(line, &format!("0-{channel}:96.1.0"))
-            .or_else(|| obis_value(line, &format!("0-{channel}:96.1.1")))
-    })
+    let rest = line.strip_prefix("0-")?;
+    let channel = rest.as_bytes().first()?;
+    if !(b'1'..=b'4').contains(channel) {
+        return None;
+    }
+    let rest = &rest[1..];
+    rest.strip_prefix(":96.1.0(")
+        .or_else(|| rest.strip_prefix(":96.1.1("))?
+        .split(')')
+        .next()
+}
+
+/// A hash of the telegram lines that identify the meters (header, equipment ids, DSMR
+/// version). The identity is parsed again only when it changes, not on every poll.
+pub fn identity_fingerprint(telegram: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for line in telegram.lines().map(str::trim) {
+        if line.starts_with('/')
+            || line.starts_with("0-0:96.1.1(")
+            || line.starts_with("1-3:0.2.8(")
+            || gas_equipment_line(line).is_some()
+        {
+            line.hash(&mut hasher);
+        }
+    }
+    hasher.finish()
 }
 
 /// Most meters send their id hex-encoded (`4530303...` is `E00...`); show it decoded when it is
