@@ -86,10 +86,6 @@ impl Pipeline {
         }
     }
 
-    pub fn stats(&self) -> Stats {
-        self.dedup.stats()
-    }
-
     /// Runs until `shutdown`, then says `offline` and flushes what it can.
     pub async fn run(
         mut self,
@@ -235,13 +231,7 @@ impl Pipeline {
         }
         self.dedup
             .offer(Message::new(self.topics.bridge_status.clone(), "online"));
-        let messages: Vec<Message> = map::state_messages(
-            &self.state,
-            &self.topics,
-            self.state.current().collect::<Vec<_>>(),
-        )
-        .collect();
-        for message in messages {
+        for message in map::state_messages(&self.state, &self.topics, self.state.current()) {
             self.dedup.offer(message);
         }
     }

@@ -77,10 +77,6 @@ impl Dedup {
         self.queue.len()
     }
 
-    pub fn in_flight_len(&self) -> usize {
-        self.in_flight.len()
-    }
-
     /// Nothing queued and nothing unacknowledged.
     pub fn is_idle(&self) -> bool {
         self.queue.is_empty() && self.in_flight.is_empty()

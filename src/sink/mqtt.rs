@@ -128,7 +128,6 @@ pub struct MqttSink {
     qos: QoS,
     stop: CancellationToken,
     driver: Option<tokio::task::JoinHandle<()>>,
-    endpoint: String,
 }
 
 impl MqttSink {
@@ -138,7 +137,7 @@ impl MqttSink {
         let (tx, rx) = mpsc::channel(WINDOW * 4);
         let stop = CancellationToken::new();
         let endpoint = format!("{}:{}", config.host, config.port);
-        let driver = tokio::spawn(drive(options, tx, stop.clone(), endpoint.clone()));
+        let driver = tokio::spawn(drive(options, tx, stop.clone(), endpoint));
         Ok(Self {
             events: rx,
             client: None,
@@ -147,7 +146,6 @@ impl MqttSink {
             qos: qos_of(config.qos),
             stop,
             driver: Some(driver),
-            endpoint,
         })
     }
 
@@ -264,10 +262,6 @@ impl MqttSink {
             driver.abort();
         }
         self.stop.cancel();
-    }
-
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
     }
 }
 

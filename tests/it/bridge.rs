@@ -545,6 +545,34 @@ async fn leftovers_of_an_earlier_run_are_removed_at_startup() {
     );
 }
 
+/// A Supervisor stand-in whose `/services/mqtt` answers `status` with `body`.
+async fn supervisor(status: u16, body: String) -> Simulator {
+    let supervisor = Simulator::start(sim_options())
+        .await
+        .expect("supervisor stand-in");
+    supervisor.override_endpoint("/services/mqtt", status, "application/json", body);
+    supervisor
+}
+
+/// Starts the bridge as the Supervisor does: `options` written to an options.json (kept in
+/// `dir`), `SUPERVISOR_TOKEN` set, the services API at `supervisor`.
+fn start_supervised(
+    dir: &tempfile::TempDir,
+    options: Value,
+    supervisor: &Simulator,
+    token: &str,
+) -> Bridge {
+    let path = dir.path().join("options.json");
+    std::fs::write(&path, options.to_string()).unwrap();
+    Bridge::start_with_env(
+        &["--options".to_owned(), path.display().to_string()],
+        &[
+            ("SUPERVISOR_TOKEN", token.to_owned()),
+            ("DSMR_BRIDGE_SUPERVISOR_URL", supervisor.url().to_string()),
+        ],
+    )
+}
+
 /// Started as the Supervisor starts the app: options from `/data/options.json` (here a
 /// temporary file), `SUPERVISOR_TOKEN` set, no broker options. The broker comes from the
 /// services API, which answers "Service not enabled" while the broker app starts.
@@ -552,40 +580,24 @@ async fn leftovers_of_an_earlier_run_are_removed_at_startup() {
 async fn broker_from_the_supervisor_services_api() {
     let broker = Broker::start();
     let sim = fixture_sim().await;
-    let supervisor = Simulator::start(sim_options())
-        .await
-        .expect("supervisor stand-in");
-    supervisor.override_endpoint(
-        "/services/mqtt",
+    let supervisor = supervisor(
         400,
-        "application/json",
         r#"{"result": "error", "message": "Service not enabled", "data": {}}"#.to_owned(),
-    );
-    let data = tempfile::tempdir().unwrap();
-    let options = data.path().join("options.json");
-    std::fs::write(
-        &options,
-        serde_json::json!({
-            "dsmr_reader_url": sim.url().to_string(),
-            "dsmr_reader_api_key": SIM_KEY,
-            "poll_interval": 1,
-            "mqtt_qos": 1,
-            "base_topic": "supervised",
-            "discovery": true,
-            "discovery_prefix": "homeassistant",
-            "cache_ttl": 3600,
-            "log_level": "debug"
-        })
-        .to_string(),
     )
-    .unwrap();
-    let bridge = Bridge::start_with_env(
-        &["--options".to_owned(), options.display().to_string()],
-        &[
-            ("SUPERVISOR_TOKEN", "supervisor-token-secret".to_owned()),
-            ("DSMR_BRIDGE_SUPERVISOR_URL", supervisor.url().to_string()),
-        ],
-    );
+    .await;
+    let data = tempfile::tempdir().unwrap();
+    let options = serde_json::json!({
+        "dsmr_reader_url": sim.url().to_string(),
+        "dsmr_reader_api_key": SIM_KEY,
+        "poll_interval": 1,
+        "mqtt_qos": 1,
+        "base_topic": "supervised",
+        "discovery": true,
+        "discovery_prefix": "homeassistant",
+        "cache_ttl": 3600,
+        "log_level": "debug"
+    });
+    let bridge = start_supervised(&data, options, &supervisor, "supervisor-token-secret");
     bridge
         .wait_log("install and start the Mosquitto broker app", LONG)
         .await;
@@ -663,36 +675,20 @@ async fn dsmr_reader_outage_makes_entities_unavailable_and_recovers() {
 async fn explicit_broker_options_win_over_the_supervisor() {
     let broker = Broker::start();
     let sim = fixture_sim().await;
-    let supervisor = Simulator::start(sim_options())
-        .await
-        .expect("supervisor stand-in");
-    supervisor.override_endpoint(
-        "/services/mqtt",
+    let supervisor = supervisor(
         200,
-        "application/json",
         r#"{"result": "ok", "data": {"host": "127.0.0.1", "port": 9, "ssl": false, "username": "addons", "password": "x"}}"#.to_owned(),
-    );
-    let data = tempfile::tempdir().unwrap();
-    let options = data.path().join("options.json");
-    std::fs::write(
-        &options,
-        serde_json::json!({
-            "dsmr_reader_url": sim.url().to_string(),
-            "dsmr_reader_api_key": SIM_KEY,
-            "mqtt_host": "127.0.0.1",
-            "mqtt_port": broker.port,
-            "base_topic": "explicit",
-        })
-        .to_string(),
     )
-    .unwrap();
-    let _bridge = Bridge::start_with_env(
-        &["--options".to_owned(), options.display().to_string()],
-        &[
-            ("SUPERVISOR_TOKEN", "token".to_owned()),
-            ("DSMR_BRIDGE_SUPERVISOR_URL", supervisor.url().to_string()),
-        ],
-    );
+    .await;
+    let data = tempfile::tempdir().unwrap();
+    let options = serde_json::json!({
+        "dsmr_reader_url": sim.url().to_string(),
+        "dsmr_reader_api_key": SIM_KEY,
+        "mqtt_host": "127.0.0.1",
+        "mqtt_port": broker.port,
+        "base_topic": "explicit",
+    });
+    let _bridge = start_supervised(&data, options, &supervisor, "token");
     let watcher = Watcher::connect(broker.port, &["explicit/status"]).await;
     watcher
         .wait_for("online on the configured broker", LONG, |seen| {
