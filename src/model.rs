@@ -19,16 +19,17 @@ pub struct Snapshot {
     pub monitoring: Option<Object>,
 }
 
-/// A retained MQTT message. Topics are shared (`Arc<str>`) because the same few dozen topics
-/// are offered on every poll.
+/// A retained MQTT message. Topics and payloads are shared (`Arc<str>`): the same few dozen
+/// topics are offered on every poll, and one payload is held at once by the meter state, the
+/// pending queue, the in-flight set and the TTL cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     pub topic: Arc<str>,
-    pub payload: String,
+    pub payload: Arc<str>,
 }
 
 impl Message {
-    pub fn new(topic: impl Into<Arc<str>>, payload: impl Into<String>) -> Self {
+    pub fn new(topic: impl Into<Arc<str>>, payload: impl Into<Arc<str>>) -> Self {
         Self {
             topic: topic.into(),
             payload: payload.into(),

@@ -10,9 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dsmr_bridge::dedup::{Dedup, SentCache};
-use dsmr_bridge::map::{MeterIdentity, state_messages};
-use dsmr_bridge::model::{Message, Snapshot};
-use serde_json::Value;
+use dsmr_bridge::map::state_messages;
+use dsmr_bridge::model::Snapshot;
 use time::OffsetDateTime;
 
 use crate::common::{BASE_TOPIC, CACHE_TTL, Mapper};
@@ -165,48 +164,25 @@ pub struct Profile {
     pub sent: f64,
     pub parse: Stage,
     pub apply: Stage,
-    /// Of `apply`: reading the meter identity from the telegram (`MeterIdentity::from_telegram`,
-    /// run by `MeterState::apply_identity` on every poll), measured on its own.
-    pub identity: Stage,
-    pub messages: Stage,
+    /// `state_messages` offered one by one to `Dedup::offer`, as `Pipeline::on_source` does.
     pub offer: Stage,
     pub next_to_send: Stage,
     pub delivered: Stage,
-    /// Allocator calls of one `SentCache::record` on a known topic (moka insert + the
-    /// payload's `Arc<str>`), and of one `SentCache::holds`.
+    /// Allocator calls of one `SentCache::record` on a known topic (moka's insert), and of one
+    /// `SentCache::holds`.
     pub cache_record: f64,
     pub cache_holds: f64,
-    /// Allocator calls of growing a Vec from empty to the offered count (the `offered` Vec in
-    /// `MeterState::apply`, and the `collect` of state messages in `Pipeline::on_source`).
-    pub vec_growth: f64,
     pub elapsed: Duration,
 }
 
 impl Profile {
     pub fn map_dedup(&self) -> Stage {
-        let stages = [
-            self.apply,
-            self.messages,
-            self.offer,
-            self.next_to_send,
-            self.delivered,
-        ];
+        let stages = [self.apply, self.offer, self.next_to_send, self.delivered];
         Stage {
             allocs: stages.iter().map(|s| s.allocs).sum(),
             bytes: stages.iter().map(|s| s.bytes).sum(),
         }
     }
-}
-
-/// How many allocator calls a Vec makes growing from empty to `n` elements (first capacity 4
-/// for elements of 2..=1024 bytes, then doubling).
-pub fn growth_allocs(n: usize) -> u32 {
-    let (mut cap, mut calls) = (0usize, 0);
-    while cap < n {
-        cap = if cap == 0 { 4 } else { cap * 2 };
-        calls += 1;
-    }
-    calls
 }
 
 const WARM_UP_POLLS: usize = 12;
@@ -218,7 +194,7 @@ pub fn profile(snapshots: &[Snapshot]) -> Profile {
     let now = OffsetDateTime::now_utc();
     let mut mapper = Mapper::new(BASE_TOPIC);
     let mut dedup = Dedup::new(CACHE_TTL);
-    let mut last: HashMap<Arc<str>, String> = HashMap::new();
+    let mut last: HashMap<Arc<str>, Arc<str>> = HashMap::new();
     let (warm, measured) = snapshots.split_at(WARM_UP_POLLS.min(snapshots.len()));
     for snapshot in warm {
         for message in mapper.poll(snapshot, now) {
@@ -237,7 +213,6 @@ pub fn profile(snapshots: &[Snapshot]) -> Profile {
         stage.allocs += c.allocs as f64;
         stage.bytes += c.bytes as f64;
     };
-    let mut growth = 0u64;
     for snapshot in measured {
         let bodies: Vec<Vec<u8>> = [
             &snapshot.meter_stats,
@@ -258,28 +233,13 @@ pub fn profile(snapshots: &[Snapshot]) -> Profile {
         });
         sum(&mut p.parse, c);
 
-        if let Some(Value::String(telegram)) = snapshot
-            .meter_stats
-            .as_ref()
-            .and_then(|s| s.get("latest_telegram"))
-        {
-            let current = mapper.state.identity().clone();
-            let (_, c) = measure(|| black_box(MeterIdentity::from_telegram(telegram, &current)));
-            sum(&mut p.identity, c);
-        }
         let (offered, c) = measure(|| mapper.state.apply(snapshot, now));
         sum(&mut p.apply, c);
         p.offered += offered.len() as f64;
-        growth += u64::from(growth_allocs(offered.len()));
-
-        let (messages, c) = measure(|| {
-            state_messages(&mapper.state, &mapper.topics, offered).collect::<Vec<Message>>()
-        });
-        sum(&mut p.messages, c);
-        for message in &messages {
+        for message in state_messages(&mapper.state, &mapper.topics, offered.iter().copied()) {
             if last.get(&message.topic) != Some(&message.payload) {
                 p.changed += 1.0;
-                last.insert(message.topic.clone(), message.payload.clone());
+                last.insert(message.topic, message.payload);
             }
         }
 
@@ -287,7 +247,7 @@ pub fn profile(snapshots: &[Snapshot]) -> Profile {
             - dedup.stats().suppressed_by_cache
             - dedup.stats().discarded_in_queue;
         let (_, c) = measure(|| {
-            for message in messages {
+            for message in state_messages(&mapper.state, &mapper.topics, offered) {
                 dedup.offer(message);
             }
         });
@@ -309,8 +269,6 @@ pub fn profile(snapshots: &[Snapshot]) -> Profile {
     for stage in [
         &mut p.parse,
         &mut p.apply,
-        &mut p.identity,
-        &mut p.messages,
         &mut p.offer,
         &mut p.next_to_send,
         &mut p.delivered,
@@ -322,16 +280,18 @@ pub fn profile(snapshots: &[Snapshot]) -> Profile {
     p.changed /= n;
     p.queued /= n;
     p.sent /= n;
-    p.vec_growth = growth as f64 / n;
 
     // The TTL cache on its own, on topics it already knows.
     let cache = SentCache::new(CACHE_TTL);
     let topics: Vec<Arc<str>> = (0..64)
         .map(|i| Arc::from(format!("{BASE_TOPIC}/t{i}")))
         .collect();
-    let payloads: Vec<String> = (0..10).map(|i| format!("{}.{i:03}", 230 + i)).collect();
+    let payloads: Vec<Arc<str>> = (0..10)
+        .map(|i| Arc::from(format!("{}.{i:03}", 230 + i)))
+        .collect();
+    let zero: Arc<str> = Arc::from("0");
     for topic in &topics {
-        cache.record(topic, "0");
+        cache.record(topic, &zero);
     }
     let (_, c) = measure(|| {
         for payload in &payloads {

@@ -154,7 +154,7 @@ pub fn physical_limit(offered: &[Vec<Message>], polls: &[Poll], ttl: Duration) -
                     changes.add(&m.topic, &m.payload);
                     last.insert(&m.topic, (&m.payload, t));
                 }
-                Some((value, at)) if *value != m.payload => {
+                Some((value, at)) if *value != &*m.payload => {
                     changes.add(&m.topic, &m.payload);
                     *value = &m.payload;
                     *at = t;
@@ -353,7 +353,7 @@ pub fn fidelity(
     for (poll, messages) in offered.iter().enumerate() {
         for m in messages {
             let seq = polled.entry(m.topic.as_ref()).or_default();
-            if seq.last().map(|(v, _)| *v) != Some(m.payload.as_str()) {
+            if seq.last().map(|(v, _)| *v) != Some(m.payload.as_ref()) {
                 seq.push((&m.payload, poll));
             }
         }
@@ -439,7 +439,7 @@ pub fn latencies(
     for (poll, messages) in polls.iter().zip(offered) {
         let mut worst: Option<Duration> = None;
         for m in messages {
-            let changed = last.insert(&m.topic, &m.payload) != Some(m.payload.as_str());
+            let changed = last.insert(&m.topic, &m.payload) != Some(m.payload.as_ref());
             let Some(t0) = poll.t_reading else { continue };
             if !changed || poll.t_start < from {
                 continue;
@@ -455,7 +455,7 @@ pub fn latencies(
             match list[*at..]
                 .iter()
                 .take(16)
-                .find(|(_, payload)| *payload == m.payload)
+                .find(|(_, payload)| **payload == *m.payload)
             {
                 Some((t, _)) => {
                     let d = t.duration_since(t0);

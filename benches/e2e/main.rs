@@ -571,7 +571,7 @@ async fn outage(plan: &Plan) -> anyhow::Result<OutageRun> {
     // The pending queue over the outage, replayed with the library's Dedup on the same
     // offers: everything delivered until the broker went away, nothing after.
     let mut dedup = Dedup::new(CACHE_TTL);
-    let mut queue: HashMap<Arc<str>, String> = HashMap::new();
+    let mut queue: HashMap<Arc<str>, Arc<str>> = HashMap::new();
     let mut lost = false;
     for (poll, messages) in polls.iter().zip(&offered) {
         if poll.t_done >= t_first {

@@ -43,9 +43,9 @@ impl SentCache {
             .is_some_and(|cached| cached.as_ref() == payload)
     }
 
-    pub fn record(&self, topic: &Arc<str>, payload: &str) {
+    pub fn record(&self, topic: &Arc<str>, payload: &Arc<str>) {
         if let Some(cache) = &self.inner {
-            cache.insert(topic.clone(), Arc::from(payload));
+            cache.insert(topic.clone(), payload.clone());
         }
     }
 
@@ -67,7 +67,7 @@ mod tests {
         let cache = SentCache::new(Duration::from_millis(200));
         let topic: Arc<str> = Arc::from("t");
         assert!(!cache.holds(&topic, "1"));
-        cache.record(&topic, "1");
+        cache.record(&topic, &Arc::from("1"));
         assert!(cache.holds(&topic, "1"));
         assert!(!cache.holds(&topic, "2"));
         std::thread::sleep(Duration::from_millis(300));
@@ -78,10 +78,10 @@ mod tests {
     fn zero_ttl_means_off_and_clear_forgets() {
         let off = SentCache::new(Duration::ZERO);
         let topic: Arc<str> = Arc::from("t");
-        off.record(&topic, "1");
+        off.record(&topic, &Arc::from("1"));
         assert!(!off.holds(&topic, "1"));
         let on = SentCache::new(Duration::from_secs(60));
-        on.record(&topic, "1");
+        on.record(&topic, &Arc::from("1"));
         on.clear();
         assert!(!on.holds(&topic, "1"));
     }

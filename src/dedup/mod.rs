@@ -51,7 +51,7 @@ pub struct Dedup {
     cache: SentCache,
     queue: PendingQueue,
     /// Sent, not yet acknowledged; at most one per topic so per-topic order is kept.
-    in_flight: HashMap<Arc<str>, String>,
+    in_flight: HashMap<Arc<str>, Arc<str>>,
     stats: Stats,
 }
 
@@ -99,7 +99,7 @@ impl Dedup {
         // What the broker will hold once everything already sent has arrived.
         let underway = self.in_flight.get(&message.topic);
         if let Some(queued) = self.queue.get(&message.topic) {
-            if queued == message.payload {
+            if queued == &*message.payload {
                 return Offer::Discarded;
             }
             let broker_will_hold = match underway {
@@ -224,7 +224,7 @@ mod tests {
         let mut d = Dedup::new(Duration::from_secs(60));
         d.offer(m("t", "1"));
         let sent = d.next_to_send().unwrap();
-        assert_eq!(sent.payload, "1");
+        assert_eq!(&*sent.payload, "1");
         // In flight: identical offers are discarded, not cached.
         assert_eq!(d.offer(m("t", "1")), Offer::Discarded);
         d.connection_lost();

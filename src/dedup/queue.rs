@@ -23,7 +23,7 @@ pub enum Queued {
 /// so the broker can never end up retaining a value older than the newest reading.
 #[derive(Debug)]
 pub struct PendingQueue {
-    messages: IndexMap<Arc<str>, String>,
+    messages: IndexMap<Arc<str>, Arc<str>>,
     cap: usize,
 }
 
@@ -44,7 +44,7 @@ impl PendingQueue {
     }
 
     pub fn get(&self, topic: &str) -> Option<&str> {
-        self.messages.get(topic).map(String::as_str)
+        self.messages.get(topic).map(Arc::as_ref)
     }
 
     pub fn push(&mut self, message: Message) -> Queued {

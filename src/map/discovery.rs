@@ -475,7 +475,7 @@ mod tests {
             .iter()
             .find(|m| m.topic.as_ref() == "homeassistant/device/dsmrbridge_oldmeter/config")
             .unwrap();
-        assert_eq!(removed.payload, "");
+        assert_eq!(&*removed.payload, "");
         // Removal happens once; the stub stays so the entity cannot come back.
         let again = discovery.messages(&state, &topics);
         assert_eq!(again.len(), 3);

@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod discovery;
 mod telegram;
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -51,33 +52,49 @@ impl Rejection {
 }
 
 /// Checks a JSON value against the field's kind and returns the exact text to publish.
-/// Decimal text is kept as DSMR-reader sent it (`"2000.000"` stays `2000.000`).
-pub fn parse_value(kind: Kind, value: &Value) -> Result<Option<String>, Rejection> {
+/// Decimal text is kept as DSMR-reader sent it (`"2000.000"` stays `2000.000`). Text fields are
+/// borrowed from the JSON, so an unchanged value costs no copy.
+pub fn parse_value(kind: Kind, value: &Value) -> Result<Option<Cow<'_, str>>, Rejection> {
     const MAX_TEXT: usize = 64;
     match (kind, value) {
         (_, Value::Null) => Ok(None),
-        (Kind::Decimal, Value::String(s)) if is_decimal(s) => Ok(Some(s.clone())),
+        (Kind::Decimal, Value::String(s)) if is_decimal(s) => Ok(Some(Cow::Borrowed(s))),
         (Kind::Decimal, Value::Number(n)) => {
             let text = n.to_string();
             if is_decimal(&text) {
-                Ok(Some(text))
+                Ok(Some(Cow::Owned(text)))
             } else {
                 Err(Rejection::Malformed)
             }
         }
-        (Kind::Integer, Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
+        (Kind::Integer, Value::Number(n)) if n.is_i64() || n.is_u64() => {
+            Ok(Some(Cow::Owned(n.to_string())))
+        }
         (Kind::Timestamp, Value::String(s))
             if s.len() <= MAX_TEXT && parse_timestamp(s).is_some() =>
         {
-            Ok(Some(s.clone()))
+            Ok(Some(Cow::Borrowed(s)))
         }
         (Kind::Text, Value::String(s))
             if !s.is_empty() && s.len() <= MAX_TEXT && !s.chars().any(char::is_control) =>
         {
-            Ok(Some(s.clone()))
+            Ok(Some(Cow::Borrowed(s)))
         }
         _ => Err(Rejection::Malformed),
     }
+}
+
+/// Whether `value` renders exactly as `text`, checked piece by piece as it is formatted.
+fn displays_as(value: &impl std::fmt::Display, text: &str) -> bool {
+    struct Rest<'a>(&'a str);
+    impl std::fmt::Write for Rest<'_> {
+        fn write_str(&mut self, piece: &str) -> std::fmt::Result {
+            self.0 = self.0.strip_prefix(piece).ok_or(std::fmt::Error)?;
+            Ok(())
+        }
+    }
+    let mut rest = Rest(text);
+    std::fmt::write(&mut rest, format_args!("{value}")).is_ok() && rest.0.is_empty()
 }
 
 /// `-?digits(.digits)?`, at most 32 characters: what DSMR-reader's DecimalFields produce.
@@ -139,7 +156,9 @@ impl RegisterGuard {
 /// which entities exist, and the device identities.
 #[derive(Debug)]
 pub struct MeterState {
-    values: Vec<Option<String>>,
+    /// Shared with the messages offered for them, so offering, queueing and caching a value
+    /// copies a pointer, not the text.
+    values: Vec<Option<Arc<str>>>,
     exists: Vec<bool>,
     identity: MeterIdentity,
     /// Of the telegram lines the identity was last read from.
@@ -246,7 +265,10 @@ impl MeterState {
     /// Sets DSMR-reader's reachability and returns its table index.
     pub fn set_reachable(&mut self, reachable: bool) -> usize {
         let index = catalog::health_index();
-        self.values[index] = Some(if reachable { "online" } else { "offline" }.to_owned());
+        let status = if reachable { "online" } else { "offline" };
+        if self.value(index) != Some(status) {
+            self.values[index] = Some(Arc::from(status));
+        }
         if !self.exists[index] {
             self.exists[index] = true;
             self.entities_changed = true;
@@ -334,14 +356,18 @@ impl MeterState {
             let Some(raw) = object.get(sensor.field) else {
                 continue;
             };
-            match self.check(index, sensor, raw, object, at) {
+            let current = self.values[index].clone();
+            match self.check(index, sensor, raw, current.as_deref(), object, at) {
                 Ok(Some(text)) => {
                     self.warned.retain(|(i, _)| *i != index);
                     if !self.exists[index] {
                         self.exists[index] = true;
                         self.entities_changed |= sensor.announce;
                     }
-                    self.values[index] = Some(text);
+                    // Most fields are unchanged from the last poll: keep the shared text.
+                    if self.value(index) != Some(&*text) {
+                        self.values[index] = Some(Arc::from(text));
+                    }
                     offered.push(index);
                 }
                 // Null: the meter does not report it now; keep the last value, offer nothing.
@@ -361,16 +387,29 @@ impl MeterState {
         }
     }
 
-    fn check(
+    /// `current` is the entry's last accepted text.
+    fn check<'v>(
         &mut self,
         index: usize,
         sensor: &Sensor,
-        raw: &Value,
+        raw: &'v Value,
+        current: Option<&'v str>,
         object: &Object,
         at: OffsetDateTime,
-    ) -> Result<Option<String>, Rejection> {
-        let Some(text) = parse_value(sensor.kind, raw)? else {
-            return Ok(None);
+    ) -> Result<Option<Cow<'v, str>>, Rejection> {
+        let text = match (sensor.kind, raw, current) {
+            // Counters arrive as JSON numbers: compare with the last text rather than format a
+            // new one on every poll. The last text passed `parse_value` for this kind, so an
+            // identical rendering would pass again.
+            (Kind::Decimal | Kind::Integer, Value::Number(n), Some(current))
+                if displays_as(n, current) =>
+            {
+                Cow::Borrowed(current)
+            }
+            _ => match parse_value(sensor.kind, raw)? {
+                Some(text) => text,
+                None => return Ok(None),
+            },
         };
         if let Some(max_per_hour) = sensor.register_max_per_hour {
             let value: f64 = text.parse().map_err(|_| Rejection::Malformed)?;
@@ -424,9 +463,9 @@ pub fn state_messages<'a>(
     indices: impl IntoIterator<Item = usize> + 'a,
 ) -> impl Iterator<Item = Message> + 'a {
     indices.into_iter().filter_map(|i| {
-        state.value(i).map(|v| Message {
+        state.values[i].as_ref().map(|v| Message {
             topic: topics.state(i).clone(),
-            payload: v.to_owned(),
+            payload: v.clone(),
         })
     })
 }
@@ -471,7 +510,7 @@ mod tests {
         indices: Vec<usize>,
     ) -> Vec<(String, String)> {
         state_messages(state, topics, indices)
-            .map(|m| (m.topic.to_string(), m.payload))
+            .map(|m| (m.topic.to_string(), m.payload.to_string()))
             .collect()
     }
 
@@ -523,6 +562,48 @@ mod tests {
             parse_value(Kind::Timestamp, &json!("yesterday")),
             Err(Rejection::Malformed)
         );
+    }
+
+    #[test]
+    fn numbers_compare_with_their_rendering() {
+        assert!(displays_as(&json!(7), "7"));
+        assert!(displays_as(&json!(5.052), "5.052"));
+        assert!(displays_as(&json!(-3), "-3"));
+        assert!(!displays_as(&json!(7), "70"));
+        assert!(!displays_as(&json!(70), "7"));
+        assert!(!displays_as(&json!(7.0), "7"));
+        assert!(!displays_as(&json!(1e300), "1"));
+    }
+
+    #[test]
+    fn unchanged_values_keep_their_text_and_changed_ones_replace_it() {
+        let mut state = MeterState::new("x");
+        let snapshot = fixture_snapshot();
+        state.apply(&snapshot, NOW);
+        let before = state.values.clone();
+        let mut next = snapshot.clone();
+        let reading = next.reading.as_mut().unwrap();
+        reading.insert("phase_power_current_l1".into(), json!(8));
+        reading.insert("electricity_currently_delivered".into(), json!("0.999"));
+        // The same value as a JSON number instead of text renders the same: nothing changes.
+        reading.insert("electricity_currently_returned".into(), json!(0.208));
+        state.apply(&next, NOW);
+
+        let changed: Vec<&str> = SENSORS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| match (&before[*i], &state.values[*i]) {
+                (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
+                (a, b) => a.is_some() != b.is_some(),
+            })
+            .map(|(_, s)| s.field)
+            .collect();
+        assert_eq!(
+            changed,
+            ["electricity_currently_delivered", "phase_power_current_l1"]
+        );
+        let l1 = catalog::index_of("phase_power_current_l1").unwrap();
+        assert_eq!(state.value(l1), Some("8"));
     }
 
     #[test]
