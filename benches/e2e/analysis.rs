@@ -170,31 +170,8 @@ pub fn physical_limit(offered: &[Vec<Message>], polls: &[Poll], ttl: Duration) -
     (changes, refreshes)
 }
 
-/// DSMR-reader 5.11's split-topic telegram publisher (22 fields per reading).
-const TELEGRAM_FIELDS: [&str; 22] = [
-    "id",
-    "timestamp",
-    "electricity_delivered_1",
-    "electricity_returned_1",
-    "electricity_delivered_2",
-    "electricity_returned_2",
-    "electricity_currently_delivered",
-    "electricity_currently_returned",
-    "phase_currently_delivered_l1",
-    "phase_currently_delivered_l2",
-    "phase_currently_delivered_l3",
-    "extra_device_timestamp",
-    "extra_device_delivered",
-    "phase_currently_returned_l1",
-    "phase_currently_returned_l2",
-    "phase_currently_returned_l3",
-    "phase_voltage_l1",
-    "phase_voltage_l2",
-    "phase_voltage_l3",
-    "phase_power_current_l1",
-    "phase_power_current_l2",
-    "phase_power_current_l3",
-];
+/// DSMR-reader 5.11's split-topic telegram publisher: every field of every reading (22).
+const TELEGRAM_FIELDS: [&str; 22] = dsmr_bridge::sim::READING_FIELDS;
 
 /// Its split meter-statistics publisher (11 fields per reading).
 const METER_STATS_FIELDS: [&str; 11] = [

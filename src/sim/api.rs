@@ -1039,36 +1039,10 @@ pub(crate) fn iso(t: OffsetDateTime) -> String {
 mod tests {
     use time::macros::{datetime, offset};
 
-    use super::super::SimOptions;
+    use super::super::{READING_FIELDS, SimOptions};
     use super::*;
 
     const KEY: &str = "test-key";
-
-    /// Field order of `v2_datalogger_dsmrreading_latest.json`.
-    const READING_FIELDS: [&str; 22] = [
-        "id",
-        "timestamp",
-        "electricity_delivered_1",
-        "electricity_returned_1",
-        "electricity_delivered_2",
-        "electricity_returned_2",
-        "electricity_currently_delivered",
-        "electricity_currently_returned",
-        "phase_currently_delivered_l1",
-        "phase_currently_delivered_l2",
-        "phase_currently_delivered_l3",
-        "extra_device_timestamp",
-        "extra_device_delivered",
-        "phase_currently_returned_l1",
-        "phase_currently_returned_l2",
-        "phase_currently_returned_l3",
-        "phase_voltage_l1",
-        "phase_voltage_l2",
-        "phase_voltage_l3",
-        "phase_power_current_l1",
-        "phase_power_current_l2",
-        "phase_power_current_l3",
-    ];
 
     struct Fixture {
         model: MeterModel,

@@ -36,6 +36,33 @@ use url::Url;
 
 pub use meter::{MeterModel, Reading, Registers};
 
+/// The fields of a DSMR-reader 5.11 reading (`/api/v2/datalogger/dsmrreading`), in the order
+/// of the captured `v2_datalogger_dsmrreading_latest.json`; the simulator writes them so.
+pub const READING_FIELDS: [&str; 22] = [
+    "id",
+    "timestamp",
+    "electricity_delivered_1",
+    "electricity_returned_1",
+    "electricity_delivered_2",
+    "electricity_returned_2",
+    "electricity_currently_delivered",
+    "electricity_currently_returned",
+    "phase_currently_delivered_l1",
+    "phase_currently_delivered_l2",
+    "phase_currently_delivered_l3",
+    "extra_device_timestamp",
+    "extra_device_delivered",
+    "phase_currently_returned_l1",
+    "phase_currently_returned_l2",
+    "phase_currently_returned_l3",
+    "phase_voltage_l1",
+    "phase_voltage_l2",
+    "phase_voltage_l3",
+    "phase_power_current_l1",
+    "phase_power_current_l2",
+    "phase_power_current_l3",
+];
+
 /// Request log lines kept for `Simulator::request_log`.
 const LOG_LINES: usize = 1_000;
 /// Longest request line kept in the log; longer ones are cut.
