@@ -1231,7 +1231,9 @@ fn method(o: &mut String, r: &Results) {
          counted in bytes. Its reading rate is taken as \
          the readings the bridge polled (one per 5 s, DSMR-reader's default datalogger sleep).\n\
          - **No value change lost:** per state topic, the sequence of distinct polled values is matched in order against \
-         the distinct values the subscriber received. A value that is not there counts as lost unless the bridge's own \
+         the distinct values the subscriber received; a polled value equal to the one the broker already holds is no \
+         change to send (A, B, A with B replaced in the queue misses one value, B). A value that is not there counts as \
+         lost unless the bridge's own \
          `Stats::replaced_in_queue` (a newer value of the topic took its place before it could be sent) or \
          `Stats::dropped` accounts for it; any stale or out-of-order value, or a last value that is not the last polled \
          one, counts as lost too.\n\

@@ -115,6 +115,13 @@ pub fn parse_timestamp(s: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(s, &Rfc3339).ok()
 }
 
+/// A field's value that passed the checks.
+enum Accepted<'v> {
+    /// The same text as the entry's current value: most fields, most polls.
+    Unchanged,
+    Changed(Cow<'v, str>),
+}
+
 /// Last published value and its time, per register and device.
 #[derive(Debug, Default)]
 struct RegisterGuard {
@@ -356,16 +363,14 @@ impl MeterState {
             let Some(raw) = object.get(sensor.field) else {
                 continue;
             };
-            let current = self.values[index].clone();
-            match self.check(index, sensor, raw, current.as_deref(), object, at) {
-                Ok(Some(text)) => {
+            match self.check(index, sensor, raw, object, at) {
+                Ok(Some(accepted)) => {
                     self.warned.retain(|(i, _)| *i != index);
                     if !self.exists[index] {
                         self.exists[index] = true;
                         self.entities_changed |= sensor.announce;
                     }
-                    // Most fields are unchanged from the last poll: keep the shared text.
-                    if self.value(index) != Some(&*text) {
+                    if let Accepted::Changed(text) = accepted {
                         self.values[index] = Some(Arc::from(text));
                     }
                     offered.push(index);
@@ -387,16 +392,15 @@ impl MeterState {
         }
     }
 
-    /// `current` is the entry's last accepted text.
     fn check<'v>(
         &mut self,
         index: usize,
         sensor: &Sensor,
         raw: &'v Value,
-        current: Option<&'v str>,
         object: &Object,
         at: OffsetDateTime,
-    ) -> Result<Option<Cow<'v, str>>, Rejection> {
+    ) -> Result<Option<Accepted<'v>>, Rejection> {
+        let current = self.values[index].as_deref();
         let text = match (sensor.kind, raw, current) {
             // Counters arrive as JSON numbers: compare with the last text rather than format a
             // new one on every poll. The last text passed `parse_value` for this kind, so an
@@ -404,15 +408,16 @@ impl MeterState {
             (Kind::Decimal | Kind::Integer, Value::Number(n), Some(current))
                 if displays_as(n, current) =>
             {
-                Cow::Borrowed(current)
+                None
             }
             _ => match parse_value(sensor.kind, raw)? {
-                Some(text) => text,
+                Some(text) => Some(text).filter(|text| current != Some(&**text)),
                 None => return Ok(None),
             },
         };
         if let Some(max_per_hour) = sensor.register_max_per_hour {
-            let value: f64 = text.parse().map_err(|_| Rejection::Malformed)?;
+            let shown = text.as_deref().or(current).ok_or(Rejection::Malformed)?;
+            let value: f64 = shown.parse().map_err(|_| Rejection::Malformed)?;
             // The gas register has its own timestamp; it only moves every 5 minutes or hour.
             let at = match (sensor.device, object.get("extra_device_timestamp")) {
                 (Device::Gas, Some(Value::String(s))) => parse_timestamp(s).map_or(at, |gas_at| {
@@ -424,7 +429,7 @@ impl MeterState {
             self.guard.check(&device, index, value, at, max_per_hour)?;
             self.guard.record(&device, index, value, at);
         }
-        Ok(Some(text))
+        Ok(Some(text.map_or(Accepted::Unchanged, Accepted::Changed)))
     }
 }
 
