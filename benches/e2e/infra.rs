@@ -4,9 +4,9 @@
 //! of its own, and /proc readings.
 
 use std::convert::Infallible;
-use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -32,104 +32,21 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
+use crate::mosquitto::Setup;
+pub use crate::mosquitto::{Mosquitto, free_port};
 
-fn port_open(port: u16) -> bool {
-    StdStream::connect(("127.0.0.1", port)).is_ok()
-}
-
-/// A Mosquitto process of the benchmark's own on a free port.
-pub struct Mosquitto {
-    pub port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    persistence: bool,
-}
-
-impl Mosquitto {
-    /// With persistence the retained store and persistent sessions survive a restart, as in
-    /// Home Assistant's Mosquitto app.
-    pub fn start(persistence: bool) -> anyhow::Result<Self> {
-        let mut broker = Self {
-            port: free_port()?,
-            dir: tempfile::tempdir()?,
-            child: None,
-            persistence,
-        };
-        broker.launch()?;
-        Ok(broker)
-    }
-
-    fn launch(&mut self) -> anyhow::Result<()> {
-        let conf = self.dir.path().join("mosquitto.conf");
-        // `set_tcp_nodelay`: without it Nagle's algorithm and the subscriber's delayed ACK can
-        // hold a lone message for 40 ms at the broker, which is not the bridge's doing.
-        // `user root`: started as root, Mosquitto would otherwise switch to its own user, which
-        // cannot write the log or the persistence file into our private temp dir.
-        let mut text = format!(
-            "listener {} 127.0.0.1\nallow_anonymous true\nuser root\nlog_dest file {}\n\
-             max_queued_messages 0\nmax_inflight_messages 100\nset_tcp_nodelay true\n",
-            self.port,
-            self.dir.path().join("mosquitto.log").display()
-        );
-        if self.persistence {
-            text += &format!(
-                "persistence true\npersistence_location {}/\nautosave_interval 3600\n",
-                self.dir.path().display()
-            );
-        } else {
-            text += "persistence false\n";
-        }
-        std::fs::write(&conf, text)?;
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("start mosquitto (apt-get install mosquitto)")?;
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !port_open(self.port) {
-            if Instant::now() > deadline {
-                bail!("mosquitto did not listen on port {}", self.port);
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        Ok(())
-    }
-
-    /// The broker's log, for diagnosing a failed phase.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    /// SIGTERM (a persistent broker writes its store), then waits for the exit.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            terminate(&mut child, Duration::from_secs(5));
-        }
-    }
-
-    pub fn restart(&mut self) -> anyhow::Result<()> {
-        self.stop();
-        self.launch()
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// A Mosquitto of the benchmark's own on a free port, with persistence (the retained store and
+/// persistent sessions survive a restart) as in Home Assistant's Mosquitto app.
+pub fn mosquitto(persistence: bool) -> anyhow::Result<Mosquitto> {
+    // `set_tcp_nodelay`: without it Nagle's algorithm and the subscriber's delayed ACK can
+    // hold a lone message for 40 ms at the broker, which is not the bridge's doing.
+    let general = "max_queued_messages 0\nmax_inflight_messages 100\nset_tcp_nodelay true\n\
+                   autosave_interval 3600\n";
+    Ok(Mosquitto::start(Setup {
+        persistence,
+        general: general.into(),
+        ..Setup::default()
+    })?)
 }
 
 /// SIGTERM to one child we started, SIGKILL if it has not exited within `grace`.

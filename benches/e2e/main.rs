@@ -13,6 +13,8 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../../tests/support/mosquitto.rs"]
+mod mosquitto;
 
 mod alloc;
 mod analysis;
@@ -326,7 +328,7 @@ struct Rig {
 }
 
 async fn rig(start: OffsetDateTime, speed: f64, persistent: bool, id: &str) -> anyhow::Result<Rig> {
-    let broker = Mosquitto::start(persistent)?;
+    let broker = infra::mosquitto(persistent)?;
     let sim = Simulator::start(common::sim_options(start, speed, SEED)).await?;
     sim.pause_clock(true);
     let proxy = Proxy::start(sim.addr()).await?;
@@ -768,7 +770,7 @@ fn bridge_process(
 }
 
 async fn startup(plan: &Plan) -> anyhow::Result<StartupRuns> {
-    let broker = Mosquitto::start(false)?;
+    let broker = infra::mosquitto(false)?;
     let sim = Simulator::start(common::sim_options(DAY_START + 12 * HOUR, 1.0, SEED)).await?;
     let dir = tempfile::tempdir()?;
     let mut out = StartupRuns::default();
@@ -847,7 +849,7 @@ pub struct FootprintRun {
 }
 
 async fn footprint(plan: &Plan) -> anyhow::Result<FootprintRun> {
-    let broker = Mosquitto::start(false)?;
+    let broker = infra::mosquitto(false)?;
     let dir = tempfile::tempdir()?;
     let specs = [
         (5.0, 1, "bench-fast"),

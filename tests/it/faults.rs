@@ -147,10 +147,7 @@ async fn broker_unreachable_at_startup() {
         "{attempts} connection attempts in 8 s:\n{log}"
     );
 
-    let mut broker = Broker::start();
-    // The bridge was told a port before the broker existed; start the broker on that port.
-    broker.port = port;
-    broker.restart();
+    let _broker = Broker::start_on(port);
     let watcher = Watcher::connect(port, &["late/status"]).await;
     watcher
         .wait_for("online once the broker is up", LONG, |seen| {

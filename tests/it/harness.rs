@@ -3,22 +3,19 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+#[path = "../support/mosquitto.rs"]
+mod mosquitto;
 
-fn port_open(port: u16) -> bool {
-    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+use mosquitto::{Mosquitto, Setup};
+
+pub fn free_port() -> u16 {
+    mosquitto::free_port().expect("a free port")
 }
 
 /// Ends a child process the test started, if it still runs.
@@ -30,11 +27,13 @@ fn kill(child: &mut Option<Child>) {
 }
 
 /// A Mosquitto process owned by one test.
-pub struct Broker {
-    pub port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    persistence: bool,
+pub struct Broker(Mosquitto);
+
+impl std::ops::Deref for Broker {
+    type Target = Mosquitto;
+    fn deref(&self) -> &Mosquitto {
+        &self.0
+    }
 }
 
 impl Broker {
@@ -42,9 +41,12 @@ impl Broker {
         Self::start_with(false)
     }
 
-    /// With persistence the broker keeps retained messages across restarts, as Home
-    /// Assistant's Mosquitto app does.
-    pub fn start_with(persistence: bool) -> Broker {
+    /// On a port chosen beforehand (the bridge was told it before the broker existed).
+    pub fn start_on(port: u16) -> Broker {
+        Broker(Mosquitto::start_on(port, Self::setup(false)).expect("start mosquitto"))
+    }
+
+    fn setup(persistence: bool) -> Setup {
         assert!(
             Command::new("mosquitto")
                 .arg("-h")
@@ -54,76 +56,26 @@ impl Broker {
                 .is_ok(),
             "the tests need Mosquitto (apt-get install mosquitto); .ci/run installs it"
         );
-        let mut broker = Broker {
-            port: free_port(),
-            dir: tempfile::tempdir().expect("temp dir"),
-            child: None,
+        Setup {
             persistence,
-        };
-        broker.launch();
-        broker
+            general: "autosave_interval 1\n".into(),
+            ..Setup::default()
+        }
     }
 
-    fn launch(&mut self) {
-        let conf = self.dir.path().join("mosquitto.conf");
-        let mut text = format!(
-            "listener {} 127.0.0.1\nallow_anonymous true\nuser root\nlog_dest file {}\n",
-            self.port,
-            self.dir.path().join("mosquitto.log").display()
-        );
-        if self.persistence {
-            text += &format!(
-                "persistence true\npersistence_location {}/\nautosave_interval 1\n",
-                self.dir.path().display()
-            );
-        } else {
-            text += "persistence false\n";
-        }
-        std::fs::write(&conf, text).expect("write mosquitto.conf");
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start mosquitto");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !port_open(self.port) {
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not start on port {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    /// With persistence the broker keeps retained messages across restarts, as Home
+    /// Assistant's Mosquitto app does.
+    pub fn start_with(persistence: bool) -> Broker {
+        Broker(Mosquitto::start(Self::setup(persistence)).expect("start mosquitto"))
     }
 
     /// SIGTERM, so that a persistent broker writes its store.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.0.stop();
     }
 
     pub fn restart(&mut self) {
-        self.stop();
-        self.launch();
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        kill(&mut self.child);
+        self.0.restart().expect("restart mosquitto");
     }
 }
 
@@ -355,10 +307,7 @@ impl Bridge {
 
 impl Drop for Bridge {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill(&mut self.child);
         if std::thread::panicking() {
             let mut err = std::io::stderr();
             let _ = writeln!(err, "--- bridge log ---\n{}", self.log());
@@ -588,65 +537,23 @@ pub fn mosquitto_passwd(file: &Path, user: &str, password: &str) {
 /// A Mosquitto with a listener per test need: `port` is plain and anonymous (for the test's
 /// own `Watcher`), and `extra` adds listeners with their own settings (per_listener_settings),
 /// e.g. TLS files or a password file.
-pub struct ConfBroker {
-    pub port: u16,
-    pub dir: tempfile::TempDir,
-    child: Option<Child>,
+pub struct ConfBroker(Mosquitto);
+
+impl std::ops::Deref for ConfBroker {
+    type Target = Mosquitto;
+    fn deref(&self) -> &Mosquitto {
+        &self.0
+    }
 }
 
 impl ConfBroker {
     pub fn start(extra: &str, extra_ports: &[u16]) -> ConfBroker {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
-        let conf = dir.path().join("mosquitto.conf");
-        // As root Mosquitto would switch to the `mosquitto` user, which cannot read the test's
-        // private temp dirs; `user root` keeps it able to read the certificates and passwords.
-        let text = format!(
-            "user root\nper_listener_settings true\npersistence false\nlog_dest file {}\n\
-             listener {port} 127.0.0.1\nallow_anonymous true\n{extra}\n",
-            dir.path().join("mosquitto.log").display()
-        );
-        std::fs::write(&conf, text).expect("write mosquitto.conf");
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start mosquitto");
-        let mut broker = ConfBroker {
-            port,
-            dir,
-            child: Some(child),
+        let setup = Setup {
+            listeners: extra.to_owned(),
+            listener_ports: extra_ports.to_vec(),
+            ..Setup::default()
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !std::iter::once(&port)
-            .chain(extra_ports)
-            .all(|p| port_open(*p))
-        {
-            if let Some(child) = broker.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                panic!("mosquitto exited ({status}); log:\n{}", broker.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not open its ports; log:\n{}",
-                broker.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        broker
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for ConfBroker {
-    fn drop(&mut self) {
-        kill(&mut self.child);
+        ConfBroker(Mosquitto::start(setup).unwrap_or_else(|e| panic!("{e}")))
     }
 }
 
