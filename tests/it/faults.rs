@@ -457,14 +457,18 @@ struct OrderCheck {
     last: BTreeMap<String, String>,
     violations: Vec<String>,
     messages: u64,
+    /// Day totals that started again from a lower value (at midnight).
+    day_restarts: u64,
 }
 
 impl OrderCheck {
     fn observe(&mut self, topic: &str, payload: &str) {
         self.messages += 1;
+        // Meter registers and timestamps only: day totals (`day-consumption/…`) rightly start
+        // again from 0 at midnight.
         let ordered = topic.ends_with("/timestamp")
-            || topic.contains("electricity_delivered_")
-            || topic.contains("electricity_returned_")
+            || topic.contains("/reading/electricity_delivered_")
+            || topic.contains("/reading/electricity_returned_")
             || topic.ends_with("/gas/delivered");
         if let Some(previous) = self.last.get(topic)
             && ordered
@@ -478,13 +482,24 @@ impl OrderCheck {
                     .push(format!("{topic}: {previous} then {payload}"));
             }
         }
+        if let Some(previous) = self.last.get(topic)
+            && topic.contains("/day-consumption/electricity")
+            && !topic.ends_with("_cost")
+            && matches!(
+                (previous.parse::<f64>(), payload.parse::<f64>()),
+                (Ok(a), Ok(b)) if b < a
+            )
+        {
+            self.day_restarts += 1;
+        }
         self.last.insert(topic.to_owned(), payload.to_owned());
     }
 }
 
-/// Soak: six simulated hours at 720 times real speed (polling every 5 simulated seconds), with
-/// the broker restarted every simulated hour and DSMR-reader failing regularly. Memory stays
-/// flat, no topic ever goes backwards, and every topic ends with the newest value.
+/// Soak: six simulated hours across midnight at 720 times real speed (polling every 5 simulated
+/// seconds), with the broker restarted every simulated hour and DSMR-reader failing regularly.
+/// Memory stays flat, no meter register goes backwards, day totals start again at midnight, and
+/// every topic ends with the newest value.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_six_simulated_hours_with_restarts_and_failures() {
     use dsmr_bridge::config::{Config, RawOptions};
@@ -501,9 +516,12 @@ async fn soak_six_simulated_hours_with_restarts_and_failures() {
     let scaled = |simulated: Duration| simulated.div_f64(SPEED);
 
     let mut broker = Broker::start();
-    // Start the meter twelve hours ago: at 720 times real speed it must not overtake the wall
-    // clock, or the bridge rightly skips its readings as stamped in the future.
-    let start = SimOptions::default().start - time::Duration::hours(12);
+    // Start three hours before a midnight at least four hours back: the six hours always cross
+    // it (day totals start again from 0), and at 720 times real speed the meter never overtakes
+    // the wall clock, or the bridge would rightly skip its readings as stamped in the future.
+    let midnight =
+        (SimOptions::default().start - time::Duration::hours(4)).replace_time(time::Time::MIDNIGHT);
+    let start = midnight - time::Duration::hours(3);
     let sim = Simulator::start(SimOptions {
         speed: SPEED,
         start,
@@ -599,6 +617,10 @@ async fn soak_six_simulated_hours_with_restarts_and_failures() {
         check.violations.is_empty(),
         "values went backwards: {:?}",
         check.violations
+    );
+    assert!(
+        check.day_restarts > 0,
+        "the soak crossed midnight, but no day total started again from 0"
     );
     assert!(
         check.messages > 1000,
