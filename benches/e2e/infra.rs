@@ -6,7 +6,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -33,7 +32,7 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 use crate::mosquitto::Setup;
-pub use crate::mosquitto::{Mosquitto, free_port};
+pub use crate::mosquitto::{Mosquitto, free_port, terminate};
 
 /// A Mosquitto of the benchmark's own on a free port, with persistence (the retained store and
 /// persistent sessions survive a restart) as in Home Assistant's Mosquitto app.
@@ -47,20 +46,6 @@ pub fn mosquitto(persistence: bool) -> anyhow::Result<Mosquitto> {
         general: general.into(),
         ..Setup::default()
     })?)
-}
-
-/// SIGTERM to one child we started, SIGKILL if it has not exited within `grace`.
-pub fn terminate(child: &mut Child, grace: Duration) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let deadline = Instant::now() + grace;
-    while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// One message as the subscriber received it.

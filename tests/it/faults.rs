@@ -470,27 +470,19 @@ impl OrderCheck {
             || topic.contains("/reading/electricity_delivered_")
             || topic.contains("/reading/electricity_returned_")
             || topic.ends_with("/gas/delivered");
-        if let Some(previous) = self.last.get(topic)
-            && ordered
-        {
-            let backwards = match (previous.parse::<f64>(), payload.parse::<f64>()) {
+        if let Some(previous) = self.last.get(topic) {
+            let lower = match (previous.parse::<f64>(), payload.parse::<f64>()) {
                 (Ok(a), Ok(b)) => b < a,
                 _ => payload < previous.as_str(),
             };
-            if backwards && self.violations.len() < 20 {
+            if lower && ordered && self.violations.len() < 20 {
                 self.violations
                     .push(format!("{topic}: {previous} then {payload}"));
             }
-        }
-        if let Some(previous) = self.last.get(topic)
-            && topic.contains("/day-consumption/electricity")
-            && !topic.ends_with("_cost")
-            && matches!(
-                (previous.parse::<f64>(), payload.parse::<f64>()),
-                (Ok(a), Ok(b)) if b < a
-            )
-        {
-            self.day_restarts += 1;
+            if lower && topic.contains("/day-consumption/electricity") && !topic.ends_with("_cost")
+            {
+                self.day_restarts += 1;
+            }
         }
         self.last.insert(topic.to_owned(), payload.to_owned());
     }

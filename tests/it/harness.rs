@@ -47,15 +47,6 @@ impl Broker {
     }
 
     fn setup(persistence: bool) -> Setup {
-        assert!(
-            Command::new("mosquitto")
-                .arg("-h")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok(),
-            "the tests need Mosquitto (apt-get install mosquitto); .ci/run installs it"
-        );
         Setup {
             persistence,
             general: "autosave_interval 1\n".into(),
@@ -67,6 +58,18 @@ impl Broker {
     /// Assistant's Mosquitto app does.
     pub fn start_with(persistence: bool) -> Broker {
         Broker(Mosquitto::start(Self::setup(persistence)).expect("start mosquitto"))
+    }
+
+    /// With listeners per test need besides the plain, anonymous `port` (for the test's own
+    /// `Watcher`): `listeners` adds them with their own settings (per_listener_settings), e.g.
+    /// TLS files or a password file, and the broker is up once `ports` are open too.
+    pub fn start_with_listeners(listeners: &str, ports: &[u16]) -> Broker {
+        let setup = Setup {
+            listeners: listeners.to_owned(),
+            listener_ports: ports.to_vec(),
+            ..Setup::default()
+        };
+        Broker(Mosquitto::start(setup).unwrap_or_else(|e| panic!("{e}")))
     }
 
     /// SIGTERM, so that a persistent broker writes its store.
@@ -532,29 +535,6 @@ pub fn mosquitto_passwd(file: &Path, user: &str, password: &str) {
         .status()
         .expect("mosquitto_passwd (comes with mosquitto)");
     assert!(status.success(), "mosquitto_passwd failed");
-}
-
-/// A Mosquitto with a listener per test need: `port` is plain and anonymous (for the test's
-/// own `Watcher`), and `extra` adds listeners with their own settings (per_listener_settings),
-/// e.g. TLS files or a password file.
-pub struct ConfBroker(Mosquitto);
-
-impl std::ops::Deref for ConfBroker {
-    type Target = Mosquitto;
-    fn deref(&self) -> &Mosquitto {
-        &self.0
-    }
-}
-
-impl ConfBroker {
-    pub fn start(extra: &str, extra_ports: &[u16]) -> ConfBroker {
-        let setup = Setup {
-            listeners: extra.to_owned(),
-            listener_ports: extra_ports.to_vec(),
-            ..Setup::default()
-        };
-        ConfBroker(Mosquitto::start(setup).unwrap_or_else(|e| panic!("{e}")))
-    }
 }
 
 /// One request as an `HttpStub` received it: the request line and the headers, as sent.

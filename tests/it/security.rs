@@ -10,8 +10,8 @@ use std::time::Duration;
 use dsmr_bridge::sim::{SimOptions, Simulator};
 
 use crate::harness::{
-    Bridge, Broker, ConfBroker, HttpStub, Pki, SIM_KEY, StubReply, TlsProxy, Watcher, args,
-    fixture, fixture_sim, free_port, mosquitto_passwd, retained, sim_options,
+    Bridge, Broker, HttpStub, Pki, SIM_KEY, StubReply, TlsProxy, Watcher, args, fixture,
+    fixture_sim, free_port, mosquitto_passwd, retained, sim_options,
 };
 
 const LONG: Duration = Duration::from_secs(20);
@@ -524,7 +524,7 @@ fn assert_no_secrets(what: &str, log: &str) {
 /// A Mosquitto whose extra listeners require a password (user `bridge`, and the `addons` user
 /// the Supervisor hands out), one plain and one TLS. Returns the broker, the plain and the TLS
 /// port, and the PKI whose `ca.pem` signed the broker's certificate.
-fn password_broker() -> (ConfBroker, u16, u16, Pki) {
+fn password_broker() -> (Broker, u16, u16, Pki) {
     let pki = Pki::new();
     let ca = pki.ca("ca");
     let server = pki.server(&ca, "broker", "IP:127.0.0.1");
@@ -532,7 +532,7 @@ fn password_broker() -> (ConfBroker, u16, u16, Pki) {
     mosquitto_passwd(&passwords, "bridge", BROKER_PASSWORD);
     mosquitto_passwd(&passwords, "addons", ADDONS_PASSWORD);
     let (port, tls_port) = (free_port(), free_port());
-    let broker = ConfBroker::start(
+    let broker = Broker::start_with_listeners(
         &format!(
             "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {pw}\n\
              listener {tls_port} 127.0.0.1\nallow_anonymous false\npassword_file {pw}\n\
@@ -803,7 +803,7 @@ async fn broker_tls_is_verified_against_the_ca_file() {
             files.key.display()
         )
     };
-    let broker = ConfBroker::start(
+    let broker = Broker::start_with_listeners(
         &(listener(tls_port, &server) + &listener(misnamed_port, &misnamed)),
         &[tls_port, misnamed_port],
     );

@@ -87,7 +87,14 @@ impl Mosquitto {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| io::Error::new(e.kind(), format!("start mosquitto: {e}")))?;
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "start mosquitto (apt-get install mosquitto; .ci/run installs it): {e}"
+                    ),
+                )
+            })?;
         let deadline = Instant::now() + Duration::from_secs(10);
         let ports = || std::iter::once(&self.port).chain(&self.setup.listener_ports);
         while !ports().all(|p| port_open(*p)) {
@@ -117,19 +124,9 @@ impl Mosquitto {
 
     /// SIGTERM, so that a persistent broker writes its store; SIGKILL after 5 s.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
+        if let Some(mut child) = self.child.take() {
+            terminate(&mut child, Duration::from_secs(5));
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 
     pub fn restart(&mut self) -> io::Result<()> {
@@ -145,4 +142,18 @@ impl Drop for Mosquitto {
             let _ = child.wait();
         }
     }
+}
+
+/// SIGTERM to one child we started, SIGKILL if it has not exited within `grace`.
+pub fn terminate(child: &mut Child, grace: Duration) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + grace;
+    while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
