@@ -496,4 +496,94 @@ mod tests {
         );
         assert!(catalog::SENSORS.iter().any(|s| !s.announce));
     }
+
+    /// Every discovery payload the bridge can publish, per kind of meter, in the order they are
+    /// offered. insta (kept, and what the team uses for JSON snapshots) rather than expected
+    /// files of our own: a mismatch fails the test and shows a diff, `cargo insta review`
+    /// accepts a wanted change, and with `CI=true` (CI) nothing is written, so a changed unit,
+    /// class, state class, topic or id cannot pass unnoticed.
+    mod snapshots {
+        use serde_json::json;
+
+        use super::*;
+        use crate::map::fixtures::{self, NOW};
+
+        fn announced(snapshot: &Snapshot, base: &str) -> Value {
+            let mut state = MeterState::new("dsmr-bridge");
+            state.apply(snapshot, NOW);
+            state.set_reachable(true);
+            let topics = Topics::new(base);
+            let mut discovery =
+                Discovery::new("homeassistant", 1, Some("http://dsmr.local:7777/".into()));
+            as_json(&discovery.messages(&state, &topics))
+        }
+
+        /// `[{topic: payload}, ...]` in the order offered; an empty payload (a removal) stays "".
+        fn as_json(messages: &[Message]) -> Value {
+            messages
+                .iter()
+                .map(|m| {
+                    let payload = serde_json::from_str::<Value>(&m.payload)
+                        .unwrap_or_else(|_| json!(&*m.payload));
+                    json!({ &*m.topic: payload })
+                })
+                .collect()
+        }
+
+        fn check(name: &str, description: &str, messages: Value) {
+            let mut settings = insta::Settings::clone_current();
+            settings.set_prepend_module_to_snapshot(false);
+            settings.set_description(description);
+            settings.set_omit_expression(true);
+            settings.bind(|| insta::assert_json_snapshot!(name, messages));
+        }
+
+        #[test]
+        fn three_phase_with_gas() {
+            check(
+                "discovery_three_phase_with_gas",
+                "the captured DSMR 5 meter: three phases, gas, every endpoint",
+                announced(&fixtures::snapshot(), "dsmr-bridge"),
+            );
+        }
+
+        #[test]
+        fn three_phase_without_gas() {
+            check(
+                "discovery_three_phase_without_gas",
+                "three phases, no gas meter",
+                announced(&fixtures::without_gas(fixtures::snapshot()), "dsmr-bridge"),
+            );
+        }
+
+        #[test]
+        fn single_phase_with_gas() {
+            check(
+                "discovery_single_phase_with_gas",
+                "one phase, gas",
+                announced(&fixtures::single_phase(fixtures::snapshot()), "dsmr-bridge"),
+            );
+        }
+
+        #[test]
+        fn single_phase_without_gas() {
+            check(
+                "discovery_single_phase_without_gas",
+                "one phase, no gas meter",
+                announced(
+                    &fixtures::single_phase(fixtures::without_gas(fixtures::snapshot())),
+                    "dsmr-bridge",
+                ),
+            );
+        }
+
+        #[test]
+        fn base_topic_dsmr() {
+            check(
+                "discovery_base_topic_dsmr",
+                "the captured meter with base_topic: dsmr (DSMR-reader's own topics)",
+                announced(&fixtures::snapshot(), "dsmr"),
+            );
+        }
+    }
 }

@@ -3,6 +3,8 @@
 
 pub mod catalog;
 pub mod discovery;
+#[cfg(test)]
+mod fixtures;
 mod telegram;
 
 use std::borrow::Cow;
