@@ -338,30 +338,21 @@ fn entity<'a>(
 
 #[cfg(test)]
 mod tests {
-    use time::macros::datetime;
-
     use super::*;
     use crate::map::catalog;
+    use crate::map::fixtures::{self, NOW};
     use crate::model::Snapshot;
 
-    fn fixture(name: &str) -> Value {
-        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-    }
-
+    /// The captured meter's reading, meter statistics and version, as the first poll has them.
     fn fixture_state() -> MeterState {
         let mut state = MeterState::new("dsmr-bridge");
         let snapshot = Snapshot {
-            reading: fixture("v2_datalogger_dsmrreading_latest.json")["results"][0]
-                .as_object()
-                .cloned(),
-            meter_stats: fixture("v2_datalogger_meter-statistics.json")
-                .as_object()
-                .cloned(),
-            version: fixture("v2_application_version.json").as_object().cloned(),
+            reading: Some(fixtures::reading()),
+            meter_stats: Some(fixtures::meter_stats()),
+            version: Some(fixtures::version()),
             ..Snapshot::default()
         };
-        state.apply(&snapshot, datetime!(2026-11-26 14:02:20 +01:00));
+        state.apply(&snapshot, NOW);
         state.set_reachable(true);
         state
     }
@@ -506,7 +497,6 @@ mod tests {
         use serde_json::json;
 
         use super::*;
-        use crate::map::fixtures::{self, NOW};
 
         fn announced(snapshot: &Snapshot, base: &str) -> Value {
             let mut state = MeterState::new("dsmr-bridge");
