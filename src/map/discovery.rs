@@ -15,6 +15,13 @@ use crate::model::Message;
 /// Device ids this bridge creates start with this; retained configs without it are never touched.
 const ID_PREFIX: &str = "dsmrbridge_";
 
+/// The order devices are announced in: the meters name DSMR-reader's device as `via_device`,
+/// and Home Assistant warns about a `via_device` it does not know yet, so the parent goes
+/// first (dedup keeps the order messages are offered in). DSMR-reader's device always has an
+/// entity (`reachable`), so it is in every round that announces a meter. Removals of devices
+/// no longer produced come after all announcements.
+pub const ANNOUNCE_ORDER: [Device; 3] = [Device::Reader, Device::Electricity, Device::Gas];
+
 #[derive(Serialize)]
 struct DeviceConfig<'a> {
     device: DeviceInfo<'a>,
@@ -173,23 +180,25 @@ impl Discovery {
         true
     }
 
-    /// Discovery messages for the current state: a config per device that has entities
-    /// (with removal stubs for components it had before), and an empty config for each device
-    /// that no longer has any.
+    /// Discovery messages for the current state, in `ANNOUNCE_ORDER`: a config per device that
+    /// has entities (with removal stubs for components it had before), then an empty config
+    /// for each device that no longer has any.
     pub fn messages(&mut self, state: &MeterState, topics: &Topics) -> Vec<Message> {
         let identity = state.identity();
-        let mut wanted: BTreeMap<Device, Vec<usize>> = BTreeMap::new();
-        for (index, sensor) in SENSORS.iter().enumerate() {
-            if sensor.announce && state.entity_exists(index) {
-                wanted.entry(sensor.device).or_default().push(index);
-            }
-        }
         let mut messages = Vec::new();
         let mut desired: BTreeSet<Arc<str>> = BTreeSet::new();
-        for (device, indices) in &wanted {
-            let device_id = identity.id_of(*device).clone();
+        for device in ANNOUNCE_ORDER {
+            let indices: Vec<usize> = (0..SENSORS.len())
+                .filter(|&i| {
+                    SENSORS[i].device == device && SENSORS[i].announce && state.entity_exists(i)
+                })
+                .collect();
+            if indices.is_empty() {
+                continue;
+            }
+            let device_id = identity.id_of(device).clone();
             let previous = self.known.remove(&device_id).unwrap_or_default();
-            let payload = self.device_config(*device, indices, state, topics, &previous);
+            let payload = self.device_config(device, &indices, state, topics, &previous);
             let mut now_known: BTreeSet<String> = previous;
             now_known.extend(indices.iter().map(|&i| SENSORS[i].key.to_owned()));
             self.known.insert(device_id.clone(), now_known);
@@ -486,6 +495,107 @@ mod tests {
             discovery.messages(&state, &topics)
         );
         assert!(catalog::SENSORS.iter().any(|s| !s.announce));
+    }
+
+    /// What Home Assistant knows after `messages`: each config's `via_device` must name a
+    /// device it already knows (HA warns otherwise); an empty config removes the device.
+    fn announce_to(known: &mut BTreeSet<String>, messages: &[Message]) {
+        for m in messages {
+            let id = m
+                .topic
+                .strip_prefix("homeassistant/device/")
+                .and_then(|t| t.strip_suffix("/config"))
+                .unwrap();
+            if m.payload.is_empty() {
+                known.remove(id);
+                continue;
+            }
+            let config: Value = serde_json::from_str(&m.payload).unwrap();
+            if let Some(parent) = config["device"]["via_device"].as_str() {
+                assert!(known.contains(parent), "{id} announced before {parent}");
+            }
+            known.insert(id.to_owned());
+        }
+    }
+
+    fn device_order(messages: &[Message]) -> Vec<(&str, bool)> {
+        messages
+            .iter()
+            .map(|m| {
+                let id = m.topic.split('/').nth(2).unwrap();
+                (id, m.payload.is_empty())
+            })
+            .collect()
+    }
+
+    const READER: &str = "dsmrbridge_dsmr-bridge_reader";
+    const ELECTRICITY: &str = "dsmrbridge_12345678901234567890123456789000";
+    const GAS: &str = "dsmrbridge_12345678901234567890123456789001";
+
+    #[test]
+    fn the_parent_device_is_announced_first() {
+        let topics = Topics::new("dsmr-bridge");
+        let mut discovery = Discovery::new("homeassistant", 1, None);
+        let mut ha = BTreeSet::new();
+        // A first poll with only meter statistics and a reading (version and monitoring
+        // failed), before the source reported DSMR-reader reachable: its device still leads.
+        let mut state = MeterState::new("dsmr-bridge");
+        let first = Snapshot {
+            reading: Some(fixtures::reading()),
+            meter_stats: Some(fixtures::meter_stats()),
+            ..Snapshot::default()
+        };
+        state.apply(&first, NOW);
+        assert!(state.take_entities_changed());
+        let messages = discovery.messages(&state, &topics);
+        assert_eq!(
+            device_order(&messages),
+            [(READER, false), (ELECTRICITY, false), (GAS, false)]
+        );
+        announce_to(&mut ha, &messages);
+
+        // The entity set grows (today's totals, the peak, the version): same order.
+        state.apply(&fixtures::snapshot(), NOW);
+        state.set_reachable(true);
+        assert!(state.take_entities_changed());
+        let messages = discovery.messages(&state, &topics);
+        assert_eq!(
+            device_order(&messages),
+            [(READER, false), (ELECTRICITY, false), (GAS, false)]
+        );
+        announce_to(&mut ha, &messages);
+    }
+
+    #[test]
+    fn after_a_meter_swap_the_parent_leads_and_the_old_meter_goes_last() {
+        let topics = Topics::new("dsmr-bridge");
+        let mut discovery = Discovery::new("homeassistant", 1, None);
+        let mut ha = BTreeSet::new();
+        let mut state = MeterState::new("dsmr-bridge");
+        state.apply(&fixtures::snapshot(), NOW);
+        announce_to(&mut ha, &discovery.messages(&state, &topics));
+
+        let mut swapped = fixtures::snapshot();
+        let stats = swapped.meter_stats.as_mut().unwrap();
+        let telegram = stats["latest_telegram"].as_str().unwrap().replace(
+            "0-0:96.1.1(12345678901234567890123456789000)",
+            "0-0:96.1.1(99999999999999999999999999999999)",
+        );
+        stats.insert("latest_telegram".into(), Value::String(telegram));
+        state.apply(&swapped, NOW);
+        assert!(state.take_entities_changed());
+        let messages = discovery.messages(&state, &topics);
+        assert_eq!(
+            device_order(&messages),
+            [
+                (READER, false),
+                ("dsmrbridge_99999999999999999999999999999999", false),
+                (GAS, false),
+                (ELECTRICITY, true),
+            ]
+        );
+        announce_to(&mut ha, &messages);
+        assert!(!ha.contains(ELECTRICITY));
     }
 
     /// Every discovery payload the bridge can publish, per kind of meter, in the order they are

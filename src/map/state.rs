@@ -49,9 +49,13 @@ pub struct MeterState {
 impl MeterState {
     /// `fallback_id` names the meter devices until (or unless) the telegram gives an equipment id.
     pub fn new(fallback_id: &str) -> Self {
+        // DSMR-reader's reachability is known from the first poll on, and its device has to
+        // exist before the meter devices that name it as `via_device`.
+        let mut exists = vec![false; SENSORS.len()];
+        exists[catalog::health_index()] = true;
         Self {
             values: vec![None; SENSORS.len()],
-            exists: vec![false; SENSORS.len()],
+            exists,
             identity: MeterIdentity::fallback(fallback_id),
             identity_fingerprint: None,
             reader_version: None,
@@ -154,10 +158,6 @@ impl MeterState {
         let status = if reachable { "online" } else { "offline" };
         if self.value(index) != Some(status) {
             self.values[index] = Some(Arc::from(status));
-        }
-        if !self.exists[index] {
-            self.exists[index] = true;
-            self.entities_changed = true;
         }
         index
     }
