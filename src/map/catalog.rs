@@ -9,6 +9,8 @@
 //! Every entry names each of its fields (`Sensor { key: .., topic: .., name: .., ..BASE }`): a
 //! swapped topic and name cannot hide in a positional argument list.
 
+use std::borrow::Cow;
+
 /// The DSMR-reader endpoint a value comes from. `Health` is the bridge's own view of whether
 /// DSMR-reader answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -40,6 +42,46 @@ pub enum Device {
     Electricity,
     Gas,
     Reader,
+}
+
+/// Which tariff an entry is about. Names of tariff values end in `(tariff N, <label>)`, and the
+/// active tariff shows as a label, after the meter's `TariffConvention`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tariff {
+    One,
+    Two,
+    /// The tariff the meter counts in now (`electricity_tariff`, 1 or 2).
+    Active,
+}
+
+/// What the meter's tariff numbers mean. Dutch meters (DSMR): tariff 1 is the low tariff
+/// (night and weekend), 2 the normal one. Belgian meters (Fluvius e-MUCS): tariff 1 is the day
+/// tariff, 2 the night tariff. The telegram tells which (`MeterIdentity::tariffs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TariffConvention {
+    /// Also for a telegram that says neither: DSMR-reader's default meter is Dutch.
+    #[default]
+    Dutch,
+    Belgian,
+}
+
+impl TariffConvention {
+    /// The labels of tariff 1 and 2: the active tariff's `options`, fixed per convention so a
+    /// meter's options never change.
+    pub const fn labels(self) -> &'static [&'static str; 2] {
+        match self {
+            Self::Dutch => &["low", "normal"],
+            Self::Belgian => &["day", "night"],
+        }
+    }
+
+    /// Turns the active tariff's state (`1`, `2`) into its label.
+    pub const fn value_template(self) -> &'static str {
+        match self {
+            Self::Dutch => "{{ 'low' if value == '1' else 'normal' }}",
+            Self::Belgian => "{{ 'day' if value == '1' else 'night' }}",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,13 +124,24 @@ pub struct Sensor {
     /// Published for compatibility with DSMR-reader's topic layout, but not announced as an
     /// entity (another key announces the same value).
     pub announce: bool,
-    pub value_template: Option<&'static str>,
-    pub options: Option<&'static [&'static str]>,
+    /// A value of tariff 1 or 2, or the active tariff: its name or its labels depend on the
+    /// meter's `TariffConvention`.
+    pub tariff: Option<Tariff>,
     /// Per-entity availability: only the bridge's own status, not DSMR-reader's.
     pub bridge_availability_only: bool,
 }
 
 impl Sensor {
+    /// The entity name: a tariff value's name says which tariff, by number and by label.
+    pub fn name_for(&self, tariffs: TariffConvention) -> Cow<'static, str> {
+        let [one, two] = tariffs.labels();
+        match self.tariff {
+            Some(Tariff::One) => Cow::Owned(format!("{} (tariff 1, {one})", self.name)),
+            Some(Tariff::Two) => Cow::Owned(format!("{} (tariff 2, {two})", self.name)),
+            Some(Tariff::Active) | None => Cow::Borrowed(self.name),
+        }
+    }
+
     /// The base of every entry: what an entry does not name is this.
     pub const DEFAULT: Sensor = Sensor {
         key: "",
@@ -107,8 +160,7 @@ impl Sensor {
         diagnostic: false,
         register_max_per_hour: None,
         announce: true,
-        value_template: None,
-        options: None,
+        tariff: None,
         bridge_availability_only: false,
     };
 }
@@ -200,28 +252,32 @@ pub static SENSORS: &[Sensor] = &[
         key: "electricity_delivered_1",
         field: "electricity_delivered_1",
         topic: "reading/electricity_delivered_1",
-        name: "Energy consumption (tariff 1)",
+        name: "Energy consumption",
+        tariff: Some(Tariff::One),
         ..REGISTER
     },
     Sensor {
         key: "electricity_delivered_2",
         field: "electricity_delivered_2",
         topic: "reading/electricity_delivered_2",
-        name: "Energy consumption (tariff 2)",
+        name: "Energy consumption",
+        tariff: Some(Tariff::Two),
         ..REGISTER
     },
     Sensor {
         key: "electricity_returned_1",
         field: "electricity_returned_1",
         topic: "reading/electricity_returned_1",
-        name: "Energy production (tariff 1)",
+        name: "Energy production",
+        tariff: Some(Tariff::One),
         ..REGISTER
     },
     Sensor {
         key: "electricity_returned_2",
         field: "electricity_returned_2",
         topic: "reading/electricity_returned_2",
-        name: "Energy production (tariff 2)",
+        name: "Energy production",
+        tariff: Some(Tariff::Two),
         ..REGISTER
     },
     Sensor {
@@ -393,8 +449,7 @@ pub static SENSORS: &[Sensor] = &[
         kind: Kind::Integer,
         name: "Active tariff",
         device_class: Some("enum"),
-        value_template: Some("{{ 'low' if value == '1' else 'normal' }}"),
-        options: Some(&["low", "normal"]),
+        tariff: Some(Tariff::Active),
         ..Sensor::DEFAULT
     },
     Sensor {
@@ -481,7 +536,8 @@ pub static SENSORS: &[Sensor] = &[
         key: "electricity1",
         field: "electricity1",
         topic: "day-consumption/electricity1",
-        name: "Energy consumption today (tariff 1)",
+        name: "Energy consumption today",
+        tariff: Some(Tariff::One),
         enabled: false,
         ..DAY_ENERGY
     },
@@ -489,7 +545,8 @@ pub static SENSORS: &[Sensor] = &[
         key: "electricity2",
         field: "electricity2",
         topic: "day-consumption/electricity2",
-        name: "Energy consumption today (tariff 2)",
+        name: "Energy consumption today",
+        tariff: Some(Tariff::Two),
         enabled: false,
         ..DAY_ENERGY
     },
@@ -497,7 +554,8 @@ pub static SENSORS: &[Sensor] = &[
         key: "electricity1_returned",
         field: "electricity1_returned",
         topic: "day-consumption/electricity1_returned",
-        name: "Energy production today (tariff 1)",
+        name: "Energy production today",
+        tariff: Some(Tariff::One),
         enabled: false,
         ..DAY_ENERGY
     },
@@ -505,7 +563,8 @@ pub static SENSORS: &[Sensor] = &[
         key: "electricity2_returned",
         field: "electricity2_returned",
         topic: "day-consumption/electricity2_returned",
-        name: "Energy production today (tariff 2)",
+        name: "Energy production today",
+        tariff: Some(Tariff::Two),
         enabled: false,
         ..DAY_ENERGY
     },
@@ -540,7 +599,8 @@ pub static SENSORS: &[Sensor] = &[
         key: "electricity1_cost",
         field: "electricity1_cost",
         topic: "day-consumption/electricity1_cost",
-        name: "Electricity cost today (tariff 1)",
+        name: "Electricity cost today",
+        tariff: Some(Tariff::One),
         enabled: false,
         ..DAY_COST
     },
@@ -548,7 +608,8 @@ pub static SENSORS: &[Sensor] = &[
         key: "electricity2_cost",
         field: "electricity2_cost",
         topic: "day-consumption/electricity2_cost",
-        name: "Electricity cost today (tariff 2)",
+        name: "Electricity cost today",
+        tariff: Some(Tariff::Two),
         enabled: false,
         ..DAY_COST
     },
@@ -584,28 +645,32 @@ pub static SENSORS: &[Sensor] = &[
         key: "energy_supplier_price_electricity_delivered_1",
         field: "energy_supplier_price_electricity_delivered_1",
         topic: "day-consumption/energy_supplier_price_electricity_delivered_1",
-        name: "Electricity price (tariff 1)",
+        name: "Electricity price",
+        tariff: Some(Tariff::One),
         ..PRICE
     },
     Sensor {
         key: "energy_supplier_price_electricity_delivered_2",
         field: "energy_supplier_price_electricity_delivered_2",
         topic: "day-consumption/energy_supplier_price_electricity_delivered_2",
-        name: "Electricity price (tariff 2)",
+        name: "Electricity price",
+        tariff: Some(Tariff::Two),
         ..PRICE
     },
     Sensor {
         key: "energy_supplier_price_electricity_returned_1",
         field: "energy_supplier_price_electricity_returned_1",
         topic: "day-consumption/energy_supplier_price_electricity_returned_1",
-        name: "Return price (tariff 1)",
+        name: "Return price",
+        tariff: Some(Tariff::One),
         ..PRICE
     },
     Sensor {
         key: "energy_supplier_price_electricity_returned_2",
         field: "energy_supplier_price_electricity_returned_2",
         topic: "day-consumption/energy_supplier_price_electricity_returned_2",
-        name: "Return price (tariff 2)",
+        name: "Return price",
+        tariff: Some(Tariff::Two),
         ..PRICE
     },
     Sensor {
@@ -758,13 +823,40 @@ mod tests {
                 assert!(matches!(s.state_class, None | Some("total")), "{}", s.key);
             }
             if s.device_class == Some("enum") {
-                assert!(s.options.is_some() && s.unit.is_none() && s.state_class.is_none());
+                assert!(s.tariff == Some(Tariff::Active) && s.unit.is_none());
+                assert!(s.state_class.is_none());
             }
         }
         assert!(
             SENSORS.iter().all(|s| s.announce
                 || s.register_max_per_hour.is_some()
                 || s.kind == Kind::Timestamp)
+        );
+    }
+
+    /// `tariff` agrees with the tariff number in the key, and every DSMR-reader value per tariff
+    /// is marked.
+    #[test]
+    fn tariff_values_are_marked_with_their_tariff() {
+        for s in SENSORS {
+            let digits: String = s.key.chars().filter(char::is_ascii_digit).collect();
+            let per_tariff =
+                s.key.starts_with("electricity") || s.key.contains("price_electricity");
+            match s.tariff {
+                Some(Tariff::One) => assert_eq!(digits, "1", "{}", s.key),
+                Some(Tariff::Two) => assert_eq!(digits, "2", "{}", s.key),
+                Some(Tariff::Active) => assert_eq!(s.key, "electricity_tariff"),
+                None => assert!(!per_tariff || digits.is_empty(), "{} has no tariff", s.key),
+            }
+        }
+        let register = &SENSORS[index_of("electricity_delivered_2").unwrap()];
+        assert_eq!(
+            register.name_for(TariffConvention::Dutch),
+            "Energy consumption (tariff 2, normal)"
+        );
+        assert_eq!(
+            register.name_for(TariffConvention::Belgian),
+            "Energy consumption (tariff 2, night)"
         );
     }
 

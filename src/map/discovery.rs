@@ -2,13 +2,14 @@
 //! (`<prefix>/device/<id>/config`), and the bookkeeping that removes entities and devices the
 //! bridge no longer produces, also those left behind by an earlier run.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
 
-use super::catalog::{Device, Platform, SENSORS, Sensor};
+use super::catalog::{Device, Platform, SENSORS, Sensor, Tariff, TariffConvention};
 use super::{MeterState, Topics};
 use crate::model::Message;
 
@@ -81,7 +82,7 @@ enum Component<'a> {
 #[derive(Serialize)]
 struct Entity<'a> {
     platform: &'static str,
-    name: &'static str,
+    name: Cow<'static, str>,
     unique_id: String,
     default_entity_id: String,
     state_topic: &'a str,
@@ -100,7 +101,7 @@ struct Entity<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     value_template: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    options: Option<&'static [&'static str]>,
+    options: Option<&'static [&'static str; 2]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     payload_on: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -270,6 +271,7 @@ impl Discovery {
                     Component::Entity(Box::new(entity(
                         &SENSORS[i],
                         device_id,
+                        identity.tariffs,
                         topics.state(i),
                         topics,
                     ))),
@@ -317,13 +319,15 @@ fn platform_of(key: &str) -> &'static str {
 fn entity<'a>(
     sensor: &'static Sensor,
     device_id: &str,
+    tariffs: TariffConvention,
     state_topic: &'a str,
     topics: &'a Topics,
 ) -> Entity<'a> {
     let binary = sensor.platform == Platform::BinarySensor;
+    let active_tariff = sensor.tariff == Some(Tariff::Active);
     Entity {
         platform: sensor.platform.as_str(),
-        name: sensor.name,
+        name: sensor.name_for(tariffs),
         unique_id: format!("{device_id}_{}", sensor.key),
         default_entity_id: format!("{}.dsmr_{}", sensor.platform.as_str(), sensor.key),
         state_topic,
@@ -333,8 +337,8 @@ fn entity<'a>(
         suggested_display_precision: sensor.precision,
         enabled_by_default: sensor.enabled,
         entity_category: sensor.diagnostic.then_some("diagnostic"),
-        value_template: sensor.value_template,
-        options: sensor.options,
+        value_template: active_tariff.then(|| tariffs.value_template()),
+        options: active_tariff.then(|| tariffs.labels()),
         payload_on: binary.then_some("online"),
         payload_off: binary.then_some("offline"),
         availability: sensor.bridge_availability_only.then(|| {
@@ -598,6 +602,117 @@ mod tests {
         assert!(!ha.contains(ELECTRICITY));
     }
 
+    /// The electricity meter's components as announced for `snapshot`.
+    fn electricity_components(snapshot: &Snapshot) -> serde_json::Map<String, Value> {
+        let mut state = MeterState::new("dsmr-bridge");
+        state.apply(snapshot, NOW);
+        let topics = Topics::new("dsmr-bridge");
+        let messages = Discovery::new("homeassistant", 1, None).messages(&state, &topics);
+        let id = state.identity().electricity.clone();
+        parse(&messages, &id)["components"]
+            .as_object()
+            .cloned()
+            .unwrap()
+    }
+
+    #[test]
+    fn tariffs_are_labelled_by_the_meters_country() {
+        let dutch = electricity_components(&fixtures::snapshot());
+        let belgian = electricity_components(&fixtures::belgian(fixtures::snapshot()));
+        let tariff = |c: &serde_json::Map<String, Value>| {
+            (
+                c["electricity_tariff"]["options"].clone(),
+                c["electricity_tariff"]["value_template"].clone(),
+            )
+        };
+        assert_eq!(
+            tariff(&dutch),
+            (
+                serde_json::json!(["low", "normal"]),
+                serde_json::json!("{{ 'low' if value == '1' else 'normal' }}")
+            )
+        );
+        assert_eq!(
+            tariff(&belgian),
+            (
+                serde_json::json!(["day", "night"]),
+                serde_json::json!("{{ 'day' if value == '1' else 'night' }}")
+            )
+        );
+        let names = |c: &serde_json::Map<String, Value>| {
+            [
+                "electricity_delivered_1",
+                "electricity_delivered_2",
+                "electricity_returned_1",
+            ]
+            .map(|k| c[k]["name"].as_str().unwrap().to_owned())
+        };
+        assert_eq!(
+            names(&dutch),
+            [
+                "Energy consumption (tariff 1, low)",
+                "Energy consumption (tariff 2, normal)",
+                "Energy production (tariff 1, low)"
+            ]
+        );
+        assert_eq!(
+            names(&belgian),
+            [
+                "Energy consumption (tariff 1, day)",
+                "Energy consumption (tariff 2, night)",
+                "Energy production (tariff 1, day)"
+            ]
+        );
+        // Only names and labels differ: units, classes, state classes, topics stay.
+        let without_labels = |c: &serde_json::Map<String, Value>, key: &str| {
+            let mut component = c[key].as_object().cloned().unwrap();
+            for field in ["name", "options", "value_template", "unique_id"] {
+                component.remove(field);
+            }
+            component
+        };
+        for key in dutch.keys().filter(|k| belgian.contains_key(*k)) {
+            assert_eq!(
+                without_labels(&dutch, key),
+                without_labels(&belgian, key),
+                "{key}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_meters_tariff_options_stay_the_same() {
+        let topics = Topics::new("dsmr-bridge");
+        let mut discovery = Discovery::new("homeassistant", 1, None);
+        let mut state = MeterState::new("dsmr-bridge");
+        let options = |discovery: &mut Discovery, state: &MeterState| {
+            let messages = discovery.messages(state, &topics);
+            let id = state.identity().electricity.clone();
+            parse(&messages, &id)["components"]["electricity_tariff"]["options"].clone()
+        };
+        let mut polls = vec![
+            fixtures::with_tariff(fixtures::belgian(fixtures::snapshot()), 1),
+            fixtures::with_tariff(fixtures::belgian(fixtures::snapshot()), 2),
+        ];
+        // Meter statistics whose telegram lost its lines, or has none: nothing to go on.
+        let mut cut = fixtures::belgian(fixtures::snapshot());
+        let stats = cut.meter_stats.as_mut().unwrap();
+        stats.insert("latest_telegram".into(), Value::String("/FLU5\r\n!".into()));
+        polls.push(cut.clone());
+        cut.meter_stats
+            .as_mut()
+            .unwrap()
+            .insert("latest_telegram".into(), Value::Null);
+        polls.push(cut);
+        for poll in &polls {
+            state.apply(poll, NOW);
+            assert_eq!(
+                options(&mut discovery, &state),
+                serde_json::json!(["day", "night"])
+            );
+        }
+    }
+
     /// Every discovery payload the bridge can publish, per kind of meter, in the order they are
     /// offered. insta (kept, and what the team uses for JSON snapshots) rather than expected
     /// files of our own: a mismatch fails the test and shows a diff, `cargo insta review`
@@ -674,6 +789,15 @@ mod tests {
                     &fixtures::single_phase(fixtures::without_gas(fixtures::snapshot())),
                     "dsmr-bridge",
                 ),
+            );
+        }
+
+        #[test]
+        fn belgian_three_phase_with_gas() {
+            check(
+                "discovery_belgian_three_phase_with_gas",
+                "a Belgian (Fluvius e-MUCS) meter: tariff 1 is day, 2 night",
+                announced(&fixtures::belgian(fixtures::snapshot()), "dsmr-bridge"),
             );
         }
 

@@ -148,6 +148,33 @@ pub fn without_gas(mut snapshot: Snapshot) -> Snapshot {
     snapshot
 }
 
+/// The same meter as a Belgian (Fluvius e-MUCS) one: `tests/fixtures/telegram_belgian_fluvius.txt`
+/// is the captured Dutch telegram with a Fluvius header, the `0-0:96.1.4` version line instead of
+/// `1-3:0.2.8`, the quarter-hour peak lines, Belgian gas lines and no power-failure counters;
+/// DSMR-reader's Fluvius parser leaves `dsmr_version` and those counters null.
+pub fn belgian(mut snapshot: Snapshot) -> Snapshot {
+    let stats = snapshot.meter_stats.as_mut().expect("meter statistics");
+    stats.insert(
+        "latest_telegram".into(),
+        json!(fixture_text("telegram_belgian_fluvius.txt")),
+    );
+    for field in [
+        "dsmr_version",
+        "power_failure_count",
+        "long_power_failure_count",
+    ] {
+        stats.insert(field.into(), Value::Null);
+    }
+    snapshot
+}
+
+/// The meter statistics' tariff indicator set to `tariff`.
+pub fn with_tariff(mut snapshot: Snapshot, tariff: u8) -> Snapshot {
+    let stats = snapshot.meter_stats.as_mut().expect("meter statistics");
+    stats.insert("electricity_tariff".into(), json!(tariff));
+    snapshot
+}
+
 /// Generated inputs for property tests: scalars DSMR-reader sends and near-misses of them,
 /// nested JSON, timestamps; and the oracle for what may be published.
 pub mod arbitrary {
