@@ -37,7 +37,7 @@ pub enum Kind {
 }
 
 /// Which Home Assistant device an entity belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Device {
     Electricity,
     Gas,
@@ -111,6 +111,7 @@ pub struct Sensor {
     pub kind: Kind,
     pub device: Device,
     pub platform: Platform,
+    /// The entity name; for a tariff value the part before `(tariff N, <label>)` (`name_for`).
     pub name: &'static str,
     pub unit: Option<&'static str>,
     pub device_class: Option<&'static str>,

@@ -10,6 +10,9 @@ use super::catalog::Endpoint;
 use super::{MeterState, Topics, state_messages};
 use crate::model::{Object, Snapshot};
 
+/// The capture's wall clock: six seconds after the fixture reading.
+pub const NOW: OffsetDateTime = datetime!(2026-11-26 14:02:20 +01:00);
+
 /// `(topic, payload)` of the state messages for `indices`.
 pub fn published(
     state: &MeterState,
@@ -20,9 +23,6 @@ pub fn published(
         .map(|m| (m.topic.to_string(), m.payload.to_string()))
         .collect()
 }
-
-/// The capture's wall clock: six seconds after the fixture reading.
-pub const NOW: OffsetDateTime = datetime!(2026-11-26 14:02:20 +01:00);
 
 pub fn fixture_text(name: &str) -> String {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));

@@ -190,6 +190,14 @@ impl MeterState {
         if found.gas != self.identity.gas && self.identity.gas_serial.is_some() {
             info!(old = %self.identity.gas, new = %found.gas, "Gas meter identity changed");
         }
+        if found.tariffs != self.identity.tariffs {
+            let [one, two] = found.tariffs.labels();
+            info!(
+                tariff_1 = one,
+                tariff_2 = two,
+                "Tariffs labelled by the meter's country (from its telegram)"
+            );
+        }
         if found != self.identity {
             self.identity = found;
             self.entities_changed = true;
