@@ -579,21 +579,14 @@ mod tests {
         state.apply(&fixtures::snapshot(), NOW);
         announce_to(&mut ha, &discovery.messages(&state, &topics));
 
-        let mut swapped = fixtures::snapshot();
-        let stats = swapped.meter_stats.as_mut().unwrap();
-        let telegram = stats["latest_telegram"].as_str().unwrap().replace(
-            "0-0:96.1.1(12345678901234567890123456789000)",
-            "0-0:96.1.1(99999999999999999999999999999999)",
-        );
-        stats.insert("latest_telegram".into(), Value::String(telegram));
-        state.apply(&swapped, NOW);
+        state.apply(&fixtures::swapped_meter(fixtures::snapshot()), NOW);
         assert!(state.take_entities_changed());
         let messages = discovery.messages(&state, &topics);
         assert_eq!(
             device_order(&messages),
             [
                 (READER, false),
-                ("dsmrbridge_99999999999999999999999999999999", false),
+                (&*format!("dsmrbridge_{}", fixtures::NEW_METER), false),
                 (GAS, false),
                 (ELECTRICITY, true),
             ]

@@ -168,6 +168,20 @@ pub fn belgian(mut snapshot: Snapshot) -> Snapshot {
     snapshot
 }
 
+/// The equipment id of the electricity meter that replaces the captured one in `swapped_meter`.
+pub const NEW_METER: &str = "99999999999999999999999999999999";
+
+/// The meter statistics after the electricity meter was swapped: a new equipment id.
+pub fn swapped_meter(mut snapshot: Snapshot) -> Snapshot {
+    let (stats, telegram) = telegram_mut(&mut snapshot);
+    let telegram = telegram.replace(
+        "0-0:96.1.1(12345678901234567890123456789000)",
+        &format!("0-0:96.1.1({NEW_METER})"),
+    );
+    stats.insert("latest_telegram".into(), json!(telegram));
+    snapshot
+}
+
 /// The meter statistics' tariff indicator set to `tariff`.
 pub fn with_tariff(mut snapshot: Snapshot, tariff: u8) -> Snapshot {
     let stats = snapshot.meter_stats.as_mut().expect("meter statistics");

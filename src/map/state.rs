@@ -502,13 +502,8 @@ mod tests {
         assert!(!state.take_identity_doubt());
         // The same low registers once the telegram names the new meter: no doubt left.
         let mut swapped = reading_with("2026-11-26T14:02:24+01:00", json!("0.010"));
-        let mut stats = fixtures::meter_stats();
-        let telegram = stats["latest_telegram"].as_str().unwrap().replace(
-            "0-0:96.1.1(12345678901234567890123456789000)",
-            "0-0:96.1.1(99999999999999999999999999999999)",
-        );
-        stats.insert("latest_telegram".into(), json!(telegram));
-        swapped.meter_stats = Some(stats);
+        swapped.meter_stats = Some(fixtures::meter_stats());
+        let swapped = fixtures::swapped_meter(swapped);
         assert_eq!(
             register_value(&mut state, &swapped, NOW).as_deref(),
             Some("0.010")
@@ -611,13 +606,7 @@ mod tests {
         let mut state = MeterState::new("x");
         state.apply(&fixture_snapshot(), NOW);
         state.take_entities_changed();
-        let mut swapped = fixture_snapshot();
-        let stats = swapped.meter_stats.as_mut().unwrap();
-        let telegram = stats["latest_telegram"].as_str().unwrap().replace(
-            "0-0:96.1.1(12345678901234567890123456789000)",
-            "0-0:96.1.1(99999999999999999999999999999999)",
-        );
-        stats.insert("latest_telegram".into(), json!(telegram));
+        let mut swapped = fixtures::swapped_meter(fixture_snapshot());
         let reading = swapped.reading.as_mut().unwrap();
         reading.insert("timestamp".into(), json!("2026-11-26T14:05:00+01:00"));
         reading.insert("electricity_delivered_1".into(), json!("0.010"));
@@ -626,7 +615,7 @@ mod tests {
         assert!(state.take_entities_changed());
         assert_eq!(
             state.identity().electricity.as_ref(),
-            "dsmrbridge_99999999999999999999999999999999"
+            format!("dsmrbridge_{}", fixtures::NEW_METER)
         );
         let messages = published(&state, &topics, offered);
         assert!(messages.contains(&("b/reading/electricity_delivered_1".into(), "0.010".into())));
