@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
 use serde::Deserialize;
+use tracing::level_filters::LevelFilter;
 use url::Url;
 
 /// Where the Home Assistant Supervisor writes the app's options.
@@ -177,24 +178,22 @@ fn invalid(option: &str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogLevel {
-    Trace,
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
+/// The levels the app's `config.yaml` schema offers (`list(trace|debug|info|warn|error)`).
+/// `LevelFilter` parses more (digits, an empty text, upper case, `off`); the same words
+/// everywhere keep a YAML file or a flag portable to the app's options. `off` is left out on
+/// purpose: a bridge that logs nothing leaves its user nothing to report.
+pub const LOG_LEVELS: [&str; 5] = ["trace", "debug", "info", "warn", "error"];
 
-impl LogLevel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Trace => "trace",
-            Self::Debug => "debug",
-            Self::Info => "info",
-            Self::Warn => "warn",
-            Self::Error => "error",
-        }
+fn log_level(text: Option<&str>) -> Result<LevelFilter, ConfigError> {
+    let Some(text) = text.map(str::trim) else {
+        return Ok(LevelFilter::INFO);
+    };
+    match text.parse::<LevelFilter>() {
+        Ok(level) if LOG_LEVELS.contains(&text) => Ok(level),
+        _ => Err(invalid(
+            "log_level",
+            format!("{text:?} is not one of {}", LOG_LEVELS.join(", ")),
+        )),
     }
 }
 
@@ -207,7 +206,7 @@ pub struct Config {
     /// Zero turns the cache off.
     pub cache_ttl: Duration,
     pub device_id: Option<String>,
-    pub log_level: LogLevel,
+    pub log_level: LevelFilter,
 }
 
 #[derive(Debug, Clone)]
@@ -364,6 +363,62 @@ fn in_range(option: &str, value: u64, min: u64, max: u64) -> Result<u64, ConfigE
     }
 }
 
+/// DSMR-reader's address, ending in `/`. An address typed without `http://` gets the corrected
+/// URL in its error: `url` reads `dsmr.local:7777` as scheme `dsmr.local` and refuses
+/// `192.168.1.10:7777` as relative, and neither tells the user what to change.
+fn dsmr_reader_url(text: &str) -> Result<Url, ConfigError> {
+    let option = "dsmr_reader_url";
+    if text.is_empty() {
+        return Err(invalid(
+            option,
+            "is empty: set it to DSMR-reader's address, e.g. http://192.168.1.10:7777/",
+        ));
+    }
+    let no_scheme = |fallback: String| match with_http(text) {
+        Some(url) => invalid(option, format!("no scheme; did you mean {url} ?")),
+        None => invalid(option, fallback),
+    };
+    let mut url = match Url::parse(text) {
+        Ok(url) => url,
+        Err(url::ParseError::RelativeUrlWithoutBase) => {
+            return Err(no_scheme(
+                "no scheme; start it with http:// or https://, e.g. http://192.168.1.10:7777/"
+                    .to_owned(),
+            ));
+        }
+        Err(e) => return Err(invalid(option, e.to_string())),
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(no_scheme(format!(
+            "scheme {} is not http or https",
+            url.scheme()
+        )));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid(option, "has no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid(option, "must not have a query or fragment"));
+    }
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
+/// What an address without a scheme most likely meant, when that is a valid address: not for
+/// one with `://` (a wrong scheme), a bare path, or one that would read as user and password
+/// (`mailto:a@b`).
+fn with_http(text: &str) -> Option<Url> {
+    if text.contains("://") || text.starts_with('/') {
+        return None;
+    }
+    dsmr_reader_url(&format!("http://{text}"))
+        .ok()
+        .filter(|url| url.username().is_empty() && url.password().is_none())
+}
+
 impl TryFrom<RawOptions> for Config {
     type Error = ConfigError;
 
@@ -376,27 +431,7 @@ impl TryFrom<RawOptions> for Config {
                 "missing: set it to DSMR-reader's address, e.g. http://192.168.1.10:7777/",
             )
         })?;
-        let mut url =
-            Url::parse(url_text.trim()).map_err(|e| invalid("dsmr_reader_url", e.to_string()))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(invalid(
-                "dsmr_reader_url",
-                format!("scheme {} is not http or https", url.scheme()),
-            ));
-        }
-        if url.host_str().is_none_or(str::is_empty) {
-            return Err(invalid("dsmr_reader_url", "has no host"));
-        }
-        if url.query().is_some() || url.fragment().is_some() {
-            return Err(invalid(
-                "dsmr_reader_url",
-                "must not have a query or fragment",
-            ));
-        }
-        if !url.path().ends_with('/') {
-            let path = format!("{}/", url.path());
-            url.set_path(&path);
-        }
+        let url = dsmr_reader_url(url_text.trim())?;
 
         let api_key = raw.dsmr_reader_api_key.ok_or_else(|| {
             invalid(
@@ -467,19 +502,7 @@ impl TryFrom<RawOptions> for Config {
             ));
         }
 
-        let log_level = match raw.log_level.as_deref().map(str::trim) {
-            None | Some("info") => LogLevel::Info,
-            Some("trace") => LogLevel::Trace,
-            Some("debug") => LogLevel::Debug,
-            Some("warn" | "warning") => LogLevel::Warn,
-            Some("error") => LogLevel::Error,
-            Some(other) => {
-                return Err(invalid(
-                    "log_level",
-                    format!("{other:?} is not one of trace, debug, info, warn, error"),
-                ));
-            }
-        };
+        let log_level = log_level(raw.log_level.as_deref())?;
 
         Ok(Config {
             dsmr: DsmrConfig {
@@ -538,7 +561,7 @@ mod tests {
         assert_eq!(cfg.topics.discovery_prefix, "homeassistant");
         assert!(cfg.topics.discovery);
         assert_eq!(cfg.cache_ttl, Duration::from_secs(3600));
-        assert_eq!(cfg.log_level, LogLevel::Info);
+        assert_eq!(cfg.log_level, LevelFilter::INFO);
         assert!(cfg.mqtt.host.is_none());
     }
 
@@ -570,7 +593,7 @@ mod tests {
                     dsmr_reader_url: Some("dsmr.local".into()),
                     ..minimal()
                 },
-                "dsmr_reader_url: relative URL without a base",
+                "dsmr_reader_url: no scheme; did you mean http://dsmr.local/ ?",
             ),
             (
                 RawOptions {
@@ -678,6 +701,94 @@ mod tests {
                 "{got:?} should start with {expected:?}"
             );
         }
+    }
+
+    fn with_url(url: &str) -> RawOptions {
+        RawOptions {
+            dsmr_reader_url: Some(url.into()),
+            ..minimal()
+        }
+    }
+
+    #[test]
+    fn an_address_without_a_scheme_gets_the_corrected_url() {
+        for (typed, meant) in [
+            ("dsmr.local:7777", "http://dsmr.local:7777/"),
+            ("192.168.1.10:7777", "http://192.168.1.10:7777/"),
+            ("192.168.1.10", "http://192.168.1.10/"),
+            ("dsmr.local", "http://dsmr.local/"),
+            ("localhost:7777/dsmr", "http://localhost:7777/dsmr/"),
+            ("[::1]:7777", "http://[::1]:7777/"),
+            (" dsmr.local:7777 ", "http://dsmr.local:7777/"),
+        ] {
+            assert_eq!(
+                error_of(with_url(typed)),
+                format!("dsmr_reader_url: no scheme; did you mean {meant} ?"),
+                "{typed:?}"
+            );
+        }
+        // The suggestion is itself accepted.
+        let cfg = Config::try_from(with_url("http://dsmr.local:7777/")).unwrap();
+        assert_eq!(cfg.dsmr.url.as_str(), "http://dsmr.local:7777/");
+    }
+
+    #[test]
+    fn a_wrong_scheme_or_an_empty_address_is_named_as_such() {
+        for (typed, expected) in [
+            (
+                "ftp://dsmr.local/",
+                "dsmr_reader_url: scheme ftp is not http or https",
+            ),
+            (
+                "file:///etc/passwd",
+                "dsmr_reader_url: scheme file is not http or https",
+            ),
+            (
+                "mailto:me@dsmr.local",
+                "dsmr_reader_url: scheme mailto is not http or https",
+            ),
+            ("", "dsmr_reader_url: is empty"),
+            (
+                "/dsmr",
+                "dsmr_reader_url: no scheme; start it with http:// or https://",
+            ),
+        ] {
+            let got = error_of(with_url(typed));
+            assert!(got.starts_with(expected), "{typed:?}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn log_level_takes_the_words_of_the_app_schema() {
+        for (text, level) in [
+            ("trace", LevelFilter::TRACE),
+            ("debug", LevelFilter::DEBUG),
+            ("info", LevelFilter::INFO),
+            ("warn", LevelFilter::WARN),
+            ("error", LevelFilter::ERROR),
+            (" debug ", LevelFilter::DEBUG),
+        ] {
+            let raw = RawOptions {
+                log_level: Some(text.into()),
+                ..minimal()
+            };
+            assert_eq!(Config::try_from(raw).unwrap().log_level, level, "{text:?}");
+        }
+        // LevelFilter alone would take these; the app's options cannot hold them.
+        for text in ["off", "OFF", "Info", "warning", "0", "5", "", "loud"] {
+            let raw = RawOptions {
+                log_level: Some(text.into()),
+                ..minimal()
+            };
+            let got = error_of(raw);
+            assert!(
+                got.starts_with("log_level: ") && got.contains("trace, debug, info, warn, error"),
+                "{text:?}: {got:?}"
+            );
+        }
+        let schema = include_str!("../config.yaml");
+        let listed = format!("log_level: list({})", LOG_LEVELS.join("|"));
+        assert!(schema.contains(&listed), "config.yaml's schema: {listed}");
     }
 
     #[test]

@@ -3,14 +3,15 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use dsmr_bridge::config::{Cli, Command, Config, LogLevel};
+use dsmr_bridge::config::{Cli, Command, Config};
+use tracing::level_filters::LevelFilter;
 use tracing_subscriber::EnvFilter;
 
-fn init_logging(level: LogLevel, extra: &str) {
+fn init_logging(level: LevelFilter, extra: &str) {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new(format!("{}{extra}", level.as_str())));
+        .unwrap_or_else(|| EnvFilter::new(format!("{level}{extra}")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
@@ -43,7 +44,7 @@ fn main() -> ExitCode {
         #[cfg(feature = "demo")]
         Some(Command::Demo) => {
             init_logging(
-                LogLevel::Info,
+                LevelFilter::INFO,
                 &format!(",{}=debug", dsmr_bridge::pipeline::PUBLISHED_TARGET),
             );
             return match runtime()

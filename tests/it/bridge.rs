@@ -376,7 +376,7 @@ fn bad_options_exit_non_zero_naming_the_option() {
                 "--dsmr-reader-api-key",
                 "k",
             ],
-            "dsmr_reader_url: relative URL without a base",
+            "dsmr_reader_url: no scheme; did you mean http://dsmr.local/ ?",
         ),
         (&["--dsmr-reader-api-key", "k"], "dsmr_reader_url: missing"),
         (

@@ -269,13 +269,13 @@ impl Bridge {
         self.child.as_ref().expect("running").id()
     }
 
+    /// Sends the signal named `name` without its `SIG` (`"TERM"`, `"INT"`, `"HUP"`).
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("kill");
-        assert!(status.success());
+        use nix::sys::signal::{Signal, kill};
+
+        let signal: Signal = format!("SIG{name}").parse().expect("a signal name");
+        let pid = i32::try_from(self.pid()).expect("a process id");
+        kill(nix::unistd::Pid::from_raw(pid), signal).expect("signal the bridge");
     }
 
     /// Waits for the process to exit and returns its exit code.
@@ -300,6 +300,21 @@ impl Bridge {
             if Instant::now() > deadline {
                 panic!(
                     "timed out waiting for log line {needle:?}; log:\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the log holds `needle` at least `count` times: the positive signal that
+    /// the bridge got that far, before a test checks that something else did not happen.
+    pub async fn wait_log_count(&self, needle: &str, count: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.log().matches(needle).count() < count {
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {count} log lines {needle:?}; log:\n{}",
                     self.log()
                 );
             }
@@ -391,22 +406,6 @@ pub fn fixture(name: &str) -> String {
 
 // ---- Security tests: certificates, a Mosquitto with TLS and passwords, HTTP stand-ins. ----
 
-/// Runs the `openssl` command line tool; panics with its output when it fails.
-fn openssl(dir: &Path, args: &[&str]) {
-    let output = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect(
-            "the tests need the openssl command (apt-get install openssl); .ci/run installs it",
-        );
-    assert!(
-        output.status.success(),
-        "openssl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// A PEM certificate and its private key.
 #[derive(Clone, Debug)]
 pub struct CertFiles {
@@ -414,9 +413,23 @@ pub struct CertFiles {
     pub key: PathBuf,
 }
 
-/// Certificates made for one test with the openssl CLI: CAs and server certificates they sign.
+/// A CA made for one test: its certificate as a PEM file, and what signs server certificates.
+pub struct Ca {
+    pub cert: PathBuf,
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+/// Certificates made for one test (rcgen, P-256): CAs and the server certificates they sign,
+/// written as PEM files for Mosquitto, the TLS proxy and the bridge's `*_ca_file` options.
 pub struct Pki {
     dir: tempfile::TempDir,
+}
+
+/// Valid from an hour ago (no clock skew can make it "not yet valid") for two days.
+fn valid_for_the_test(params: &mut rcgen::CertificateParams) {
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(2);
 }
 
 impl Pki {
@@ -430,92 +443,45 @@ impl Pki {
         self.dir.path().join(name)
     }
 
-    /// A self-signed CA (basicConstraints CA:TRUE), P-256.
-    pub fn ca(&self, name: &str) -> CertFiles {
-        let files = CertFiles {
-            cert: self.path(&format!("{name}.pem")),
-            key: self.path(&format!("{name}.key")),
-        };
-        openssl(
-            self.dir.path(),
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                &format!("/CN={name}"),
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-                "-keyout",
-                files.key.to_str().unwrap(),
-                "-out",
-                files.cert.to_str().unwrap(),
-            ],
-        );
-        files
+    /// A self-signed CA (basicConstraints CA:TRUE, keyUsage keyCertSign and cRLSign) in
+    /// `{name}.pem`.
+    pub fn ca(&self, name: &str) -> Ca {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyUsagePurpose};
+
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        valid_for_the_test(&mut params);
+        let key = rcgen::KeyPair::generate().expect("CA key");
+        let issuer = rcgen::CertifiedIssuer::self_signed(params, key).expect("CA certificate");
+        let cert = self.path(&format!("{name}.pem"));
+        std::fs::write(&cert, issuer.pem()).expect("write CA certificate");
+        Ca { cert, issuer }
     }
 
-    /// A server certificate signed by `ca` for `sans` (e.g. `IP:127.0.0.1,DNS:localhost`).
-    pub fn server(&self, ca: &CertFiles, name: &str, sans: &str) -> CertFiles {
+    /// A server certificate signed by `ca` for `names` (IP addresses and DNS names, e.g.
+    /// `["127.0.0.1", "localhost"]`), in `{name}.pem` and `{name}.key`.
+    pub fn server(&self, ca: &Ca, name: &str, names: &[&str]) -> CertFiles {
+        use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose};
+
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = CertificateParams::new(names).expect("subject alternative names");
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        valid_for_the_test(&mut params);
+        let key = rcgen::KeyPair::generate().expect("server key");
+        let cert = params
+            .signed_by(&key, &ca.issuer)
+            .expect("server certificate");
         let files = CertFiles {
             cert: self.path(&format!("{name}.pem")),
             key: self.path(&format!("{name}.key")),
         };
-        let csr = self.path(&format!("{name}.csr"));
-        let ext = self.path(&format!("{name}.ext"));
-        std::fs::write(
-            &ext,
-            format!(
-                "subjectAltName={sans}\nbasicConstraints=critical,CA:FALSE\n\
-                 keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
-            ),
-        )
-        .expect("write extensions");
-        openssl(
-            self.dir.path(),
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-subj",
-                &format!("/CN={name}"),
-                "-keyout",
-                files.key.to_str().unwrap(),
-                "-out",
-                csr.to_str().unwrap(),
-            ],
-        );
-        openssl(
-            self.dir.path(),
-            &[
-                "x509",
-                "-req",
-                "-in",
-                csr.to_str().unwrap(),
-                "-CA",
-                ca.cert.to_str().unwrap(),
-                "-CAkey",
-                ca.key.to_str().unwrap(),
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                ext.to_str().unwrap(),
-                "-out",
-                files.cert.to_str().unwrap(),
-            ],
-        );
+        std::fs::write(&files.cert, cert.pem()).expect("write certificate");
+        std::fs::write(&files.key, key.serialize_pem()).expect("write key");
         files
     }
 }
@@ -537,62 +503,66 @@ pub fn mosquitto_passwd(file: &Path, user: &str, password: &str) {
     assert!(status.success(), "mosquitto_passwd failed");
 }
 
-/// One request as an `HttpStub` received it: the request line and the headers, as sent.
-#[derive(Clone, Debug)]
-pub struct StubRequest {
-    pub head: String,
+/// An HTTP server that gives every request the same `reply` and records the requests (another
+/// origin a redirect points at, the Supervisor's API). `server.received_requests()` lists them.
+pub async fn http_stand_in(reply: wiremock::ResponseTemplate) -> wiremock::MockServer {
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::any())
+        .respond_with(reply)
+        .mount(&server)
+        .await;
+    server
 }
 
-impl StubRequest {
-    /// The value of header `name` (case-insensitive), if sent.
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().skip(1).find_map(|line| {
-            let (n, v) = line.split_once(':')?;
-            n.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_owned())
-        })
-    }
+/// A JSON answer, as DSMR-reader and the Supervisor give them.
+pub fn json_reply(status: u16, body: impl Into<String>) -> wiremock::ResponseTemplate {
+    wiremock::ResponseTemplate::new(status).set_body_raw(body.into(), "application/json")
 }
 
-/// What an `HttpStub` answers to every request.
-#[derive(Clone, Debug)]
-pub enum StubReply {
-    /// A complete response with these extra headers.
-    Fixed {
-        status: u16,
-        headers: Vec<(String, String)>,
-        body: String,
-    },
-    /// 200 `application/json`, chunked (no Content-Length), never ending: 64 KiB chunks of
-    /// JSON whitespace after an opening `{`, until the client goes away or `limit` bytes.
-    Endless { limit: u64 },
+/// The server's address as the bridge takes it: `http://127.0.0.1:PORT/`.
+pub fn url_of(server: &wiremock::MockServer) -> url::Url {
+    url::Url::parse(&server.uri()).expect("URL")
 }
 
-/// A minimal HTTP/1.1 server on 127.0.0.1 that records every request (one per connection).
-pub struct HttpStub {
+/// The requests `server` received so far.
+pub async fn requests(server: &wiremock::MockServer) -> Vec<wiremock::Request> {
+    server
+        .received_requests()
+        .await
+        .expect("request recording is on")
+}
+
+/// The value of header `name` in a recorded request, if it was sent as text.
+pub fn header<'r>(request: &'r wiremock::Request, name: &str) -> Option<&'r str> {
+    request.headers.get(name)?.to_str().ok()
+}
+
+/// A server whose answer never ends: 200 `application/json`, chunked (no Content-Length),
+/// 64 KiB chunks of JSON whitespace after an opening `{`, until the client goes away or `limit`
+/// bytes. Raw TCP on purpose: wiremock serves a body fixed in advance, while these tests need
+/// one without an end, and the count of bytes the server got to write before the bridge hung up.
+pub struct EndlessAnswer {
     pub addr: std::net::SocketAddr,
-    requests: std::sync::Arc<std::sync::Mutex<Vec<StubRequest>>>,
     /// Body bytes written per response.
     sent: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl HttpStub {
-    pub async fn start(reply: StubReply) -> HttpStub {
+impl EndlessAnswer {
+    pub async fn start(limit: u64) -> EndlessAnswer {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("address");
-        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (log, counts) = (requests.clone(), sent.clone());
+        let counts = sent.clone();
         let task = tokio::spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
-                let (reply, log, counts) = (reply.clone(), log.clone(), counts.clone());
+                let counts = counts.clone();
                 tokio::spawn(async move {
+                    // The request head; its content does not matter.
                     let mut head = Vec::new();
                     let mut buf = [0u8; 4096];
                     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 * 1024 {
@@ -601,42 +571,14 @@ impl HttpStub {
                             Ok(n) => head.extend_from_slice(&buf[..n]),
                         }
                     }
-                    log.lock().unwrap().push(StubRequest {
-                        head: String::from_utf8_lossy(&head).into_owned(),
-                    });
+                    let start = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                                 Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n1\r\n{\r\n";
+                    let chunk = format!("10000\r\n{}\r\n", " ".repeat(0x10000));
                     let mut written = 0u64;
-                    match reply {
-                        StubReply::Fixed {
-                            status,
-                            headers,
-                            body,
-                        } => {
-                            let mut text = format!(
-                                "HTTP/1.1 {status} Stub\r\nContent-Type: application/json\r\n\
-                                 Content-Length: {}\r\nConnection: close\r\n",
-                                body.len()
-                            );
-                            for (name, value) in headers {
-                                text += &format!("{name}: {value}\r\n");
-                            }
-                            text += "\r\n";
-                            text += &body;
-                            if stream.write_all(text.as_bytes()).await.is_ok() {
-                                written = body.len() as u64;
-                            }
-                        }
-                        StubReply::Endless { limit } => {
-                            let start = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
-                                         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n1\r\n{\r\n";
-                            let chunk = format!("10000\r\n{}\r\n", " ".repeat(0x10000));
-                            if stream.write_all(start.as_bytes()).await.is_ok() {
-                                written = 1;
-                                while written < limit
-                                    && stream.write_all(chunk.as_bytes()).await.is_ok()
-                                {
-                                    written += 0x10000;
-                                }
-                            }
+                    if stream.write_all(start.as_bytes()).await.is_ok() {
+                        written = 1;
+                        while written < limit && stream.write_all(chunk.as_bytes()).await.is_ok() {
+                            written += 0x10000;
                         }
                     }
                     counts.lock().unwrap().push(written);
@@ -644,20 +586,11 @@ impl HttpStub {
                 });
             }
         });
-        HttpStub {
-            addr,
-            requests,
-            sent,
-            task,
-        }
+        EndlessAnswer { addr, sent, task }
     }
 
     pub fn url(&self) -> url::Url {
         url::Url::parse(&format!("http://{}/", self.addr)).expect("URL")
-    }
-
-    pub fn requests(&self) -> Vec<StubRequest> {
-        self.requests.lock().unwrap().clone()
     }
 
     /// Body bytes written for each finished response.
@@ -666,7 +599,7 @@ impl HttpStub {
     }
 }
 
-impl Drop for HttpStub {
+impl Drop for EndlessAnswer {
     fn drop(&mut self) {
         self.task.abort();
     }

@@ -8,10 +8,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use dsmr_bridge::sim::{SimOptions, Simulator};
+use wiremock::{Mock, ResponseTemplate};
 
 use crate::harness::{
-    Bridge, Broker, HttpStub, Pki, SIM_KEY, StubReply, TlsProxy, Watcher, args, fixture,
-    fixture_sim, free_port, mosquitto_passwd, retained, sim_options,
+    Bridge, Broker, EndlessAnswer, Pki, SIM_KEY, TlsProxy, Watcher, args, fixture, fixture_sim,
+    free_port, header, http_stand_in, json_reply, mosquitto_passwd, requests, retained,
+    sim_options, url_of,
 };
 
 const LONG: Duration = Duration::from_secs(20);
@@ -137,7 +139,7 @@ async fn huge_and_deeply_nested_answers_are_refused_and_the_bridge_carries_on() 
 #[tokio::test]
 async fn an_endless_answer_is_cut_off_at_the_cap() {
     let limit = 256 * 1024 * 1024;
-    let endless = HttpStub::start(StubReply::Endless { limit }).await;
+    let endless = EndlessAnswer::start(limit).await;
     let broker = Broker::start();
     let bridge = Bridge::start(&args(&endless.url(), broker.port, "endless", &[]));
     bridge.wait_log("larger than 256 KiB", LONG).await;
@@ -194,10 +196,7 @@ async fn the_body_cap_is_exact() {
         .expect_err("over the cap")
         .to_string();
     assert!(error.contains("larger than 256 KiB"), "{error}");
-    let endless = HttpStub::start(StubReply::Endless {
-        limit: 8 * 1024 * 1024,
-    })
-    .await;
+    let endless = EndlessAnswer::start(8 * 1024 * 1024).await;
     let client = DsmrClient::new(&dsmr_config(&endless.url())).expect("client");
     let error = client.version().await.expect_err("endless").to_string();
     assert!(error.contains("larger than 256 KiB"), "{error}");
@@ -527,7 +526,7 @@ fn assert_no_secrets(what: &str, log: &str) {
 fn password_broker() -> (Broker, u16, u16, Pki) {
     let pki = Pki::new();
     let ca = pki.ca("ca");
-    let server = pki.server(&ca, "broker", "IP:127.0.0.1");
+    let server = pki.server(&ca, "broker", &["127.0.0.1"]);
     let passwords = pki.path("passwords");
     mosquitto_passwd(&passwords, "bridge", BROKER_PASSWORD);
     mosquitto_passwd(&passwords, "addons", ADDONS_PASSWORD);
@@ -579,13 +578,12 @@ async fn secrets_never_appear_in_the_output_even_at_trace() {
     })
     .await
     .expect("simulator");
-    let supervisor = HttpStub::start(StubReply::Fixed {
-        status: 200,
-        headers: vec![],
-        body: format!(
+    let supervisor = http_stand_in(json_reply(
+        200,
+        format!(
             r#"{{"result": "ok", "data": {{"host": "127.0.0.1", "port": {secured}, "ssl": false, "protocol": "3.1.1", "username": "addons", "password": "{ADDONS_PASSWORD}", "addon": "core_mosquitto"}}}}"#
         ),
-    })
+    ))
     .await;
     let watcher = Watcher::connect(broker.port, &["#"]).await;
     let published = |base: &str| format!("published topic={base}/reading/electricity_delivered_1");
@@ -636,7 +634,10 @@ async fn secrets_never_appear_in_the_output_even_at_trace() {
         &env_args,
         &[
             ("SUPERVISOR_TOKEN", SUPERVISOR_TOKEN.into()),
-            ("DSMR_BRIDGE_SUPERVISOR_URL", supervisor.url().to_string()),
+            (
+                "DSMR_BRIDGE_SUPERVISOR_URL",
+                url_of(&supervisor).to_string(),
+            ),
             ("DSMR_READER_API_KEY", API_KEY.into()),
             ("RUST_LOG", "trace".into()),
         ],
@@ -653,11 +654,12 @@ async fn secrets_never_appear_in_the_output_even_at_trace() {
         )
         .await,
     ));
+    let bearer = format!("Bearer {SUPERVISOR_TOKEN}");
     assert!(
-        supervisor
-            .requests()
+        requests(&supervisor)
+            .await
             .iter()
-            .any(|r| r.header("authorization") == Some(format!("Bearer {SUPERVISOR_TOKEN}"))),
+            .any(|r| header(r, "authorization") == Some(bearer.as_str())),
         "the Supervisor was asked with the token"
     );
 
@@ -791,8 +793,8 @@ async fn broker_tls_is_verified_against_the_ca_file() {
     let pki = Pki::new();
     let ca = pki.ca("dsmr-bridge test CA");
     let other_ca = pki.ca("some other CA");
-    let server = pki.server(&ca, "broker", "IP:127.0.0.1,DNS:localhost");
-    let misnamed = pki.server(&ca, "elsewhere", "DNS:elsewhere.example");
+    let server = pki.server(&ca, "broker", &["127.0.0.1", "localhost"]);
+    let misnamed = pki.server(&ca, "elsewhere", &["elsewhere.example"]);
     let (tls_port, misnamed_port) = (free_port(), free_port());
     let listener = |port: u16, files: &crate::harness::CertFiles| {
         format!(
@@ -849,8 +851,13 @@ async fn broker_tls_is_verified_against_the_ca_file() {
         }
         assert!(!log.contains("Connected to the broker"), "{log}");
     }
-    // A few reconnect attempts later still nothing got through.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Two more attempts refused by each, still without a connection: nothing got through.
+    for bridge in [&wrong_ca, &wrong_name] {
+        bridge
+            .wait_log_count("broker still unreachable", 2, LONG)
+            .await;
+        assert!(!bridge.log().contains("Connected to the broker"));
+    }
     let leaked: Vec<String> = watcher
         .all()
         .into_iter()
@@ -869,7 +876,7 @@ async fn broker_tls_is_verified_against_the_ca_file() {
 async fn https_dsmr_reader_needs_its_ca_file() {
     let pki = Pki::new();
     let ca = pki.ca("home CA");
-    let server = pki.server(&ca, "dsmr-reader", "IP:127.0.0.1,DNS:localhost");
+    let server = pki.server(&ca, "dsmr-reader", &["127.0.0.1", "localhost"]);
     let sim = fixture_sim().await;
     let proxy = TlsProxy::start(&server, sim.addr()).await;
     let broker = Broker::start();
@@ -927,35 +934,33 @@ async fn https_dsmr_reader_needs_its_ca_file() {
 /// alone the API key; the log says why.
 #[tokio::test]
 async fn a_redirect_elsewhere_is_not_followed_and_the_key_stays_home() {
-    let elsewhere = HttpStub::start(StubReply::Fixed {
-        status: 200,
-        headers: vec![],
-        body: fixture("v2_datalogger_meter-statistics.json"),
-    })
+    let elsewhere = http_stand_in(json_reply(
+        200,
+        fixture("v2_datalogger_meter-statistics.json"),
+    ))
     .await;
-    let dsmr = HttpStub::start(StubReply::Fixed {
-        status: 302,
-        headers: vec![(
-            "Location".into(),
-            format!("{}api/v2/datalogger/meter-statistics", elsewhere.url()),
-        )],
-        body: String::new(),
-    })
+    let dsmr = http_stand_in(ResponseTemplate::new(302).insert_header(
+        "Location",
+        format!("{}/api/v2/datalogger/meter-statistics", elsewhere.uri()),
+    ))
     .await;
     let broker = Broker::start();
-    let bridge = Bridge::start(&args(&dsmr.url(), broker.port, "redirect", &[]));
+    let bridge = Bridge::start(&args(&url_of(&dsmr), broker.port, "redirect", &[]));
     bridge.wait_log("DSMR-reader poll failed", LONG).await;
-    // Let a few more polls happen.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let asked = dsmr.requests();
-    assert!(!asked.is_empty());
+    // Two more polls refused and logged: any redirect they followed was asked before that.
+    bridge
+        .wait_log_count("DSMR-reader still failing", 2, LONG)
+        .await;
+    let asked = requests(&dsmr).await;
+    assert!(asked.len() >= 3, "{asked:?}");
+    let key = format!("Token {SIM_KEY}");
     assert!(
         asked
             .iter()
-            .all(|r| r.header("authorization") == Some(format!("Token {SIM_KEY}"))),
+            .all(|r| header(r, "authorization") == Some(key.as_str())),
         "the configured host gets the key: {asked:?}"
     );
-    let followed = elsewhere.requests();
+    let followed = requests(&elsewhere).await;
     assert!(
         followed.is_empty(),
         "the redirect target was contacted: {followed:?}"
@@ -974,13 +979,11 @@ async fn a_redirect_elsewhere_is_not_followed_and_the_key_stays_home() {
 #[tokio::test]
 async fn no_redirect_status_leads_the_key_elsewhere() {
     dsmr_bridge::tls::install_crypto_provider();
-    let elsewhere = HttpStub::start(StubReply::Fixed {
-        status: 200,
-        headers: vec![],
-        body: fixture("v2_application_version.json"),
-    })
-    .await;
-    let port = elsewhere.addr.port();
+    let elsewhere = http_stand_in(json_reply(200, fixture("v2_application_version.json"))).await;
+    let port = elsewhere.address().port();
+    let dsmr = wiremock::MockServer::start().await;
+    let client =
+        dsmr_bridge::source::DsmrClient::new(&dsmr_config(&url_of(&dsmr))).expect("client");
     for status in [301, 302, 303, 307, 308] {
         for target in [
             format!("http://127.0.0.1:{port}/api/v2/application/version"),
@@ -988,14 +991,13 @@ async fn no_redirect_status_leads_the_key_elsewhere() {
             format!("https://127.0.0.1:{port}/api/v2/application/version"),
             format!("//127.0.0.1:{port}/api/v2/application/version"),
         ] {
-            let dsmr = HttpStub::start(StubReply::Fixed {
-                status,
-                headers: vec![("Location".into(), target.clone())],
-                body: String::new(),
-            })
-            .await;
-            let client =
-                dsmr_bridge::source::DsmrClient::new(&dsmr_config(&dsmr.url())).expect("client");
+            dsmr.reset().await;
+            Mock::given(wiremock::matchers::any())
+                .respond_with(
+                    ResponseTemplate::new(status).insert_header("Location", target.as_str()),
+                )
+                .mount(&dsmr)
+                .await;
             let error = client
                 .version()
                 .await
@@ -1006,14 +1008,11 @@ async fn no_redirect_status_leads_the_key_elsewhere() {
                 "{status} to {target}: {text}"
             );
             assert!(!text.contains(SIM_KEY));
-            assert_eq!(dsmr.requests().len(), 1);
+            assert_eq!(requests(&dsmr).await.len(), 1);
         }
     }
-    assert!(
-        elsewhere.requests().is_empty(),
-        "{:?}",
-        elsewhere.requests()
-    );
+    let followed = requests(&elsewhere).await;
+    assert!(followed.is_empty(), "{followed:?}");
 }
 
 fn dsmr_config(url: &url::Url) -> dsmr_bridge::config::DsmrConfig {
@@ -1060,6 +1059,9 @@ const TABLE: &[BadValue] = &[
         option: "dsmr_reader_url",
         flags: &[
             ("dsmr.local", Opt),
+            ("dsmr.local:7777", Opt),
+            ("192.168.1.10:7777", Opt),
+            ("192.168.1.10", Opt),
             ("ftp://dsmr.local/", Opt),
             ("http://", Opt),
             ("http://dsmr.local/?x=1", Opt),
@@ -1068,12 +1070,21 @@ const TABLE: &[BadValue] = &[
         ],
         yaml: &[
             "dsmr.local",
+            "dsmr.local:7777",
+            "192.168.1.10:7777",
             "'file:///etc/passwd'",
             "[http://x/]",
             "{a: 1}",
             "7777",
         ],
-        json: &[r#""dsmr.local""#, "7777", "[]", "{}", "true"],
+        json: &[
+            r#""dsmr.local""#,
+            r#""192.168.1.10""#,
+            "7777",
+            "[]",
+            "{}",
+            "true",
+        ],
     },
     BadValue {
         option: "dsmr_reader_api_key",

@@ -5,8 +5,26 @@
 
 use std::io;
 use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// Where Debian and others install the broker: not on a normal user's PATH, only root's.
+const SBIN: [&str; 2] = ["/usr/sbin", "/usr/local/sbin"];
+
+/// `mosquitto` from PATH, else from the sbin directories; just the name when it is nowhere,
+/// so that spawning fails and says how to install it.
+fn program() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(SBIN.iter().map(PathBuf::from))
+        .map(|dir| dir.join("mosquitto"))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| PathBuf::from("mosquitto"))
+}
 
 pub fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -81,7 +99,7 @@ impl Mosquitto {
         );
         let conf = dir.join("mosquitto.conf");
         std::fs::write(&conf, text)?;
-        let mut child = Command::new("mosquitto")
+        let mut child = Command::new(program())
             .arg("-c")
             .arg(&conf)
             .stdout(Stdio::null())
@@ -91,7 +109,10 @@ impl Mosquitto {
                 io::Error::new(
                     e.kind(),
                     format!(
-                        "start mosquitto (apt-get install mosquitto; .ci/run installs it): {e}"
+                        "cannot start mosquitto ({e}); the tests need it on PATH or in {}: \
+                         install it with `sudo apt-get install mosquitto` (Debian, Ubuntu), \
+                         `brew install mosquitto` (macOS) or your system's package manager",
+                        SBIN.join(" or ")
                     ),
                 )
             })?;
@@ -146,10 +167,10 @@ impl Drop for Mosquitto {
 
 /// SIGTERM to one child we started, SIGKILL if it has not exited within `grace`.
 pub fn terminate(child: &mut Child, grace: Duration) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // An error means it has exited already: the wait below collects it.
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
     let deadline = Instant::now() + grace;
     while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
