@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use tracing::info;
 
 use crate::config::{Config, RawOptions};
-use crate::sim::{SimOptions, Simulator};
+use dsmr_sim::{SimOptions, Simulator};
 
 /// The broker port everyone expects; the demo takes another one when it is in use.
 const MQTT_PORT: u16 = 1883;

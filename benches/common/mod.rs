@@ -8,7 +8,7 @@ use anyhow::Context;
 use dsmr_bridge::config::{Config, RawOptions};
 use dsmr_bridge::map::{MeterState, Topics, state_messages};
 use dsmr_bridge::model::{Message, Snapshot};
-use dsmr_bridge::sim::{SimOptions, Simulator};
+use dsmr_sim::{SimOptions, Simulator};
 use dsmr_bridge::source::DsmrClient;
 use secrecy::SecretString;
 use time::OffsetDateTime;
