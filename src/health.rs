@@ -1,8 +1,13 @@
-//! Health reporting for `dsmr-bridge healthcheck`: the running bridge keeps a tiny state file,
-//! the healthcheck process (run by Docker's HEALTHCHECK) reads it.
+//! Health file, an edge of the pipeline: the running bridge keeps a tiny state file from its
+//! `Status`, the healthcheck process (`dsmr-bridge healthcheck`, run by Docker's HEALTHCHECK)
+//! reads it.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+
+use crate::status::Status;
 
 /// Default location; `/tmp` exists (and is writable) in the app image.
 pub const DEFAULT_HEALTH_FILE: &str = "/tmp/dsmr-bridge.health";
@@ -19,10 +24,10 @@ pub fn health_file() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_HEALTH_FILE))
 }
 
-/// The running bridge's side.
+/// The running bridge's side: the file's content, rewritten when it matters.
 #[derive(Debug)]
-pub struct Health {
-    path: Option<PathBuf>,
+struct HealthFile {
+    path: PathBuf,
     connected: bool,
     last_poll: Option<u64>,
     /// How old the last successful poll may be before the bridge counts as unhealthy.
@@ -30,65 +35,77 @@ pub struct Health {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    unix(SystemTime::now())
 }
 
-impl Health {
-    pub fn disabled() -> Self {
-        Self {
-            path: None,
-            connected: false,
-            last_poll: None,
-            max_age: Duration::ZERO,
+fn unix(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Keeps the health file in step with the pipeline's status until the pipeline ends (its end
+/// of the channel is dropped), then writes the final state (not connected).
+pub async fn keep_file(
+    path: PathBuf,
+    poll_interval: Duration,
+    mut status: watch::Receiver<Status>,
+) {
+    let mut file = HealthFile::new(path, poll_interval);
+    loop {
+        let current = status.borrow_and_update().clone();
+        file.update(&current);
+        if status.changed().await.is_err() {
+            file.update(&Status::default());
+            return;
         }
     }
+}
 
+impl HealthFile {
     /// Allows a few missed polls plus the longest backoff before calling the bridge stuck.
-    pub fn new(path: PathBuf, poll_interval: Duration) -> Self {
-        let health = Self {
-            path: Some(path),
+    fn new(path: PathBuf, poll_interval: Duration) -> Self {
+        let file = Self {
+            path,
             connected: false,
             last_poll: None,
             max_age: (poll_interval * 10).max(Duration::from_secs(300)),
         };
-        health.write();
-        health
+        file.write();
+        file
     }
 
-    pub fn set_connected(&mut self, connected: bool) {
-        if self.connected != connected {
-            self.connected = connected;
-            self.write();
+    fn update(&mut self, status: &Status) {
+        let mut dirty = false;
+        if self.connected != status.broker_connected {
+            self.connected = status.broker_connected;
+            dirty = true;
         }
-    }
-
-    pub fn polled(&mut self) {
-        let now = unix_now();
-        let stale = self
-            .last_poll
-            .is_none_or(|last| now.saturating_sub(last) >= POLL_WRITE_EVERY.as_secs());
-        if stale {
-            self.last_poll = Some(now);
+        if let Some(at) = status.last_poll.map(unix) {
+            let stale = self
+                .last_poll
+                .is_none_or(|last| at.saturating_sub(last) >= POLL_WRITE_EVERY.as_secs());
+            if stale {
+                self.last_poll = Some(at);
+                dirty = true;
+            }
+        }
+        if dirty {
             self.write();
         }
     }
 
     fn write(&self) {
-        let Some(path) = &self.path else { return };
         let text = format!(
             "connected {}\nlast_poll {}\nmax_age {}\n",
             u8::from(self.connected),
             self.last_poll.unwrap_or(0),
             self.max_age.as_secs() + POLL_WRITE_EVERY.as_secs(),
         );
-        let tmp = path.with_extension("tmp");
+        let tmp = self.path.with_extension("tmp");
         if std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, path))
+            .and_then(|()| std::fs::rename(&tmp, &self.path))
             .is_err()
         {
-            tracing::debug!(path = %path.display(), "cannot write the health file");
+            tracing::debug!(path = %self.path.display(), "cannot write the health file");
         }
     }
 }
@@ -132,17 +149,43 @@ mod tests {
     #[test]
     fn healthy_only_when_connected_and_polled() {
         let path = std::env::temp_dir().join(format!("dsmr-bridge-health-{}", std::process::id()));
-        let mut health = Health::new(path.clone(), Duration::from_secs(5));
+        let mut file = HealthFile::new(path.clone(), Duration::from_secs(5));
         assert!(check(&path).unwrap_err().contains("not connected"));
-        health.set_connected(true);
+        let mut status = Status {
+            broker_connected: true,
+            ..Status::default()
+        };
+        file.update(&status);
         assert!(check(&path).unwrap_err().contains("no successful poll"));
-        health.polled();
+        status.last_poll = Some(SystemTime::now());
+        file.update(&status);
         assert_eq!(check(&path), Ok(()));
-        health.set_connected(false);
+        status.broker_connected = false;
+        file.update(&status);
         assert!(check(&path).is_err());
         std::fs::write(&path, "connected 1\nlast_poll 1000\nmax_age 60\n").unwrap();
         assert!(check(&path).unwrap_err().contains("s ago"));
         std::fs::remove_file(&path).unwrap();
         assert!(check(&path).unwrap_err().contains("no health file"));
+    }
+
+    /// The file follows the pipeline's status and says "not connected" once the pipeline ends.
+    #[tokio::test]
+    async fn file_follows_the_status_until_the_pipeline_ends() {
+        let path =
+            std::env::temp_dir().join(format!("dsmr-bridge-health-task-{}", std::process::id()));
+        let (reporter, rx) = crate::status::StatusReporter::new();
+        let task = tokio::spawn(keep_file(path.clone(), Duration::from_secs(5), rx));
+        reporter.set_connected(true);
+        reporter.polled(SystemTime::now());
+        tokio::task::yield_now().await;
+        // The task runs on this thread: one yield lets it write.
+        while check(&path).is_err() {
+            tokio::task::yield_now().await;
+        }
+        drop(reporter);
+        task.await.unwrap();
+        assert!(check(&path).unwrap_err().contains("not connected"));
+        std::fs::remove_file(&path).unwrap();
     }
 }

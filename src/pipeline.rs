@@ -1,7 +1,9 @@
 //! The pipeline: source events are mapped to messages, deduplicated, and drained to the sink
-//! as fast as the broker acknowledges them. One task owns all of it, so no locks.
+//! as fast as the broker acknowledges them. One task owns all of it, so no locks. It does no
+//! I/O of its own: the source arrives on a channel, the broker behind the `Sink` trait, and
+//! its status goes out through a `watch`; the tests below drive it on a paused clock.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
@@ -11,12 +13,12 @@ use tracing::{debug, info};
 
 use crate::config::Config;
 use crate::dedup::{Dedup, Stats};
-use crate::health::Health;
 use crate::map::discovery::Discovery;
 use crate::map::{self, MeterState, Topics};
 use crate::model::Message;
-use crate::sink::{MqttSink, SinkEvent};
+use crate::sink::{Sink, SinkEvent};
 use crate::source::SourceEvent;
+use crate::status::StatusReporter;
 
 /// How long to collect retained discovery configs at startup before cleaning up leftovers.
 const SCAN_WINDOW: Duration = Duration::from_secs(2);
@@ -37,21 +39,21 @@ enum Scan {
     Done,
 }
 
-pub struct Pipeline {
+pub struct Pipeline<S> {
     topics: Topics,
     ha_status_topic: String,
     discovery: Option<Discovery>,
     scan: Scan,
     state: MeterState,
     dedup: Dedup,
-    sink: MqttSink,
+    sink: S,
     republish_at: Option<Instant>,
     polled_values: u64,
-    health: Health,
+    status: StatusReporter,
 }
 
-impl Pipeline {
-    pub fn new(config: &Config, sink: MqttSink, health: Health) -> Self {
+impl<S: Sink> Pipeline<S> {
+    pub fn new(config: &Config, sink: S, status: StatusReporter) -> Self {
         let topics = Topics::new(&config.topics.base);
         let instance = config
             .device_id
@@ -82,7 +84,7 @@ impl Pipeline {
             sink,
             republish_at: None,
             polled_values: 0,
-            health,
+            status,
         }
     }
 
@@ -123,7 +125,7 @@ impl Pipeline {
     fn on_sink(&mut self, event: SinkEvent) {
         match event {
             SinkEvent::Connected => {
-                self.health.set_connected(true);
+                self.status.set_connected(true);
                 self.sink.subscribe(&self.ha_status_topic);
                 if let (Scan::NotStarted, Some(discovery)) = (&self.scan, &self.discovery) {
                     self.sink.subscribe(&discovery.scan_filter());
@@ -135,7 +137,7 @@ impl Pipeline {
                 self.republish_all();
             }
             SinkEvent::Disconnected => {
-                self.health.set_connected(false);
+                self.status.set_connected(false);
                 self.dedup.connection_lost();
             }
             SinkEvent::Delivered(message) => {
@@ -172,7 +174,7 @@ impl Pipeline {
     fn on_source(&mut self, event: SourceEvent) {
         match event {
             SourceEvent::Poll(snapshot) => {
-                self.health.polled();
+                self.status.polled(SystemTime::now());
                 let offered = self.state.apply(&snapshot, OffsetDateTime::now_utc());
                 self.polled_values += offered.len() as u64;
                 self.offer_discovery_if_changed();
@@ -181,9 +183,9 @@ impl Pipeline {
                 }
             }
             SourceEvent::Reachable | SourceEvent::Unreachable => {
-                let index = self
-                    .state
-                    .set_reachable(matches!(event, SourceEvent::Reachable));
+                let reachable = matches!(event, SourceEvent::Reachable);
+                self.status.set_reachable(reachable);
+                let index = self.state.set_reachable(reachable);
                 self.offer_discovery_if_changed();
                 for message in map::state_messages(&self.state, &self.topics, [index]) {
                     self.dedup.offer(message);
@@ -302,6 +304,9 @@ impl Pipeline {
             info!("Stopping before the broker confirmed offline; leaving it to the last will");
             self.sink.abort();
         }
-        self.health.set_connected(false);
+        self.status.set_connected(false);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use dsmr_bridge::config::Config;
 use dsmr_bridge::dedup::Stats;
-use dsmr_bridge::health::Health;
 use dsmr_bridge::sink::BrokerConfig;
 use dsmr_bridge::source::{Cadence, DsmrClient};
+use dsmr_bridge::status::StatusReporter;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
@@ -404,8 +404,8 @@ impl BridgeThread {
                                 config,
                                 broker,
                                 client,
-                                Health::disabled(),
                                 cadence,
+                                StatusReporter::unobserved(),
                                 stop,
                             )
                             .await

@@ -4,13 +4,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use moka::sync::Cache;
+use tokio::time::Instant;
 
 /// Remembers, per topic, the payload the broker acknowledged. An identical payload inside the
 /// TTL need not be sent again; after it expires the value goes out once more, refreshing the
 /// broker's retained copy. A zero TTL turns the cache off.
+///
+/// moka evicts expired entries on its own clock (real time), which bounds memory; whether an
+/// entry still counts is decided on tokio's clock, from when it was recorded, so that the
+/// pipeline's tests can move time forward (a paused clock) instead of sleeping through a TTL.
 #[derive(Clone)]
 pub struct SentCache {
-    inner: Option<Cache<Arc<str>, Arc<str>>>,
+    inner: Option<Cache<Arc<str>, Sent>>,
+    ttl: Duration,
+}
+
+#[derive(Clone)]
+struct Sent {
+    payload: Arc<str>,
+    at: Instant,
 }
 
 impl std::fmt::Debug for SentCache {
@@ -32,7 +44,7 @@ impl SentCache {
                 .max_capacity(MAX_TOPICS)
                 .build()
         });
-        Self { inner }
+        Self { inner, ttl }
     }
 
     /// Whether the broker already holds exactly this payload for the topic, within the TTL.
@@ -40,12 +52,16 @@ impl SentCache {
         self.inner
             .as_ref()
             .and_then(|c| c.get(topic))
-            .is_some_and(|cached| cached.as_ref() == payload)
+            .is_some_and(|sent| sent.payload.as_ref() == payload && sent.at.elapsed() < self.ttl)
     }
 
     pub fn record(&self, topic: &Arc<str>, payload: &Arc<str>) {
         if let Some(cache) = &self.inner {
-            cache.insert(topic.clone(), payload.clone());
+            let sent = Sent {
+                payload: payload.clone(),
+                at: Instant::now(),
+            };
+            cache.insert(topic.clone(), sent);
         }
     }
 
@@ -62,15 +78,17 @@ impl SentCache {
 mod tests {
     use super::*;
 
-    #[test]
-    fn identical_payload_is_held_until_the_ttl_ends() {
-        let cache = SentCache::new(Duration::from_millis(200));
+    #[tokio::test(start_paused = true)]
+    async fn identical_payload_is_held_until_the_ttl_ends() {
+        let cache = SentCache::new(Duration::from_secs(3600));
         let topic: Arc<str> = Arc::from("t");
         assert!(!cache.holds(&topic, "1"));
         cache.record(&topic, &Arc::from("1"));
         assert!(cache.holds(&topic, "1"));
         assert!(!cache.holds(&topic, "2"));
-        std::thread::sleep(Duration::from_millis(300));
+        tokio::time::advance(Duration::from_secs(3599)).await;
+        assert!(cache.holds(&topic, "1"));
+        tokio::time::advance(Duration::from_secs(1)).await;
         assert!(!cache.holds(&topic, "1"));
     }
 

@@ -3,6 +3,13 @@
 //!
 //! Units and state classes here are a promise to every user's long-term statistics: Home
 //! Assistant suppresses statistics when either changes, so never change them for an existing key.
+//! The snapshots in `snapshots/` (tests in `discovery.rs`) hold every discovery payload, so such a
+//! change, or one of a topic or id, fails the tests and shows up as a diff in review.
+//!
+//! Every entry names each of its fields (`Sensor { key: .., topic: .., name: .., ..BASE }`): a
+//! swapped topic and name cannot hide in a positional argument list.
+
+use std::borrow::Cow;
 
 /// The DSMR-reader endpoint a value comes from. `Health` is the bridge's own view of whether
 /// DSMR-reader answers.
@@ -30,11 +37,51 @@ pub enum Kind {
 }
 
 /// Which Home Assistant device an entity belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Device {
     Electricity,
     Gas,
     Reader,
+}
+
+/// Which tariff an entry is about. Names of tariff values end in `(tariff N, <label>)`, and the
+/// active tariff shows as a label, after the meter's `TariffConvention`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tariff {
+    One,
+    Two,
+    /// The tariff the meter counts in now (`electricity_tariff`, 1 or 2).
+    Active,
+}
+
+/// What the meter's tariff numbers mean. Dutch meters (DSMR): tariff 1 is the low tariff
+/// (night and weekend), 2 the normal one. Belgian meters (Fluvius e-MUCS): tariff 1 is the day
+/// tariff, 2 the night tariff. The telegram tells which (`MeterIdentity::tariffs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TariffConvention {
+    /// Also for a telegram that says neither: DSMR-reader's default meter is Dutch.
+    #[default]
+    Dutch,
+    Belgian,
+}
+
+impl TariffConvention {
+    /// The labels of tariff 1 and 2: the active tariff's `options`, fixed per convention so a
+    /// meter's options never change.
+    pub const fn labels(self) -> &'static [&'static str; 2] {
+        match self {
+            Self::Dutch => &["low", "normal"],
+            Self::Belgian => &["day", "night"],
+        }
+    }
+
+    /// Turns the active tariff's state (`1`, `2`) into its label.
+    pub const fn value_template(self) -> &'static str {
+        match self {
+            Self::Dutch => "{{ 'low' if value == '1' else 'normal' }}",
+            Self::Belgian => "{{ 'day' if value == '1' else 'night' }}",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +111,7 @@ pub struct Sensor {
     pub kind: Kind,
     pub device: Device,
     pub platform: Platform,
+    /// The entity name; for a tariff value the part before `(tariff N, <label>)` (`name_for`).
     pub name: &'static str,
     pub unit: Option<&'static str>,
     pub device_class: Option<&'static str>,
@@ -77,488 +125,641 @@ pub struct Sensor {
     /// Published for compatibility with DSMR-reader's topic layout, but not announced as an
     /// entity (another key announces the same value).
     pub announce: bool,
-    pub value_template: Option<&'static str>,
-    pub options: Option<&'static [&'static str]>,
+    /// A value of tariff 1 or 2, or the active tariff: its name or its labels depend on the
+    /// meter's `TariffConvention`.
+    pub tariff: Option<Tariff>,
     /// Per-entity availability: only the bridge's own status, not DSMR-reader's.
     pub bridge_availability_only: bool,
 }
 
-const BASE: Sensor = Sensor {
-    key: "",
-    endpoint: Endpoint::Reading,
-    field: "",
-    topic: "",
-    kind: Kind::Decimal,
-    device: Device::Electricity,
-    platform: Platform::Sensor,
-    name: "",
-    unit: None,
-    device_class: None,
-    state_class: None,
-    precision: None,
-    enabled: true,
-    diagnostic: false,
-    register_max_per_hour: None,
-    announce: true,
-    value_template: None,
-    options: None,
-    bridge_availability_only: false,
-};
+impl Sensor {
+    /// The entity name: a tariff value's name says which tariff, by number and by label.
+    pub fn name_for(&self, tariffs: TariffConvention) -> Cow<'static, str> {
+        let [one, two] = tariffs.labels();
+        match self.tariff {
+            Some(Tariff::One) => Cow::Owned(format!("{} (tariff 1, {one})", self.name)),
+            Some(Tariff::Two) => Cow::Owned(format!("{} (tariff 2, {two})", self.name)),
+            Some(Tariff::Active) | None => Cow::Borrowed(self.name),
+        }
+    }
+
+    /// The base of every entry: what an entry does not name is this.
+    pub const DEFAULT: Sensor = Sensor {
+        key: "",
+        endpoint: Endpoint::Reading,
+        field: "",
+        topic: "",
+        kind: Kind::Decimal,
+        device: Device::Electricity,
+        platform: Platform::Sensor,
+        name: "",
+        unit: None,
+        device_class: None,
+        state_class: None,
+        precision: None,
+        enabled: true,
+        diagnostic: false,
+        register_max_per_hour: None,
+        announce: true,
+        tariff: None,
+        bridge_availability_only: false,
+    };
+}
 
 /// 100 kW: more than any household connection (3 × 80 A) can draw, so a faster rise is garbage.
 const ELECTRICITY_MAX_KWH_PER_HOUR: f64 = 100.0;
 /// A large boiler burns about 6 m³/h; 25 leaves room for anything a home has.
 const GAS_MAX_M3_PER_HOUR: f64 = 25.0;
 
-macro_rules! sensor {
-    ($($field:ident : $value:expr),* $(,)?) => {
-        Sensor { $($field: $value,)* ..BASE }
-    };
-}
+/// A grid register of the meter: what the Energy dashboard sums.
+const REGISTER: Sensor = Sensor {
+    unit: Some("kWh"),
+    device_class: Some("energy"),
+    state_class: Some("total_increasing"),
+    precision: Some(3),
+    register_max_per_hour: Some(ELECTRICITY_MAX_KWH_PER_HOUR),
+    ..Sensor::DEFAULT
+};
 
-const fn register(key: &'static str, topic: &'static str, name: &'static str) -> Sensor {
-    sensor! {
-        key: key, field: key, topic: topic, name: name,
-        unit: Some("kWh"), device_class: Some("energy"), state_class: Some("total_increasing"),
-        precision: Some(3), register_max_per_hour: Some(ELECTRICITY_MAX_KWH_PER_HOUR),
-    }
-}
+const POWER: Sensor = Sensor {
+    unit: Some("kW"),
+    device_class: Some("power"),
+    state_class: Some("measurement"),
+    precision: Some(3),
+    ..Sensor::DEFAULT
+};
 
-const fn power(
-    key: &'static str,
-    topic: &'static str,
-    name: &'static str,
-    enabled: bool,
-) -> Sensor {
-    sensor! {
-        key: key, field: key, topic: topic, name: name, unit: Some("kW"),
-        device_class: Some("power"), state_class: Some("measurement"), precision: Some(3),
-        enabled: enabled,
-    }
-}
+/// Per-phase detail most users never look at: off by default.
+const PHASE_VOLTAGE: Sensor = Sensor {
+    unit: Some("V"),
+    device_class: Some("voltage"),
+    state_class: Some("measurement"),
+    precision: Some(1),
+    enabled: false,
+    diagnostic: true,
+    ..Sensor::DEFAULT
+};
 
-const fn phase(
-    key: &'static str,
-    topic: &'static str,
-    name: &'static str,
-    unit: &'static str,
-    class: &'static str,
-    precision: u8,
-    kind: Kind,
-) -> Sensor {
-    sensor! {
-        key: key, field: key, topic: topic, name: name, unit: Some(unit), kind: kind,
-        device_class: Some(class), state_class: Some("measurement"), precision: Some(precision),
-        enabled: false, diagnostic: true,
-    }
-}
+const PHASE_CURRENT: Sensor = Sensor {
+    kind: Kind::Integer,
+    unit: Some("A"),
+    device_class: Some("current"),
+    state_class: Some("measurement"),
+    precision: Some(0),
+    ..PHASE_VOLTAGE
+};
 
-const fn counter(key: &'static str, name: &'static str, topic: &'static str) -> Sensor {
-    sensor! {
-        key: key, field: key, topic: topic, name: name, endpoint: Endpoint::MeterStats,
-        kind: Kind::Integer, enabled: false, diagnostic: true,
-    }
-}
+/// A meter statistics counter (power failures, voltage sags and swells).
+const COUNTER: Sensor = Sensor {
+    endpoint: Endpoint::MeterStats,
+    kind: Kind::Integer,
+    enabled: false,
+    diagnostic: true,
+    ..Sensor::DEFAULT
+};
 
-const fn day_energy(
-    key: &'static str,
-    topic: &'static str,
-    name: &'static str,
-    enabled: bool,
-) -> Sensor {
-    sensor! {
-        key: key, field: const_field(topic), topic: topic, name: name, endpoint: Endpoint::Today,
-        unit: Some("kWh"), device_class: Some("energy"), state_class: Some("total_increasing"),
-        precision: Some(3), enabled: enabled,
-    }
-}
+/// Today's total since local midnight; the JSON field is the last topic level.
+const DAY_ENERGY: Sensor = Sensor {
+    endpoint: Endpoint::Today,
+    unit: Some("kWh"),
+    device_class: Some("energy"),
+    state_class: Some("total_increasing"),
+    precision: Some(3),
+    ..Sensor::DEFAULT
+};
 
-const fn day_cost(
-    key: &'static str,
-    topic: &'static str,
-    name: &'static str,
-    enabled: bool,
-) -> Sensor {
-    sensor! {
-        key: key, field: const_field(topic), topic: topic, name: name, endpoint: Endpoint::Today,
-        unit: Some("EUR"), device_class: Some("monetary"), precision: Some(2), enabled: enabled,
-        device: Device::Reader,
-    }
-}
+/// Costs are DSMR-reader's (its price contracts), so they belong to its device.
+const DAY_COST: Sensor = Sensor {
+    endpoint: Endpoint::Today,
+    device: Device::Reader,
+    unit: Some("EUR"),
+    device_class: Some("monetary"),
+    precision: Some(2),
+    ..Sensor::DEFAULT
+};
 
-const fn price(
-    key: &'static str,
-    topic: &'static str,
-    name: &'static str,
-    unit: &'static str,
-) -> Sensor {
-    sensor! {
-        key: key, field: const_field(topic), topic: topic, name: name, endpoint: Endpoint::Today,
-        unit: Some(unit), precision: Some(5), enabled: false, device: Device::Reader,
-    }
-}
-
-/// The JSON field is the last topic level for every `day-consumption/...` entry.
-const fn const_field(topic: &'static str) -> &'static str {
-    let bytes = topic.as_bytes();
-    let mut i = bytes.len();
-    while i > 0 {
-        if bytes[i - 1] == b'/' {
-            break;
-        }
-        i -= 1;
-    }
-    let (_, tail) = bytes.split_at(i);
-    match std::str::from_utf8(tail) {
-        Ok(s) => s,
-        Err(_) => "",
-    }
-}
+const PRICE: Sensor = Sensor {
+    endpoint: Endpoint::Today,
+    device: Device::Reader,
+    unit: Some("EUR/kWh"),
+    precision: Some(5),
+    enabled: false,
+    ..Sensor::DEFAULT
+};
 
 pub static SENSORS: &[Sensor] = &[
     // The four grid registers: what the Energy dashboard uses.
-    register(
-        "electricity_delivered_1",
-        "reading/electricity_delivered_1",
-        "Energy consumption (tariff 1)",
-    ),
-    register(
-        "electricity_delivered_2",
-        "reading/electricity_delivered_2",
-        "Energy consumption (tariff 2)",
-    ),
-    register(
-        "electricity_returned_1",
-        "reading/electricity_returned_1",
-        "Energy production (tariff 1)",
-    ),
-    register(
-        "electricity_returned_2",
-        "reading/electricity_returned_2",
-        "Energy production (tariff 2)",
-    ),
-    power(
-        "electricity_currently_delivered",
-        "reading/electricity_currently_delivered",
-        "Power consumption",
-        true,
-    ),
-    power(
-        "electricity_currently_returned",
-        "reading/electricity_currently_returned",
-        "Power production",
-        true,
-    ),
-    power(
-        "phase_currently_delivered_l1",
-        "reading/phase_currently_delivered_l1",
-        "Power consumption L1",
-        false,
-    ),
-    power(
-        "phase_currently_delivered_l2",
-        "reading/phase_currently_delivered_l2",
-        "Power consumption L2",
-        false,
-    ),
-    power(
-        "phase_currently_delivered_l3",
-        "reading/phase_currently_delivered_l3",
-        "Power consumption L3",
-        false,
-    ),
-    power(
-        "phase_currently_returned_l1",
-        "reading/phase_currently_returned_l1",
-        "Power production L1",
-        false,
-    ),
-    power(
-        "phase_currently_returned_l2",
-        "reading/phase_currently_returned_l2",
-        "Power production L2",
-        false,
-    ),
-    power(
-        "phase_currently_returned_l3",
-        "reading/phase_currently_returned_l3",
-        "Power production L3",
-        false,
-    ),
-    phase(
-        "phase_voltage_l1",
-        "reading/phase_voltage_l1",
-        "Voltage L1",
-        "V",
-        "voltage",
-        1,
-        Kind::Decimal,
-    ),
-    phase(
-        "phase_voltage_l2",
-        "reading/phase_voltage_l2",
-        "Voltage L2",
-        "V",
-        "voltage",
-        1,
-        Kind::Decimal,
-    ),
-    phase(
-        "phase_voltage_l3",
-        "reading/phase_voltage_l3",
-        "Voltage L3",
-        "V",
-        "voltage",
-        1,
-        Kind::Decimal,
-    ),
-    phase(
-        "phase_power_current_l1",
-        "reading/phase_power_current_l1",
-        "Current L1",
-        "A",
-        "current",
-        0,
-        Kind::Integer,
-    ),
-    phase(
-        "phase_power_current_l2",
-        "reading/phase_power_current_l2",
-        "Current L2",
-        "A",
-        "current",
-        0,
-        Kind::Integer,
-    ),
-    phase(
-        "phase_power_current_l3",
-        "reading/phase_power_current_l3",
-        "Current L3",
-        "A",
-        "current",
-        0,
-        Kind::Integer,
-    ),
-    sensor! {
-        key: "timestamp", field: "timestamp", topic: "reading/timestamp", kind: Kind::Timestamp,
-        name: "Telegram timestamp", device_class: Some("timestamp"), enabled: false, diagnostic: true,
+    Sensor {
+        key: "electricity_delivered_1",
+        field: "electricity_delivered_1",
+        topic: "reading/electricity_delivered_1",
+        name: "Energy consumption",
+        tariff: Some(Tariff::One),
+        ..REGISTER
+    },
+    Sensor {
+        key: "electricity_delivered_2",
+        field: "electricity_delivered_2",
+        topic: "reading/electricity_delivered_2",
+        name: "Energy consumption",
+        tariff: Some(Tariff::Two),
+        ..REGISTER
+    },
+    Sensor {
+        key: "electricity_returned_1",
+        field: "electricity_returned_1",
+        topic: "reading/electricity_returned_1",
+        name: "Energy production",
+        tariff: Some(Tariff::One),
+        ..REGISTER
+    },
+    Sensor {
+        key: "electricity_returned_2",
+        field: "electricity_returned_2",
+        topic: "reading/electricity_returned_2",
+        name: "Energy production",
+        tariff: Some(Tariff::Two),
+        ..REGISTER
+    },
+    Sensor {
+        key: "electricity_currently_delivered",
+        field: "electricity_currently_delivered",
+        topic: "reading/electricity_currently_delivered",
+        name: "Power consumption",
+        ..POWER
+    },
+    Sensor {
+        key: "electricity_currently_returned",
+        field: "electricity_currently_returned",
+        topic: "reading/electricity_currently_returned",
+        name: "Power production",
+        ..POWER
+    },
+    Sensor {
+        key: "phase_currently_delivered_l1",
+        field: "phase_currently_delivered_l1",
+        topic: "reading/phase_currently_delivered_l1",
+        name: "Power consumption L1",
+        enabled: false,
+        ..POWER
+    },
+    Sensor {
+        key: "phase_currently_delivered_l2",
+        field: "phase_currently_delivered_l2",
+        topic: "reading/phase_currently_delivered_l2",
+        name: "Power consumption L2",
+        enabled: false,
+        ..POWER
+    },
+    Sensor {
+        key: "phase_currently_delivered_l3",
+        field: "phase_currently_delivered_l3",
+        topic: "reading/phase_currently_delivered_l3",
+        name: "Power consumption L3",
+        enabled: false,
+        ..POWER
+    },
+    Sensor {
+        key: "phase_currently_returned_l1",
+        field: "phase_currently_returned_l1",
+        topic: "reading/phase_currently_returned_l1",
+        name: "Power production L1",
+        enabled: false,
+        ..POWER
+    },
+    Sensor {
+        key: "phase_currently_returned_l2",
+        field: "phase_currently_returned_l2",
+        topic: "reading/phase_currently_returned_l2",
+        name: "Power production L2",
+        enabled: false,
+        ..POWER
+    },
+    Sensor {
+        key: "phase_currently_returned_l3",
+        field: "phase_currently_returned_l3",
+        topic: "reading/phase_currently_returned_l3",
+        name: "Power production L3",
+        enabled: false,
+        ..POWER
+    },
+    Sensor {
+        key: "phase_voltage_l1",
+        field: "phase_voltage_l1",
+        topic: "reading/phase_voltage_l1",
+        name: "Voltage L1",
+        ..PHASE_VOLTAGE
+    },
+    Sensor {
+        key: "phase_voltage_l2",
+        field: "phase_voltage_l2",
+        topic: "reading/phase_voltage_l2",
+        name: "Voltage L2",
+        ..PHASE_VOLTAGE
+    },
+    Sensor {
+        key: "phase_voltage_l3",
+        field: "phase_voltage_l3",
+        topic: "reading/phase_voltage_l3",
+        name: "Voltage L3",
+        ..PHASE_VOLTAGE
+    },
+    Sensor {
+        key: "phase_power_current_l1",
+        field: "phase_power_current_l1",
+        topic: "reading/phase_power_current_l1",
+        name: "Current L1",
+        ..PHASE_CURRENT
+    },
+    Sensor {
+        key: "phase_power_current_l2",
+        field: "phase_power_current_l2",
+        topic: "reading/phase_power_current_l2",
+        name: "Current L2",
+        ..PHASE_CURRENT
+    },
+    Sensor {
+        key: "phase_power_current_l3",
+        field: "phase_power_current_l3",
+        topic: "reading/phase_power_current_l3",
+        name: "Current L3",
+        ..PHASE_CURRENT
+    },
+    Sensor {
+        key: "timestamp",
+        field: "timestamp",
+        topic: "reading/timestamp",
+        kind: Kind::Timestamp,
+        name: "Telegram timestamp",
+        device_class: Some("timestamp"),
+        enabled: false,
+        diagnostic: true,
+        ..Sensor::DEFAULT
     },
     // DSMR-reader's split topics carry the gas register under reading/ too; HA's own
     // "DSMR Reader" integration reads both, so both are kept.
-    sensor! {
-        key: "extra_device_delivered", field: "extra_device_delivered",
-        topic: "reading/extra_device_delivered", device: Device::Gas, announce: false,
+    Sensor {
+        key: "extra_device_delivered",
+        field: "extra_device_delivered",
+        topic: "reading/extra_device_delivered",
+        device: Device::Gas,
         register_max_per_hour: Some(GAS_MAX_M3_PER_HOUR),
-    },
-    sensor! {
-        key: "extra_device_timestamp", field: "extra_device_timestamp",
-        topic: "reading/extra_device_timestamp", kind: Kind::Timestamp, device: Device::Gas,
         announce: false,
+        ..Sensor::DEFAULT
     },
-    sensor! {
-        key: "gas_delivered", field: "extra_device_delivered", topic: "consumption/gas/delivered",
-        device: Device::Gas, name: "Gas consumption", unit: Some("m³"), device_class: Some("gas"),
-        state_class: Some("total_increasing"), precision: Some(3),
+    Sensor {
+        key: "extra_device_timestamp",
+        field: "extra_device_timestamp",
+        topic: "reading/extra_device_timestamp",
+        kind: Kind::Timestamp,
+        device: Device::Gas,
+        announce: false,
+        ..Sensor::DEFAULT
+    },
+    Sensor {
+        key: "gas_delivered",
+        field: "extra_device_delivered",
+        topic: "consumption/gas/delivered",
+        device: Device::Gas,
+        name: "Gas consumption",
+        unit: Some("m³"),
+        device_class: Some("gas"),
+        state_class: Some("total_increasing"),
+        precision: Some(3),
         register_max_per_hour: Some(GAS_MAX_M3_PER_HOUR),
+        ..Sensor::DEFAULT
     },
-    sensor! {
-        key: "gas_read_at", field: "extra_device_timestamp", topic: "consumption/gas/read_at",
-        kind: Kind::Timestamp, device: Device::Gas, name: "Gas meter reading time",
-        device_class: Some("timestamp"), enabled: false, diagnostic: true,
+    Sensor {
+        key: "gas_read_at",
+        field: "extra_device_timestamp",
+        topic: "consumption/gas/read_at",
+        kind: Kind::Timestamp,
+        device: Device::Gas,
+        name: "Gas meter reading time",
+        device_class: Some("timestamp"),
+        enabled: false,
+        diagnostic: true,
+        ..Sensor::DEFAULT
     },
     // Meter statistics.
-    sensor! {
-        key: "electricity_tariff", field: "electricity_tariff", topic: "meter-stats/electricity_tariff",
-        endpoint: Endpoint::MeterStats, kind: Kind::Integer, name: "Active tariff",
-        device_class: Some("enum"), options: Some(&["low", "normal"]),
-        value_template: Some("{{ 'low' if value == '1' else 'normal' }}"),
+    Sensor {
+        key: "electricity_tariff",
+        field: "electricity_tariff",
+        topic: "meter-stats/electricity_tariff",
+        endpoint: Endpoint::MeterStats,
+        kind: Kind::Integer,
+        name: "Active tariff",
+        device_class: Some("enum"),
+        tariff: Some(Tariff::Active),
+        ..Sensor::DEFAULT
     },
-    sensor! {
-        key: "dsmr_version", field: "dsmr_version", topic: "meter-stats/dsmr_version",
-        endpoint: Endpoint::MeterStats, kind: Kind::Text, name: "DSMR version",
-        enabled: false, diagnostic: true,
+    Sensor {
+        key: "dsmr_version",
+        field: "dsmr_version",
+        topic: "meter-stats/dsmr_version",
+        endpoint: Endpoint::MeterStats,
+        kind: Kind::Text,
+        name: "DSMR version",
+        enabled: false,
+        diagnostic: true,
+        ..Sensor::DEFAULT
     },
-    counter(
-        "power_failure_count",
-        "Power failures",
-        "meter-stats/power_failure_count",
-    ),
-    counter(
-        "long_power_failure_count",
-        "Long power failures",
-        "meter-stats/long_power_failure_count",
-    ),
-    counter(
-        "voltage_sag_count_l1",
-        "Voltage sags L1",
-        "meter-stats/voltage_sag_count_l1",
-    ),
-    counter(
-        "voltage_sag_count_l2",
-        "Voltage sags L2",
-        "meter-stats/voltage_sag_count_l2",
-    ),
-    counter(
-        "voltage_sag_count_l3",
-        "Voltage sags L3",
-        "meter-stats/voltage_sag_count_l3",
-    ),
-    counter(
-        "voltage_swell_count_l1",
-        "Voltage swells L1",
-        "meter-stats/voltage_swell_count_l1",
-    ),
-    counter(
-        "voltage_swell_count_l2",
-        "Voltage swells L2",
-        "meter-stats/voltage_swell_count_l2",
-    ),
-    counter(
-        "voltage_swell_count_l3",
-        "Voltage swells L3",
-        "meter-stats/voltage_swell_count_l3",
-    ),
-    sensor! {
-        key: "rejected_telegrams", field: "rejected_telegrams", topic: "meter-stats/rejected_telegrams",
-        endpoint: Endpoint::MeterStats, kind: Kind::Integer, name: "Rejected telegrams",
-        device: Device::Reader, enabled: false, diagnostic: true,
+    Sensor {
+        key: "power_failure_count",
+        field: "power_failure_count",
+        topic: "meter-stats/power_failure_count",
+        name: "Power failures",
+        ..COUNTER
+    },
+    Sensor {
+        key: "long_power_failure_count",
+        field: "long_power_failure_count",
+        topic: "meter-stats/long_power_failure_count",
+        name: "Long power failures",
+        ..COUNTER
+    },
+    Sensor {
+        key: "voltage_sag_count_l1",
+        field: "voltage_sag_count_l1",
+        topic: "meter-stats/voltage_sag_count_l1",
+        name: "Voltage sags L1",
+        ..COUNTER
+    },
+    Sensor {
+        key: "voltage_sag_count_l2",
+        field: "voltage_sag_count_l2",
+        topic: "meter-stats/voltage_sag_count_l2",
+        name: "Voltage sags L2",
+        ..COUNTER
+    },
+    Sensor {
+        key: "voltage_sag_count_l3",
+        field: "voltage_sag_count_l3",
+        topic: "meter-stats/voltage_sag_count_l3",
+        name: "Voltage sags L3",
+        ..COUNTER
+    },
+    Sensor {
+        key: "voltage_swell_count_l1",
+        field: "voltage_swell_count_l1",
+        topic: "meter-stats/voltage_swell_count_l1",
+        name: "Voltage swells L1",
+        ..COUNTER
+    },
+    Sensor {
+        key: "voltage_swell_count_l2",
+        field: "voltage_swell_count_l2",
+        topic: "meter-stats/voltage_swell_count_l2",
+        name: "Voltage swells L2",
+        ..COUNTER
+    },
+    Sensor {
+        key: "voltage_swell_count_l3",
+        field: "voltage_swell_count_l3",
+        topic: "meter-stats/voltage_swell_count_l3",
+        name: "Voltage swells L3",
+        ..COUNTER
+    },
+    Sensor {
+        key: "rejected_telegrams",
+        field: "rejected_telegrams",
+        topic: "meter-stats/rejected_telegrams",
+        endpoint: Endpoint::MeterStats,
+        kind: Kind::Integer,
+        device: Device::Reader,
+        name: "Rejected telegrams",
+        enabled: false,
+        diagnostic: true,
+        ..Sensor::DEFAULT
     },
     // Today's totals, about once a minute.
-    day_energy(
-        "electricity1",
-        "day-consumption/electricity1",
-        "Energy consumption today (tariff 1)",
-        false,
-    ),
-    day_energy(
-        "electricity2",
-        "day-consumption/electricity2",
-        "Energy consumption today (tariff 2)",
-        false,
-    ),
-    day_energy(
-        "electricity1_returned",
-        "day-consumption/electricity1_returned",
-        "Energy production today (tariff 1)",
-        false,
-    ),
-    day_energy(
-        "electricity2_returned",
-        "day-consumption/electricity2_returned",
-        "Energy production today (tariff 2)",
-        false,
-    ),
-    day_energy(
-        "electricity_merged",
-        "day-consumption/electricity_merged",
-        "Energy consumption today",
-        true,
-    ),
-    day_energy(
-        "electricity_returned_merged",
-        "day-consumption/electricity_returned_merged",
-        "Energy production today",
-        true,
-    ),
-    sensor! {
-        key: "gas_today", field: "gas", topic: "day-consumption/gas", endpoint: Endpoint::Today,
-        device: Device::Gas, name: "Gas consumption today", unit: Some("m³"),
-        device_class: Some("gas"), state_class: Some("total_increasing"), precision: Some(3),
-    },
-    day_cost(
-        "electricity1_cost",
-        "day-consumption/electricity1_cost",
-        "Electricity cost today (tariff 1)",
-        false,
-    ),
-    day_cost(
-        "electricity2_cost",
-        "day-consumption/electricity2_cost",
-        "Electricity cost today (tariff 2)",
-        false,
-    ),
-    day_cost(
-        "fixed_cost",
-        "day-consumption/fixed_cost",
-        "Fixed cost today",
-        false,
-    ),
-    day_cost(
-        "total_cost",
-        "day-consumption/total_cost",
-        "Total cost today",
-        true,
-    ),
-    sensor! {
-        key: "gas_cost", field: "gas_cost", topic: "day-consumption/gas_cost", endpoint: Endpoint::Today,
-        device: Device::Gas, name: "Gas cost today", unit: Some("EUR"), device_class: Some("monetary"),
-        precision: Some(2), enabled: false,
-    },
-    price(
-        "energy_supplier_price_electricity_delivered_1",
-        "day-consumption/energy_supplier_price_electricity_delivered_1",
-        "Electricity price (tariff 1)",
-        "EUR/kWh",
-    ),
-    price(
-        "energy_supplier_price_electricity_delivered_2",
-        "day-consumption/energy_supplier_price_electricity_delivered_2",
-        "Electricity price (tariff 2)",
-        "EUR/kWh",
-    ),
-    price(
-        "energy_supplier_price_electricity_returned_1",
-        "day-consumption/energy_supplier_price_electricity_returned_1",
-        "Return price (tariff 1)",
-        "EUR/kWh",
-    ),
-    price(
-        "energy_supplier_price_electricity_returned_2",
-        "day-consumption/energy_supplier_price_electricity_returned_2",
-        "Return price (tariff 2)",
-        "EUR/kWh",
-    ),
-    sensor! {
-        key: "energy_supplier_price_gas", field: "energy_supplier_price_gas",
-        topic: "day-consumption/energy_supplier_price_gas", endpoint: Endpoint::Today,
-        device: Device::Gas, name: "Gas price", unit: Some("EUR/m³"), precision: Some(5),
+    Sensor {
+        key: "electricity1",
+        field: "electricity1",
+        topic: "day-consumption/electricity1",
+        name: "Energy consumption today",
+        tariff: Some(Tariff::One),
         enabled: false,
+        ..DAY_ENERGY
+    },
+    Sensor {
+        key: "electricity2",
+        field: "electricity2",
+        topic: "day-consumption/electricity2",
+        name: "Energy consumption today",
+        tariff: Some(Tariff::Two),
+        enabled: false,
+        ..DAY_ENERGY
+    },
+    Sensor {
+        key: "electricity1_returned",
+        field: "electricity1_returned",
+        topic: "day-consumption/electricity1_returned",
+        name: "Energy production today",
+        tariff: Some(Tariff::One),
+        enabled: false,
+        ..DAY_ENERGY
+    },
+    Sensor {
+        key: "electricity2_returned",
+        field: "electricity2_returned",
+        topic: "day-consumption/electricity2_returned",
+        name: "Energy production today",
+        tariff: Some(Tariff::Two),
+        enabled: false,
+        ..DAY_ENERGY
+    },
+    Sensor {
+        key: "electricity_merged",
+        field: "electricity_merged",
+        topic: "day-consumption/electricity_merged",
+        name: "Energy consumption today",
+        ..DAY_ENERGY
+    },
+    Sensor {
+        key: "electricity_returned_merged",
+        field: "electricity_returned_merged",
+        topic: "day-consumption/electricity_returned_merged",
+        name: "Energy production today",
+        ..DAY_ENERGY
+    },
+    Sensor {
+        key: "gas_today",
+        field: "gas",
+        topic: "day-consumption/gas",
+        endpoint: Endpoint::Today,
+        device: Device::Gas,
+        name: "Gas consumption today",
+        unit: Some("m³"),
+        device_class: Some("gas"),
+        state_class: Some("total_increasing"),
+        precision: Some(3),
+        ..Sensor::DEFAULT
+    },
+    Sensor {
+        key: "electricity1_cost",
+        field: "electricity1_cost",
+        topic: "day-consumption/electricity1_cost",
+        name: "Electricity cost today",
+        tariff: Some(Tariff::One),
+        enabled: false,
+        ..DAY_COST
+    },
+    Sensor {
+        key: "electricity2_cost",
+        field: "electricity2_cost",
+        topic: "day-consumption/electricity2_cost",
+        name: "Electricity cost today",
+        tariff: Some(Tariff::Two),
+        enabled: false,
+        ..DAY_COST
+    },
+    Sensor {
+        key: "fixed_cost",
+        field: "fixed_cost",
+        topic: "day-consumption/fixed_cost",
+        name: "Fixed cost today",
+        enabled: false,
+        ..DAY_COST
+    },
+    Sensor {
+        key: "total_cost",
+        field: "total_cost",
+        topic: "day-consumption/total_cost",
+        name: "Total cost today",
+        ..DAY_COST
+    },
+    Sensor {
+        key: "gas_cost",
+        field: "gas_cost",
+        topic: "day-consumption/gas_cost",
+        endpoint: Endpoint::Today,
+        device: Device::Gas,
+        name: "Gas cost today",
+        unit: Some("EUR"),
+        device_class: Some("monetary"),
+        precision: Some(2),
+        enabled: false,
+        ..Sensor::DEFAULT
+    },
+    Sensor {
+        key: "energy_supplier_price_electricity_delivered_1",
+        field: "energy_supplier_price_electricity_delivered_1",
+        topic: "day-consumption/energy_supplier_price_electricity_delivered_1",
+        name: "Electricity price",
+        tariff: Some(Tariff::One),
+        ..PRICE
+    },
+    Sensor {
+        key: "energy_supplier_price_electricity_delivered_2",
+        field: "energy_supplier_price_electricity_delivered_2",
+        topic: "day-consumption/energy_supplier_price_electricity_delivered_2",
+        name: "Electricity price",
+        tariff: Some(Tariff::Two),
+        ..PRICE
+    },
+    Sensor {
+        key: "energy_supplier_price_electricity_returned_1",
+        field: "energy_supplier_price_electricity_returned_1",
+        topic: "day-consumption/energy_supplier_price_electricity_returned_1",
+        name: "Return price",
+        tariff: Some(Tariff::One),
+        ..PRICE
+    },
+    Sensor {
+        key: "energy_supplier_price_electricity_returned_2",
+        field: "energy_supplier_price_electricity_returned_2",
+        topic: "day-consumption/energy_supplier_price_electricity_returned_2",
+        name: "Return price",
+        tariff: Some(Tariff::Two),
+        ..PRICE
+    },
+    Sensor {
+        key: "energy_supplier_price_gas",
+        field: "energy_supplier_price_gas",
+        topic: "day-consumption/energy_supplier_price_gas",
+        endpoint: Endpoint::Today,
+        device: Device::Gas,
+        name: "Gas price",
+        unit: Some("EUR/m³"),
+        precision: Some(5),
+        enabled: false,
+        ..Sensor::DEFAULT
     },
     // Belgian capacity tariff: DSMR-reader's own quarter-hour peak.
-    sensor! {
-        key: "quarter_hour_peak", field: "average_delivered",
+    Sensor {
+        key: "quarter_hour_peak",
+        field: "average_delivered",
         topic: "consumption/quarter-hour-peak-electricity/average_delivered",
-        endpoint: Endpoint::Peak, name: "Quarter-hour peak", unit: Some("kW"),
-        device_class: Some("power"), state_class: Some("measurement"), precision: Some(3),
+        endpoint: Endpoint::Peak,
+        name: "Quarter-hour peak",
+        unit: Some("kW"),
+        device_class: Some("power"),
+        state_class: Some("measurement"),
+        precision: Some(3),
+        ..Sensor::DEFAULT
     },
-    sensor! {
-        key: "quarter_hour_peak_start", field: "read_at_start",
-        topic: "consumption/quarter-hour-peak-electricity/read_at_start", endpoint: Endpoint::Peak,
-        kind: Kind::Timestamp, name: "Quarter-hour peak start", device_class: Some("timestamp"),
-        enabled: false, diagnostic: true,
+    Sensor {
+        key: "quarter_hour_peak_start",
+        field: "read_at_start",
+        topic: "consumption/quarter-hour-peak-electricity/read_at_start",
+        endpoint: Endpoint::Peak,
+        kind: Kind::Timestamp,
+        name: "Quarter-hour peak start",
+        device_class: Some("timestamp"),
+        enabled: false,
+        diagnostic: true,
+        ..Sensor::DEFAULT
     },
-    sensor! {
-        key: "quarter_hour_peak_end", field: "read_at_end",
-        topic: "consumption/quarter-hour-peak-electricity/read_at_end", endpoint: Endpoint::Peak,
-        kind: Kind::Timestamp, name: "Quarter-hour peak end", device_class: Some("timestamp"),
-        enabled: false, diagnostic: true,
+    Sensor {
+        key: "quarter_hour_peak_end",
+        field: "read_at_end",
+        topic: "consumption/quarter-hour-peak-electricity/read_at_end",
+        endpoint: Endpoint::Peak,
+        kind: Kind::Timestamp,
+        name: "Quarter-hour peak end",
+        device_class: Some("timestamp"),
+        enabled: false,
+        diagnostic: true,
+        ..Sensor::DEFAULT
     },
     // The DSMR-reader server itself.
-    sensor! {
-        key: "version", field: "version", topic: "dsmr-reader/version", endpoint: Endpoint::Version,
-        kind: Kind::Text, device: Device::Reader, name: "Version", diagnostic: true,
+    Sensor {
+        key: "version",
+        field: "version",
+        topic: "dsmr-reader/version",
+        endpoint: Endpoint::Version,
+        kind: Kind::Text,
+        device: Device::Reader,
+        name: "Version",
+        diagnostic: true,
         bridge_availability_only: true,
+        ..Sensor::DEFAULT
     },
-    sensor! {
-        key: "monitoring_problems", field: "problems", topic: "dsmr-reader/problems",
-        endpoint: Endpoint::Monitoring, kind: Kind::Integer, device: Device::Reader,
-        name: "Monitoring problems", diagnostic: true,
+    Sensor {
+        key: "monitoring_problems",
+        field: "problems",
+        topic: "dsmr-reader/problems",
+        endpoint: Endpoint::Monitoring,
+        kind: Kind::Integer,
+        device: Device::Reader,
+        name: "Monitoring problems",
+        diagnostic: true,
+        ..Sensor::DEFAULT
     },
-    sensor! {
-        key: "reachable", field: "", topic: "dsmr-reader/status", endpoint: Endpoint::Health,
-        kind: Kind::Text, device: Device::Reader, platform: Platform::BinarySensor,
-        name: "Reachable", device_class: Some("connectivity"), diagnostic: true,
+    Sensor {
+        key: "reachable",
+        field: "",
+        topic: "dsmr-reader/status",
+        endpoint: Endpoint::Health,
+        kind: Kind::Text,
+        device: Device::Reader,
+        platform: Platform::BinarySensor,
+        name: "Reachable",
+        device_class: Some("connectivity"),
+        diagnostic: true,
         bridge_availability_only: true,
+        ..Sensor::DEFAULT
     },
 ];
 
@@ -623,7 +824,8 @@ mod tests {
                 assert!(matches!(s.state_class, None | Some("total")), "{}", s.key);
             }
             if s.device_class == Some("enum") {
-                assert!(s.options.is_some() && s.unit.is_none() && s.state_class.is_none());
+                assert!(s.tariff == Some(Tariff::Active) && s.unit.is_none());
+                assert!(s.state_class.is_none());
             }
         }
         assert!(
@@ -633,12 +835,48 @@ mod tests {
         );
     }
 
+    /// `tariff` agrees with the tariff number in the key, and every DSMR-reader value per tariff
+    /// is marked.
     #[test]
-    fn day_fields_come_from_the_last_topic_level() {
+    fn tariff_values_are_marked_with_their_tariff() {
+        for s in SENSORS {
+            let digits: String = s.key.chars().filter(char::is_ascii_digit).collect();
+            let per_tariff =
+                s.key.starts_with("electricity") || s.key.contains("price_electricity");
+            match s.tariff {
+                Some(Tariff::One) => assert_eq!(digits, "1", "{}", s.key),
+                Some(Tariff::Two) => assert_eq!(digits, "2", "{}", s.key),
+                Some(Tariff::Active) => assert_eq!(s.key, "electricity_tariff"),
+                None => assert!(!per_tariff || digits.is_empty(), "{} has no tariff", s.key),
+            }
+        }
+        let register = &SENSORS[index_of("electricity_delivered_2").unwrap()];
         assert_eq!(
-            const_field("day-consumption/electricity1_cost"),
-            "electricity1_cost"
+            register.name_for(TariffConvention::Dutch),
+            "Energy consumption (tariff 2, normal)"
         );
-        assert_eq!(SENSORS[index_of("total_cost").unwrap()].field, "total_cost");
+        assert_eq!(
+            register.name_for(TariffConvention::Belgian),
+            "Energy consumption (tariff 2, night)"
+        );
+    }
+
+    /// DSMR-reader's own split topics name the field: a typo in either shows here.
+    #[test]
+    fn fields_match_dsmr_readers_topics() {
+        for s in SENSORS.iter().filter(|s| s.endpoint == Endpoint::Today) {
+            assert_eq!(Some(s.field), s.topic.rsplit('/').next(), "{}", s.key);
+        }
+        for s in SENSORS.iter().filter(|s| s.topic.starts_with("reading/")) {
+            assert_eq!(s.topic, format!("reading/{}", s.field), "{}", s.key);
+            assert_eq!(s.endpoint, Endpoint::Reading, "{}", s.key);
+        }
+        for s in SENSORS
+            .iter()
+            .filter(|s| s.topic.starts_with("meter-stats/"))
+        {
+            assert_eq!(s.topic, format!("meter-stats/{}", s.field), "{}", s.key);
+            assert_eq!(s.endpoint, Endpoint::MeterStats, "{}", s.key);
+        }
     }
 }

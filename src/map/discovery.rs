@@ -2,18 +2,26 @@
 //! (`<prefix>/device/<id>/config`), and the bookkeeping that removes entities and devices the
 //! bridge no longer produces, also those left behind by an earlier run.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
 
-use super::catalog::{Device, Platform, SENSORS, Sensor};
+use super::catalog::{Device, Platform, SENSORS, Sensor, Tariff, TariffConvention};
 use super::{MeterState, Topics};
 use crate::model::Message;
 
 /// Device ids this bridge creates start with this; retained configs without it are never touched.
 const ID_PREFIX: &str = "dsmrbridge_";
+
+/// The order devices are announced in: the meters name DSMR-reader's device as `via_device`,
+/// and Home Assistant warns about a `via_device` it does not know yet, so the parent goes
+/// first (dedup keeps the order messages are offered in). DSMR-reader's device always has an
+/// entity (`reachable`), so it is in every round that announces a meter. Removals of devices
+/// no longer produced come after all announcements.
+pub const ANNOUNCE_ORDER: [Device; 3] = [Device::Reader, Device::Electricity, Device::Gas];
 
 #[derive(Serialize)]
 struct DeviceConfig<'a> {
@@ -74,7 +82,7 @@ enum Component<'a> {
 #[derive(Serialize)]
 struct Entity<'a> {
     platform: &'static str,
-    name: &'static str,
+    name: Cow<'static, str>,
     unique_id: String,
     default_entity_id: String,
     state_topic: &'a str,
@@ -93,7 +101,7 @@ struct Entity<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     value_template: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    options: Option<&'static [&'static str]>,
+    options: Option<&'static [&'static str; 2]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     payload_on: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -173,23 +181,25 @@ impl Discovery {
         true
     }
 
-    /// Discovery messages for the current state: a config per device that has entities
-    /// (with removal stubs for components it had before), and an empty config for each device
-    /// that no longer has any.
+    /// Discovery messages for the current state, in `ANNOUNCE_ORDER`: a config per device that
+    /// has entities (with removal stubs for components it had before), then an empty config
+    /// for each device that no longer has any.
     pub fn messages(&mut self, state: &MeterState, topics: &Topics) -> Vec<Message> {
         let identity = state.identity();
-        let mut wanted: BTreeMap<Device, Vec<usize>> = BTreeMap::new();
-        for (index, sensor) in SENSORS.iter().enumerate() {
-            if sensor.announce && state.entity_exists(index) {
-                wanted.entry(sensor.device).or_default().push(index);
-            }
-        }
         let mut messages = Vec::new();
         let mut desired: BTreeSet<Arc<str>> = BTreeSet::new();
-        for (device, indices) in &wanted {
-            let device_id = identity.id_of(*device).clone();
+        for device in ANNOUNCE_ORDER {
+            let indices: Vec<usize> = (0..SENSORS.len())
+                .filter(|&i| {
+                    SENSORS[i].device == device && SENSORS[i].announce && state.entity_exists(i)
+                })
+                .collect();
+            if indices.is_empty() {
+                continue;
+            }
+            let device_id = identity.id_of(device).clone();
             let previous = self.known.remove(&device_id).unwrap_or_default();
-            let payload = self.device_config(*device, indices, state, topics, &previous);
+            let payload = self.device_config(device, &indices, state, topics, &previous);
             let mut now_known: BTreeSet<String> = previous;
             now_known.extend(indices.iter().map(|&i| SENSORS[i].key.to_owned()));
             self.known.insert(device_id.clone(), now_known);
@@ -261,6 +271,7 @@ impl Discovery {
                     Component::Entity(Box::new(entity(
                         &SENSORS[i],
                         device_id,
+                        identity.tariffs,
                         topics.state(i),
                         topics,
                     ))),
@@ -308,13 +319,15 @@ fn platform_of(key: &str) -> &'static str {
 fn entity<'a>(
     sensor: &'static Sensor,
     device_id: &str,
+    tariffs: TariffConvention,
     state_topic: &'a str,
     topics: &'a Topics,
 ) -> Entity<'a> {
     let binary = sensor.platform == Platform::BinarySensor;
+    let active_tariff = sensor.tariff == Some(Tariff::Active);
     Entity {
         platform: sensor.platform.as_str(),
-        name: sensor.name,
+        name: sensor.name_for(tariffs),
         unique_id: format!("{device_id}_{}", sensor.key),
         default_entity_id: format!("{}.dsmr_{}", sensor.platform.as_str(), sensor.key),
         state_topic,
@@ -324,8 +337,8 @@ fn entity<'a>(
         suggested_display_precision: sensor.precision,
         enabled_by_default: sensor.enabled,
         entity_category: sensor.diagnostic.then_some("diagnostic"),
-        value_template: sensor.value_template,
-        options: sensor.options,
+        value_template: active_tariff.then(|| tariffs.value_template()),
+        options: active_tariff.then(|| tariffs.labels()),
         payload_on: binary.then_some("online"),
         payload_off: binary.then_some("offline"),
         availability: sensor.bridge_availability_only.then(|| {
@@ -338,30 +351,21 @@ fn entity<'a>(
 
 #[cfg(test)]
 mod tests {
-    use time::macros::datetime;
-
     use super::*;
     use crate::map::catalog;
+    use crate::map::fixtures::{self, NOW};
     use crate::model::Snapshot;
 
-    fn fixture(name: &str) -> Value {
-        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-    }
-
+    /// The captured meter's reading, meter statistics and version, as the first poll has them.
     fn fixture_state() -> MeterState {
         let mut state = MeterState::new("dsmr-bridge");
         let snapshot = Snapshot {
-            reading: fixture("v2_datalogger_dsmrreading_latest.json")["results"][0]
-                .as_object()
-                .cloned(),
-            meter_stats: fixture("v2_datalogger_meter-statistics.json")
-                .as_object()
-                .cloned(),
-            version: fixture("v2_application_version.json").as_object().cloned(),
+            reading: Some(fixtures::reading()),
+            meter_stats: Some(fixtures::meter_stats()),
+            version: Some(fixtures::version()),
             ..Snapshot::default()
         };
-        state.apply(&snapshot, datetime!(2026-11-26 14:02:20 +01:00));
+        state.apply(&snapshot, NOW);
         state.set_reachable(true);
         state
     }
@@ -495,5 +499,308 @@ mod tests {
             discovery.messages(&state, &topics)
         );
         assert!(catalog::SENSORS.iter().any(|s| !s.announce));
+    }
+
+    /// What Home Assistant knows after `messages`: each config's `via_device` must name a
+    /// device it already knows (HA warns otherwise); an empty config removes the device.
+    fn announce_to(known: &mut BTreeSet<String>, messages: &[Message]) {
+        for m in messages {
+            let id = m
+                .topic
+                .strip_prefix("homeassistant/device/")
+                .and_then(|t| t.strip_suffix("/config"))
+                .unwrap();
+            if m.payload.is_empty() {
+                known.remove(id);
+                continue;
+            }
+            let config: Value = serde_json::from_str(&m.payload).unwrap();
+            if let Some(parent) = config["device"]["via_device"].as_str() {
+                assert!(known.contains(parent), "{id} announced before {parent}");
+            }
+            known.insert(id.to_owned());
+        }
+    }
+
+    fn device_order(messages: &[Message]) -> Vec<(&str, bool)> {
+        messages
+            .iter()
+            .map(|m| {
+                let id = m.topic.split('/').nth(2).unwrap();
+                (id, m.payload.is_empty())
+            })
+            .collect()
+    }
+
+    const READER: &str = "dsmrbridge_dsmr-bridge_reader";
+    const ELECTRICITY: &str = "dsmrbridge_12345678901234567890123456789000";
+    const GAS: &str = "dsmrbridge_12345678901234567890123456789001";
+
+    #[test]
+    fn the_parent_device_is_announced_first() {
+        let topics = Topics::new("dsmr-bridge");
+        let mut discovery = Discovery::new("homeassistant", 1, None);
+        let mut ha = BTreeSet::new();
+        // A first poll with only meter statistics and a reading (version and monitoring
+        // failed), before the source reported DSMR-reader reachable: its device still leads.
+        let mut state = MeterState::new("dsmr-bridge");
+        let first = Snapshot {
+            reading: Some(fixtures::reading()),
+            meter_stats: Some(fixtures::meter_stats()),
+            ..Snapshot::default()
+        };
+        state.apply(&first, NOW);
+        assert!(state.take_entities_changed());
+        let messages = discovery.messages(&state, &topics);
+        assert_eq!(
+            device_order(&messages),
+            [(READER, false), (ELECTRICITY, false), (GAS, false)]
+        );
+        announce_to(&mut ha, &messages);
+
+        // The entity set grows (today's totals, the peak, the version): same order.
+        state.apply(&fixtures::snapshot(), NOW);
+        state.set_reachable(true);
+        assert!(state.take_entities_changed());
+        let messages = discovery.messages(&state, &topics);
+        assert_eq!(
+            device_order(&messages),
+            [(READER, false), (ELECTRICITY, false), (GAS, false)]
+        );
+        announce_to(&mut ha, &messages);
+    }
+
+    #[test]
+    fn after_a_meter_swap_the_parent_leads_and_the_old_meter_goes_last() {
+        let topics = Topics::new("dsmr-bridge");
+        let mut discovery = Discovery::new("homeassistant", 1, None);
+        let mut ha = BTreeSet::new();
+        let mut state = MeterState::new("dsmr-bridge");
+        state.apply(&fixtures::snapshot(), NOW);
+        announce_to(&mut ha, &discovery.messages(&state, &topics));
+
+        state.apply(&fixtures::swapped_meter(fixtures::snapshot()), NOW);
+        assert!(state.take_entities_changed());
+        let messages = discovery.messages(&state, &topics);
+        assert_eq!(
+            device_order(&messages),
+            [
+                (READER, false),
+                (&*format!("dsmrbridge_{}", fixtures::NEW_METER), false),
+                (GAS, false),
+                (ELECTRICITY, true),
+            ]
+        );
+        announce_to(&mut ha, &messages);
+        assert!(!ha.contains(ELECTRICITY));
+    }
+
+    /// The electricity meter's components as announced for `snapshot`.
+    fn electricity_components(snapshot: &Snapshot) -> serde_json::Map<String, Value> {
+        let mut state = MeterState::new("dsmr-bridge");
+        state.apply(snapshot, NOW);
+        let topics = Topics::new("dsmr-bridge");
+        let messages = Discovery::new("homeassistant", 1, None).messages(&state, &topics);
+        let id = state.identity().electricity.clone();
+        parse(&messages, &id)["components"]
+            .as_object()
+            .cloned()
+            .unwrap()
+    }
+
+    #[test]
+    fn tariffs_are_labelled_by_the_meters_country() {
+        let dutch = electricity_components(&fixtures::snapshot());
+        let belgian = electricity_components(&fixtures::belgian(fixtures::snapshot()));
+        let tariff = |c: &serde_json::Map<String, Value>| {
+            (
+                c["electricity_tariff"]["options"].clone(),
+                c["electricity_tariff"]["value_template"].clone(),
+            )
+        };
+        assert_eq!(
+            tariff(&dutch),
+            (
+                serde_json::json!(["low", "normal"]),
+                serde_json::json!("{{ 'low' if value == '1' else 'normal' }}")
+            )
+        );
+        assert_eq!(
+            tariff(&belgian),
+            (
+                serde_json::json!(["day", "night"]),
+                serde_json::json!("{{ 'day' if value == '1' else 'night' }}")
+            )
+        );
+        let names = |c: &serde_json::Map<String, Value>| {
+            [
+                "electricity_delivered_1",
+                "electricity_delivered_2",
+                "electricity_returned_1",
+            ]
+            .map(|k| c[k]["name"].as_str().unwrap().to_owned())
+        };
+        assert_eq!(
+            names(&dutch),
+            [
+                "Energy consumption (tariff 1, low)",
+                "Energy consumption (tariff 2, normal)",
+                "Energy production (tariff 1, low)"
+            ]
+        );
+        assert_eq!(
+            names(&belgian),
+            [
+                "Energy consumption (tariff 1, day)",
+                "Energy consumption (tariff 2, night)",
+                "Energy production (tariff 1, day)"
+            ]
+        );
+        // Only names and labels differ: units, classes, state classes, topics stay.
+        let without_labels = |c: &serde_json::Map<String, Value>, key: &str| {
+            let mut component = c[key].as_object().cloned().unwrap();
+            for field in ["name", "options", "value_template", "unique_id"] {
+                component.remove(field);
+            }
+            component
+        };
+        for key in dutch.keys().filter(|k| belgian.contains_key(*k)) {
+            assert_eq!(
+                without_labels(&dutch, key),
+                without_labels(&belgian, key),
+                "{key}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_meters_tariff_options_stay_the_same() {
+        let topics = Topics::new("dsmr-bridge");
+        let mut discovery = Discovery::new("homeassistant", 1, None);
+        let mut state = MeterState::new("dsmr-bridge");
+        let options = |discovery: &mut Discovery, state: &MeterState| {
+            let messages = discovery.messages(state, &topics);
+            let id = state.identity().electricity.clone();
+            parse(&messages, &id)["components"]["electricity_tariff"]["options"].clone()
+        };
+        let mut polls = vec![
+            fixtures::with_tariff(fixtures::belgian(fixtures::snapshot()), 1),
+            fixtures::with_tariff(fixtures::belgian(fixtures::snapshot()), 2),
+        ];
+        // Meter statistics whose telegram lost its lines, or has none: nothing to go on.
+        let mut cut = fixtures::belgian(fixtures::snapshot());
+        let stats = cut.meter_stats.as_mut().unwrap();
+        stats.insert("latest_telegram".into(), Value::String("/FLU5\r\n!".into()));
+        polls.push(cut.clone());
+        cut.meter_stats
+            .as_mut()
+            .unwrap()
+            .insert("latest_telegram".into(), Value::Null);
+        polls.push(cut);
+        for poll in &polls {
+            state.apply(poll, NOW);
+            assert_eq!(
+                options(&mut discovery, &state),
+                serde_json::json!(["day", "night"])
+            );
+        }
+    }
+
+    /// Every discovery payload the bridge can publish, per kind of meter, in the order they are
+    /// offered. insta (kept, and what the team uses for JSON snapshots) rather than expected
+    /// files of our own: a mismatch fails the test and shows a diff, `cargo insta review`
+    /// accepts a wanted change, and with `CI=true` (CI) nothing is written, so a changed unit,
+    /// class, state class, topic or id cannot pass unnoticed.
+    mod snapshots {
+        use serde_json::json;
+
+        use super::*;
+
+        fn announced(snapshot: &Snapshot, base: &str) -> Value {
+            let mut state = MeterState::new("dsmr-bridge");
+            state.apply(snapshot, NOW);
+            state.set_reachable(true);
+            let topics = Topics::new(base);
+            let mut discovery =
+                Discovery::new("homeassistant", 1, Some("http://dsmr.local:7777/".into()));
+            as_json(&discovery.messages(&state, &topics))
+        }
+
+        /// `[{topic: payload}, ...]` in the order offered; an empty payload (a removal) stays "".
+        fn as_json(messages: &[Message]) -> Value {
+            messages
+                .iter()
+                .map(|m| {
+                    let payload = serde_json::from_str::<Value>(&m.payload)
+                        .unwrap_or_else(|_| json!(&*m.payload));
+                    json!({ &*m.topic: payload })
+                })
+                .collect()
+        }
+
+        fn check(name: &str, description: &str, messages: Value) {
+            let mut settings = insta::Settings::clone_current();
+            settings.set_prepend_module_to_snapshot(false);
+            settings.set_description(description);
+            settings.set_omit_expression(true);
+            settings.bind(|| insta::assert_json_snapshot!(name, messages));
+        }
+
+        #[test]
+        fn three_phase_with_gas() {
+            check(
+                "discovery_three_phase_with_gas",
+                "the captured DSMR 5 meter: three phases, gas, every endpoint",
+                announced(&fixtures::snapshot(), "dsmr-bridge"),
+            );
+        }
+
+        #[test]
+        fn three_phase_without_gas() {
+            check(
+                "discovery_three_phase_without_gas",
+                "three phases, no gas meter",
+                announced(&fixtures::without_gas(fixtures::snapshot()), "dsmr-bridge"),
+            );
+        }
+
+        #[test]
+        fn single_phase_with_gas() {
+            check(
+                "discovery_single_phase_with_gas",
+                "one phase, gas",
+                announced(&fixtures::single_phase(fixtures::snapshot()), "dsmr-bridge"),
+            );
+        }
+
+        #[test]
+        fn single_phase_without_gas() {
+            check(
+                "discovery_single_phase_without_gas",
+                "one phase, no gas meter",
+                announced(
+                    &fixtures::single_phase(fixtures::without_gas(fixtures::snapshot())),
+                    "dsmr-bridge",
+                ),
+            );
+        }
+
+        #[test]
+        fn belgian_three_phase_with_gas() {
+            check(
+                "discovery_belgian_three_phase_with_gas",
+                "a Belgian (Fluvius e-MUCS) meter: tariff 1 is day, 2 night",
+                announced(&fixtures::belgian(fixtures::snapshot()), "dsmr-bridge"),
+            );
+        }
+
+        #[test]
+        fn base_topic_dsmr() {
+            check(
+                "discovery_base_topic_dsmr",
+                "the captured meter with base_topic: dsmr (DSMR-reader's own topics)",
+                announced(&fixtures::snapshot(), "dsmr"),
+            );
+        }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::catalog::Device;
+use super::catalog::{Device, TariffConvention};
 
 /// Device identifiers (`dsmrbridge_<id>`) and what the telegram says about the meter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +19,9 @@ pub struct MeterIdentity {
     pub manufacturer_code: Option<String>,
     /// `1-3:0.2.8`, e.g. `50`.
     pub dsmr_version: Option<String>,
+    /// What tariff 1 and 2 mean: Belgian telegrams carry `0-0:96.1.4` (e-MUCS version), Dutch
+    /// ones `1-3:0.2.8` (DSMR version).
+    pub tariffs: TariffConvention,
 }
 
 impl MeterIdentity {
@@ -33,6 +36,7 @@ impl MeterIdentity {
             gas_serial: None,
             manufacturer_code: None,
             dsmr_version: None,
+            tariffs: TariffConvention::default(),
         }
     }
 
@@ -47,7 +51,14 @@ impl MeterIdentity {
     /// Reads the telegram; what it lacks is kept from `current`.
     pub fn from_telegram(telegram: &str, current: &MeterIdentity) -> Self {
         let mut found = current.clone();
+        let mut tariffs = None;
         for line in telegram.lines().map(str::trim) {
+            // Both version lines in one telegram: the Belgian one decides.
+            if line.starts_with(BELGIAN_VERSION) {
+                tariffs = Some(TariffConvention::Belgian);
+            } else if line.starts_with(DUTCH_VERSION) && tariffs.is_none() {
+                tariffs = Some(TariffConvention::Dutch);
+            }
             if let Some(header) = line.strip_prefix('/') {
                 let code: String = header.chars().take(3).collect();
                 if code.len() == 3 && code.chars().all(|c| c.is_ascii_alphanumeric()) {
@@ -71,6 +82,9 @@ impl MeterIdentity {
                 found.gas = Arc::from(format!("dsmrbridge_{}", sanitize(&serial)));
                 found.gas_serial = Some(serial);
             }
+        }
+        if let Some(tariffs) = tariffs {
+            found.tariffs = tariffs;
         }
         found
     }
@@ -99,6 +113,11 @@ impl MeterIdentity {
     }
 }
 
+/// The version line of Dutch (DSMR) telegrams.
+const DUTCH_VERSION: &str = "1-3:0.2.8(";
+/// The version line of Belgian (Fluvius e-MUCS) telegrams.
+const BELGIAN_VERSION: &str = "0-0:96.1.4(";
+
 /// `0-0:96.1.1(4530...)` → `4530...` for the given OBIS code.
 fn obis_value<'a>(line: &'a str, code: &str) -> Option<&'a str> {
     line.strip_prefix(code)?
@@ -122,15 +141,16 @@ fn gas_equipment_line(line: &str) -> Option<&str> {
         .next()
 }
 
-/// A hash of the telegram lines that identify the meters (header, equipment ids, DSMR
-/// version). The identity is parsed again only when it changes, not on every poll.
+/// A hash of the telegram lines that identify the meters (header, equipment ids, DSMR or
+/// e-MUCS version). The identity is parsed again only when it changes, not on every poll.
 pub fn identity_fingerprint(telegram: &str) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     for line in telegram.lines().map(str::trim) {
         if line.starts_with('/')
             || line.starts_with("0-0:96.1.1(")
-            || line.starts_with("1-3:0.2.8(")
+            || line.starts_with(DUTCH_VERSION)
+            || line.starts_with(BELGIAN_VERSION)
             || gas_equipment_line(line).is_some()
         {
             line.hash(&mut hasher);
@@ -211,5 +231,38 @@ mod tests {
         let id = MeterIdentity::from_telegram("/ISK5\r\n!0000\n", &fallback);
         assert_eq!(id.electricity.as_ref(), "dsmrbridge_home_meter_electricity");
         assert_eq!(id.manufacturer(), Some("Iskra"));
+    }
+
+    #[test]
+    fn the_version_line_tells_a_belgian_meter_from_a_dutch_one() {
+        let fallback = MeterIdentity::fallback("dsmr-bridge");
+        let dutch = MeterIdentity::from_telegram(
+            &crate::map::fixtures::fixture_text("telegram_fake_datasource_1.txt"),
+            &fallback,
+        );
+        assert_eq!(dutch.tariffs, TariffConvention::Dutch);
+
+        let telegram = crate::map::fixtures::fixture_text("telegram_belgian_fluvius.txt");
+        let belgian = MeterIdentity::from_telegram(&telegram, &fallback);
+        assert_eq!(belgian.tariffs, TariffConvention::Belgian);
+        assert_eq!(belgian.manufacturer(), Some("Fluvius"));
+        assert_eq!(
+            belgian.electricity_serial.as_deref(),
+            Some("1SAG3101021605")
+        );
+        assert_eq!(belgian.gas_serial.as_deref(), Some("7FLO2120107938"));
+        assert_eq!(belgian.dsmr_version, None);
+        assert_ne!(
+            identity_fingerprint(&telegram),
+            identity_fingerprint(TELEGRAM)
+        );
+
+        // A telegram without a version line (DSMR 2/3, or cut short) keeps what was known.
+        let bare = MeterIdentity::from_telegram("/FLU5\\253770234_A\r\n!0000\n", &belgian);
+        assert_eq!(bare.tariffs, TariffConvention::Belgian);
+        assert_eq!(
+            MeterIdentity::from_telegram("/ISK5\r\n!0000\n", &fallback).tariffs,
+            TariffConvention::Dutch
+        );
     }
 }

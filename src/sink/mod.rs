@@ -1,13 +1,52 @@
 //! Sink stage: delivers messages to the MQTT broker and reports what it acknowledged.
-//! Together with the source, the only I/O.
+//! `Sink` is the seam the pipeline drives; `MqttSink` is the real broker connection.
 
 mod mqtt;
-pub mod supervisor;
 
-pub use mqtt::{BrokerConfig, MqttSink, SinkEvent};
+use std::future::Future;
+
+pub use mqtt::{BrokerConfig, MqttSink, qos_of};
+
+use crate::model::Message;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     #[error("cannot set up TLS to the broker: {0}")]
     Tls(#[from] crate::tls::TlsError),
+}
+
+/// What the sink reports to the pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkEvent {
+    Connected,
+    Disconnected,
+    /// The broker accepted this message (PUBACK/PUBCOMP; for QoS 0, once written).
+    Delivered(Message),
+    /// A message on a subscribed topic.
+    Received {
+        topic: String,
+        payload: Vec<u8>,
+        retained: bool,
+    },
+}
+
+/// The broker as the pipeline sees it: a connection that comes and goes, takes a bounded
+/// number of unacknowledged messages, and reports acknowledgements and subscribed messages.
+/// Everything but `next_event` and `disconnect` returns at once, so the pipeline's one task
+/// never waits on the network.
+pub trait Sink {
+    fn is_connected(&self) -> bool;
+    /// Connected, and room for one more unacknowledged message.
+    fn can_send(&self) -> bool;
+    /// Hands a message to the connection; gives it back when that is not possible now.
+    fn send(&mut self, message: Message) -> Result<(), Message>;
+    fn subscribe(&mut self, filter: &str);
+    fn unsubscribe(&mut self, filter: &str);
+    /// The next event from the broker connection. Must be cancel-safe: the pipeline selects
+    /// on it together with its timers and the source.
+    fn next_event(&mut self) -> impl Future<Output = SinkEvent> + Send;
+    /// Ends the session with a DISCONNECT, so the broker does not publish the last will.
+    fn disconnect(&mut self) -> impl Future<Output = ()> + Send;
+    /// Drops the connection without a DISCONNECT, so the broker publishes the last will.
+    fn abort(&mut self);
 }

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::SinkError;
+use super::{Sink, SinkError, SinkEvent};
 use crate::model::Message;
 
 /// Messages handed to rumqttc but not yet acknowledged. Small, so that the pending queue (which
@@ -95,21 +95,6 @@ impl BrokerConfig {
     }
 }
 
-/// What the sink reports to the pipeline.
-#[derive(Debug)]
-pub enum SinkEvent {
-    Connected,
-    Disconnected,
-    /// The broker accepted this message (PUBACK/PUBCOMP; for QoS 0, once written).
-    Delivered(Message),
-    /// A message on a subscribed topic.
-    Received {
-        topic: String,
-        payload: Vec<u8>,
-        retained: bool,
-    },
-}
-
 enum DriverEvent {
     Connected(AsyncClient),
     Lost,
@@ -148,17 +133,18 @@ impl MqttSink {
             driver: Some(driver),
         })
     }
+}
 
-    pub fn is_connected(&self) -> bool {
+impl Sink for MqttSink {
+    fn is_connected(&self) -> bool {
         self.client.is_some()
     }
 
-    pub fn can_send(&self) -> bool {
+    fn can_send(&self) -> bool {
         self.client.is_some() && self.awaiting_id.len() + self.by_pkid.len() < WINDOW
     }
 
-    /// Hands a message to the broker connection; gives it back if that is not possible now.
-    pub fn send(&mut self, message: Message) -> Result<(), Message> {
+    fn send(&mut self, message: Message) -> Result<(), Message> {
         let Some(client) = &self.client else {
             return Err(message);
         };
@@ -179,7 +165,7 @@ impl MqttSink {
         }
     }
 
-    pub fn subscribe(&self, filter: &str) {
+    fn subscribe(&mut self, filter: &str) {
         if let Some(client) = &self.client
             && let Err(error) = client.try_subscribe(filter, QoS::AtLeastOnce)
         {
@@ -187,14 +173,14 @@ impl MqttSink {
         }
     }
 
-    pub fn unsubscribe(&self, filter: &str) {
+    fn unsubscribe(&mut self, filter: &str) {
         if let Some(client) = &self.client {
             let _ = client.try_unsubscribe(filter);
         }
     }
 
-    /// Next event from the broker connection. Cancel-safe: it only reads a channel.
-    pub async fn next_event(&mut self) -> SinkEvent {
+    /// Cancel-safe: it only reads a channel.
+    async fn next_event(&mut self) -> SinkEvent {
         loop {
             let Some(event) = self.events.recv().await else {
                 // The driver stopped (shutdown); nothing more will come.
@@ -239,9 +225,8 @@ impl MqttSink {
         }
     }
 
-    /// Ends the session with a DISCONNECT (so the broker does not publish the last will)
-    /// and waits a moment for it to go out.
-    pub async fn disconnect(&mut self) {
+    /// Waits a moment for the DISCONNECT to go out.
+    async fn disconnect(&mut self) {
         if let Some(client) = self.client.take() {
             let _ = client.try_disconnect();
         }
@@ -255,8 +240,7 @@ impl MqttSink {
         self.stop.cancel();
     }
 
-    /// Drops the connection without a DISCONNECT, so the broker publishes the last will.
-    pub fn abort(&mut self) {
+    fn abort(&mut self) {
         self.client = None;
         if let Some(driver) = self.driver.take() {
             driver.abort();

@@ -538,16 +538,14 @@ async fn soak_six_simulated_hours_with_restarts_and_failures() {
         version: scaled(Duration::from_secs(3600)),
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let broker_config = dsmr_bridge::resolve_broker(&config, &shutdown)
-        .await
-        .expect("broker config");
+    let broker_config = dsmr_bridge::broker::resolve(&config, None);
     let client = dsmr_bridge::source::DsmrClient::new(&config.dsmr).expect("client");
     let bridge = tokio::spawn(dsmr_bridge::run_with(
         config,
         broker_config,
         client,
-        dsmr_bridge::health::Health::disabled(),
         cadence,
+        dsmr_bridge::status::StatusReporter::unobserved(),
         shutdown.clone(),
     ));
 

@@ -736,9 +736,7 @@ async fn debug_output_and_errors_hide_secrets() {
     };
     let config = Config::try_from(raw).expect("valid");
     let client = dsmr_bridge::source::DsmrClient::new(&config.dsmr).expect("client");
-    let broker = dsmr_bridge::resolve_broker(&config, &tokio_util::sync::CancellationToken::new())
-        .await
-        .expect("broker");
+    let broker = dsmr_bridge::broker::resolve(&config, None);
     let shown = [
         format!("{config:?}"),
         format!("{config:#?}"),

@@ -1,5 +1,5 @@
-//! Sink stage, broker discovery inside Home Assistant: the Supervisor's services API names the
-//! broker app (Mosquitto) and the credentials it made for apps.
+//! Supervisor client, an edge of the pipeline: inside Home Assistant the Supervisor's services
+//! API names the broker app (Mosquitto) and the credentials it made for apps.
 
 use std::time::Duration;
 
@@ -30,6 +30,8 @@ pub enum SupervisorError {
     Request(String),
     #[error("the Supervisor's answer is not understood: {0}")]
     Malformed(String),
+    #[error("cannot set up the HTTP client for the Supervisor: {0}")]
+    Setup(String),
 }
 
 /// The broker as the Supervisor describes it.
@@ -105,18 +107,19 @@ pub async fn fetch_mqtt_service(
     })
 }
 
-/// Asks until the Supervisor names a broker (the broker app may still be starting) or until
-/// shutdown. Logs the reason once, then again only when it changes.
+/// Asks until the Supervisor names a broker (the broker app may still be starting); `None` when
+/// shut down while waiting. Logs the reason once, then again only when it changes. Only a
+/// failure to set up the client is an error: everything the Supervisor answers is retried.
 pub async fn wait_for_mqtt_service(
     base: &Url,
     token: &SecretString,
     shutdown: &CancellationToken,
-) -> Option<MqttService> {
+) -> Result<Option<MqttService>, SupervisorError> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .ok()?;
+        .map_err(|e| SupervisorError::Setup(e.without_url().to_string()))?;
     let mut backoff = ExponentialBuilder::default()
         .with_min_delay(Duration::from_secs(2))
         .with_max_delay(Duration::from_secs(30))
@@ -126,8 +129,8 @@ pub async fn wait_for_mqtt_service(
     loop {
         match fetch_mqtt_service(&http, base, token).await {
             Ok(service) => {
-                info!(broker = %format!("{}:{}", service.host, service.port), "Using the broker app found through the Supervisor");
-                return Some(service);
+                info!(broker = %format_args!("{}:{}", service.host, service.port), "Using the broker app found through the Supervisor");
+                return Ok(Some(service));
             }
             Err(error) => {
                 let text = error.to_string();
@@ -142,7 +145,7 @@ pub async fn wait_for_mqtt_service(
         let delay = backoff.next().unwrap_or(Duration::from_secs(30));
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            () = shutdown.cancelled() => return None,
+            () = shutdown.cancelled() => return Ok(None),
         }
     }
 }

@@ -1,0 +1,942 @@
+//! Map stage, meter state: each poll's answers are checked and kept as the last accepted
+//! value of every table entry, with which entities exist and who the meters are.
+//! No I/O and no clock of its own: the caller passes `now`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde_json::Value;
+use time::OffsetDateTime;
+use tracing::{info, warn};
+
+use super::catalog::{self, Device, Endpoint, Kind, SENSORS, Sensor};
+use super::guard::RegisterGuard;
+use super::telegram::{self, MeterIdentity};
+use super::value::{Accepted, Rejection, displays_as, parse_timestamp, parse_value};
+use crate::model::{Object, Snapshot};
+
+/// Readings stamped further ahead than this are a broken clock, not a fast meter.
+const MAX_FUTURE: time::Duration = time::Duration::hours(1);
+/// The gas register's own timestamp lags the reading by up to an hour (hourly DSMR 4 gas). One
+/// after the reading, or further behind, is the gas meter's clock being wrong: taken as is it
+/// would widen (or, far ahead, switch off) the jump check for the next value.
+const MAX_GAS_LAG: time::Duration = time::Duration::hours(2);
+
+/// Everything the bridge knows about the meter: the last accepted value of every table entry,
+/// which entities exist, and the device identities.
+#[derive(Debug)]
+pub struct MeterState {
+    /// Shared with the messages offered for them, so offering, queueing and caching a value
+    /// copies a pointer, not the text.
+    values: Vec<Option<Arc<str>>>,
+    exists: Vec<bool>,
+    identity: MeterIdentity,
+    /// Of the telegram lines the identity was last read from.
+    identity_fingerprint: Option<u64>,
+    reader_version: Option<String>,
+    guard: RegisterGuard,
+    last_reading_at: Option<OffsetDateTime>,
+    warned: HashSet<(usize, Rejection)>,
+    warned_reading: Option<SkippedReading>,
+    entities_changed: bool,
+    /// A meter register was held back by the register guard since the last
+    /// `take_identity_doubt`.
+    identity_doubt: bool,
+    has_data: bool,
+    gas_index: usize,
+}
+
+impl MeterState {
+    /// `fallback_id` names the meter devices until (or unless) the telegram gives an equipment id.
+    pub fn new(fallback_id: &str) -> Self {
+        // DSMR-reader's reachability is known from the first poll on, and its device has to
+        // exist before the meter devices that name it as `via_device`.
+        let mut exists = vec![false; SENSORS.len()];
+        exists[catalog::health_index()] = true;
+        Self {
+            values: vec![None; SENSORS.len()],
+            exists,
+            identity: MeterIdentity::fallback(fallback_id),
+            identity_fingerprint: None,
+            reader_version: None,
+            guard: RegisterGuard::default(),
+            last_reading_at: None,
+            warned: HashSet::new(),
+            warned_reading: None,
+            entities_changed: false,
+            identity_doubt: false,
+            has_data: false,
+            gas_index: catalog::index_of("gas_delivered").expect("gas register in the table"),
+        }
+    }
+
+    pub fn identity(&self) -> &MeterIdentity {
+        &self.identity
+    }
+
+    pub fn reader_version(&self) -> Option<&str> {
+        self.reader_version.as_deref()
+    }
+
+    /// Whether a first poll has been applied (discovery cleanup waits for it).
+    pub fn has_data(&self) -> bool {
+        self.has_data
+    }
+
+    pub fn value(&self, index: usize) -> Option<&str> {
+        self.values[index].as_deref()
+    }
+
+    /// The value as the messages offered for it share it.
+    pub(super) fn shared_value(&self, index: usize) -> Option<&Arc<str>> {
+        self.values[index].as_ref()
+    }
+
+    /// Whether Home Assistant should have an entity for this entry.
+    pub fn entity_exists(&self, index: usize) -> bool {
+        self.exists[index] && self.publishable(index)
+    }
+
+    /// Gas-meter values only count once the meter has reported a gas register: DSMR-reader
+    /// fills day totals with 0 for homes without gas.
+    fn publishable(&self, index: usize) -> bool {
+        SENSORS[index].device != Device::Gas || self.exists[self.gas_index]
+    }
+
+    /// True once after the set of entities (or a device identity) changed.
+    pub fn take_entities_changed(&mut self) -> bool {
+        std::mem::take(&mut self.entities_changed)
+    }
+
+    /// True once after an `apply` in which the register guard held a meter register back (0, a
+    /// drop or a jump). A swapped meter shows up like that before its new identity is known, so
+    /// the caller should fetch fresh meter statistics (with the telegram) at once.
+    pub fn take_identity_doubt(&mut self) -> bool {
+        std::mem::take(&mut self.identity_doubt)
+    }
+
+    /// Applies one poll. Returns the table indices whose current value should be offered for
+    /// publishing (every valid value fetched in this poll, changed or not: dedup decides).
+    pub fn apply(&mut self, snapshot: &Snapshot, now: OffsetDateTime) -> Vec<usize> {
+        let mut offered = Vec::with_capacity(SENSORS.len());
+        if let Some(stats) = &snapshot.meter_stats {
+            self.apply_identity(stats);
+            self.apply_endpoint(Endpoint::MeterStats, stats, now, &mut offered);
+        }
+        if let Some(reading) = &snapshot.reading
+            && let Some(at) = self.accept_reading(reading, now)
+        {
+            self.apply_endpoint(Endpoint::Reading, reading, at, &mut offered);
+            self.last_reading_at = Some(at);
+        }
+        for (endpoint, object) in [
+            (Endpoint::Today, &snapshot.today),
+            (Endpoint::Peak, &snapshot.peak),
+            (Endpoint::Version, &snapshot.version),
+            (Endpoint::Monitoring, &snapshot.monitoring),
+        ] {
+            if let Some(object) = object {
+                self.apply_endpoint(endpoint, object, now, &mut offered);
+            }
+        }
+        if let Some(version) = &snapshot.version
+            && let Some(Value::String(v)) = version.get("version")
+            && self.reader_version.as_deref() != Some(v)
+            && parse_value(Kind::Text, &Value::String(v.clone())).is_ok()
+        {
+            self.reader_version = Some(v.clone());
+            self.entities_changed = true;
+        }
+        self.has_data |= snapshot.reading.is_some() || snapshot.meter_stats.is_some();
+        offered.retain(|&i| self.publishable(i));
+        offered
+    }
+
+    /// Sets DSMR-reader's reachability and returns its table index.
+    pub fn set_reachable(&mut self, reachable: bool) -> usize {
+        let index = catalog::health_index();
+        let status = if reachable { "online" } else { "offline" };
+        if self.value(index) != Some(status) {
+            self.values[index] = Some(Arc::from(status));
+        }
+        index
+    }
+
+    /// Every entry with a current value, for a full republish.
+    pub fn current(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..SENSORS.len()).filter(|&i| self.values[i].is_some() && self.publishable(i))
+    }
+
+    fn apply_identity(&mut self, stats: &Object) {
+        let Some(Value::String(telegram)) = stats.get("latest_telegram") else {
+            return;
+        };
+        let fingerprint = telegram::identity_fingerprint(telegram);
+        if self.identity_fingerprint == Some(fingerprint) {
+            return;
+        }
+        self.identity_fingerprint = Some(fingerprint);
+        let found = MeterIdentity::from_telegram(telegram, &self.identity);
+        // Going from the fallback id to the telegram's is the normal start, not a swap.
+        if found.electricity != self.identity.electricity
+            && self.identity.electricity_serial.is_some()
+        {
+            info!(
+                old = %self.identity.electricity,
+                new = %found.electricity,
+                "Electricity meter identity changed; Home Assistant gets a new device for it"
+            );
+        }
+        if found.gas != self.identity.gas && self.identity.gas_serial.is_some() {
+            info!(old = %self.identity.gas, new = %found.gas, "Gas meter identity changed");
+        }
+        if found.tariffs != self.identity.tariffs {
+            let [one, two] = found.tariffs.labels();
+            info!(
+                tariff_1 = one,
+                tariff_2 = two,
+                "Tariffs labelled by the meter's country (from its telegram)"
+            );
+        }
+        if found != self.identity {
+            self.identity = found;
+            self.entities_changed = true;
+        }
+    }
+
+    /// A reading older than the last one, or stamped in the future, is skipped as a whole.
+    fn accept_reading(&mut self, reading: &Object, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        let at = match reading.get("timestamp") {
+            Some(Value::String(s)) => parse_timestamp(s),
+            _ => None,
+        };
+        let skipped = match at {
+            None => Some(SkippedReading::NoTimestamp),
+            Some(at) if at > now + MAX_FUTURE => Some(SkippedReading::Future),
+            Some(at) if self.last_reading_at.is_some_and(|last| at < last) => {
+                Some(SkippedReading::Older)
+            }
+            Some(_) => None,
+        };
+        match skipped {
+            Some(why) => {
+                if self.warned_reading != Some(why) {
+                    why.warn(reading.get("timestamp").unwrap_or(&Value::Null));
+                    self.warned_reading = Some(why);
+                }
+                None
+            }
+            None => {
+                self.warned_reading = None;
+                at
+            }
+        }
+    }
+
+    fn apply_endpoint(
+        &mut self,
+        endpoint: Endpoint,
+        object: &Object,
+        at: OffsetDateTime,
+        offered: &mut Vec<usize>,
+    ) {
+        for (index, sensor) in SENSORS
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.endpoint == endpoint)
+        {
+            let Some(raw) = object.get(sensor.field) else {
+                continue;
+            };
+            match self.check(index, sensor, raw, object, at) {
+                Ok(Some(Checked { accepted, register })) => {
+                    if let Some(RegisterReading { device, value, at }) = register {
+                        self.guard.record(&device, index, value, at);
+                    }
+                    self.warned.retain(|(i, _)| *i != index);
+                    if !self.exists[index] {
+                        self.exists[index] = true;
+                        self.entities_changed |= sensor.announce;
+                    }
+                    if let Accepted::Changed(text) = accepted {
+                        self.values[index] = Some(Arc::from(text));
+                    }
+                    offered.push(index);
+                }
+                // Null: the meter does not report it now; keep the last value, offer nothing.
+                Ok(None) => {}
+                Err(rejection) => {
+                    self.identity_doubt |= rejection.by_register_guard();
+                    if self.warned.insert((index, rejection)) {
+                        let last = self.values[index].as_deref().unwrap_or("none");
+                        rejection.warn(sensor.field, raw, last);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checks a field's value against its kind and, for a meter register, against the register
+    /// guard. Changes nothing: what a register reading must be recorded as comes back with it.
+    fn check<'v>(
+        &self,
+        index: usize,
+        sensor: &Sensor,
+        raw: &'v Value,
+        object: &Object,
+        at: OffsetDateTime,
+    ) -> Result<Option<Checked<'v>>, Rejection> {
+        let current = self.values[index].as_deref();
+        let text = match (sensor.kind, raw, current) {
+            // Counters arrive as JSON numbers: compare with the last text rather than format a
+            // new one on every poll. The last text passed `parse_value` for this kind, so an
+            // identical rendering would pass again.
+            (Kind::Decimal | Kind::Integer, Value::Number(n), Some(current))
+                if displays_as(n, current) =>
+            {
+                None
+            }
+            _ => match parse_value(sensor.kind, raw)? {
+                Some(text) => Some(text).filter(|text| current != Some(&**text)),
+                None => return Ok(None),
+            },
+        };
+        let register = match sensor.register_max_per_hour {
+            Some(max_per_hour) => {
+                let shown = text.as_deref().or(current).ok_or(Rejection::Malformed)?;
+                let value: f64 = shown.parse().map_err(|_| Rejection::Malformed)?;
+                // The gas register has its own timestamp; it only moves every 5 minutes or hour.
+                let at = match (sensor.device, object.get("extra_device_timestamp")) {
+                    (Device::Gas, Some(Value::String(s))) => parse_timestamp(s)
+                        .map_or(at, |gas_at| {
+                            gas_at.clamp(at.checked_sub(MAX_GAS_LAG).unwrap_or(at), at)
+                        }),
+                    _ => at,
+                };
+                let device = self.identity.id_of(sensor.device);
+                self.guard.check(device, index, value, at, max_per_hour)?;
+                Some(RegisterReading {
+                    device: device.clone(),
+                    value,
+                    at,
+                })
+            }
+            None => None,
+        };
+        Ok(Some(Checked {
+            accepted: text.map_or(Accepted::Unchanged, Accepted::Changed),
+            register,
+        }))
+    }
+}
+
+/// A value that passed `MeterState::check`.
+struct Checked<'v> {
+    accepted: Accepted<'v>,
+    /// For a meter register: what the register guard records once the value is taken.
+    register: Option<RegisterReading>,
+}
+
+struct RegisterReading {
+    device: Arc<str>,
+    value: f64,
+    at: OffsetDateTime,
+}
+
+/// Why a whole reading was skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SkippedReading {
+    NoTimestamp,
+    Future,
+    Older,
+}
+
+impl SkippedReading {
+    fn warn(self, timestamp: &Value) {
+        match self {
+            Self::NoTimestamp => {
+                warn!(timestamp = %timestamp, "reading has no valid timestamp; skipped");
+            }
+            Self::Future => warn!(
+                timestamp = %timestamp,
+                "reading is stamped more than an hour in the future; skipped (check the meter's or DSMR-reader's clock)"
+            ),
+            Self::Older => warn!(
+                timestamp = %timestamp,
+                "reading is older than one already published; skipped"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::map::Topics;
+    use crate::map::fixtures::{self, NOW, published};
+
+    fn fixture_snapshot() -> Snapshot {
+        fixtures::snapshot()
+    }
+
+    #[test]
+    fn unchanged_values_keep_their_text_and_changed_ones_replace_it() {
+        let mut state = MeterState::new("x");
+        let snapshot = fixture_snapshot();
+        state.apply(&snapshot, NOW);
+        let before = state.values.clone();
+        let mut next = snapshot.clone();
+        let reading = next.reading.as_mut().unwrap();
+        reading.insert("phase_power_current_l1".into(), json!(8));
+        reading.insert("electricity_currently_delivered".into(), json!("0.999"));
+        // The same value as a JSON number instead of text renders the same: nothing changes.
+        reading.insert("electricity_currently_returned".into(), json!(0.208));
+        state.apply(&next, NOW);
+
+        let changed: Vec<&str> = SENSORS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| match (&before[*i], &state.values[*i]) {
+                (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
+                (a, b) => a.is_some() != b.is_some(),
+            })
+            .map(|(_, s)| s.field)
+            .collect();
+        assert_eq!(
+            changed,
+            ["electricity_currently_delivered", "phase_power_current_l1"]
+        );
+        let l1 = catalog::index_of("phase_power_current_l1").unwrap();
+        assert_eq!(state.value(l1), Some("8"));
+    }
+
+    fn reading_with(at: &str, delivered_1: Value) -> Snapshot {
+        let mut reading = fixtures::reading();
+        reading.insert("timestamp".into(), json!(at));
+        reading.insert("electricity_delivered_1".into(), delivered_1);
+        Snapshot {
+            reading: Some(reading),
+            ..Snapshot::default()
+        }
+    }
+
+    fn register_value(
+        state: &mut MeterState,
+        snapshot: &Snapshot,
+        now: OffsetDateTime,
+    ) -> Option<String> {
+        let topics = Topics::new("b");
+        let offered = state.apply(snapshot, now);
+        published(state, &topics, offered)
+            .into_iter()
+            .find(|(t, _)| t == "b/reading/electricity_delivered_1")
+            .map(|(_, p)| p)
+    }
+
+    #[test]
+    fn registers_never_go_to_zero_down_or_jump() {
+        let mut state = MeterState::new("x");
+        let t0 = "2026-11-26T14:02:14+01:00";
+        assert_eq!(
+            register_value(&mut state, &reading_with(t0, json!("100.000")), NOW).as_deref(),
+            Some("100.000")
+        );
+        let t1 = "2026-11-26T14:02:19+01:00";
+        assert_eq!(
+            register_value(&mut state, &reading_with(t1, json!("0.000")), NOW),
+            None
+        );
+        assert_eq!(
+            register_value(&mut state, &reading_with(t1, json!("99.000")), NOW),
+            None
+        );
+        assert_eq!(
+            register_value(&mut state, &reading_with(t1, json!("5000.000")), NOW),
+            None
+        );
+        assert_eq!(
+            register_value(&mut state, &reading_with(t1, json!(null)), NOW),
+            None
+        );
+        assert_eq!(
+            register_value(&mut state, &reading_with(t1, json!("100.001")), NOW).as_deref(),
+            Some("100.001")
+        );
+        // Other fields of a reading with a bad register still go out.
+        let offered = state.apply(&reading_with(t1, json!("1.000")), NOW);
+        assert!(offered.contains(&catalog::index_of("electricity_currently_delivered").unwrap()));
+        // The last good value stays the one to republish.
+        assert_eq!(
+            state.value(catalog::index_of("electricity_delivered_1").unwrap()),
+            Some("100.001")
+        );
+    }
+
+    #[test]
+    fn a_register_held_back_by_the_guard_raises_identity_doubt_once() {
+        let mut state = MeterState::new("x");
+        let t0 = "2026-11-26T14:02:14+01:00";
+        let t1 = "2026-11-26T14:02:19+01:00";
+        assert!(!state.take_identity_doubt());
+        register_value(&mut state, &reading_with(t0, json!("100.000")), NOW);
+        assert!(!state.take_identity_doubt(), "a first value is no doubt");
+        for held_back in ["0.000", "99.000", "5000.000"] {
+            assert_eq!(
+                register_value(&mut state, &reading_with(t1, json!(held_back)), NOW),
+                None
+            );
+            assert!(state.take_identity_doubt(), "{held_back}");
+            assert!(!state.take_identity_doubt(), "{held_back}: once");
+        }
+        // Not the guard: a value that is no number, or none at all.
+        for other in [json!("junk"), json!(null)] {
+            register_value(&mut state, &reading_with(t1, other.clone()), NOW);
+            assert!(!state.take_identity_doubt(), "{other}");
+        }
+        assert_eq!(
+            register_value(&mut state, &reading_with(t1, json!("100.001")), NOW).as_deref(),
+            Some("100.001")
+        );
+        assert!(!state.take_identity_doubt());
+        // The same low registers once the telegram names the new meter: no doubt left.
+        let mut swapped = reading_with("2026-11-26T14:02:24+01:00", json!("0.010"));
+        swapped.meter_stats = Some(fixtures::meter_stats());
+        let swapped = fixtures::swapped_meter(swapped);
+        assert_eq!(
+            register_value(&mut state, &swapped, NOW).as_deref(),
+            Some("0.010")
+        );
+        assert!(!state.take_identity_doubt());
+    }
+
+    #[test]
+    fn old_and_future_readings_are_skipped() {
+        let mut state = MeterState::new("x");
+        assert!(
+            register_value(
+                &mut state,
+                &reading_with("2026-11-26T14:02:14+01:00", json!("100.000")),
+                NOW
+            )
+            .is_some()
+        );
+        assert_eq!(
+            register_value(
+                &mut state,
+                &reading_with("2026-11-26T14:01:00+01:00", json!("100.500")),
+                NOW
+            ),
+            None
+        );
+        assert_eq!(
+            register_value(
+                &mut state,
+                &reading_with("2026-11-27T14:01:00+01:00", json!("100.500")),
+                NOW
+            ),
+            None
+        );
+        assert!(
+            register_value(
+                &mut state,
+                &reading_with("2026-11-26T14:02:20+01:00", json!("100.500")),
+                NOW
+            )
+            .is_some()
+        );
+    }
+
+    #[test]
+    fn zero_returned_register_creates_no_entity() {
+        let mut state = MeterState::new("x");
+        let mut snapshot = fixture_snapshot();
+        let reading = snapshot.reading.as_mut().unwrap();
+        reading.insert("electricity_returned_1".into(), json!("0.000"));
+        state.apply(&snapshot, NOW);
+        assert!(!state.entity_exists(catalog::index_of("electricity_returned_1").unwrap()));
+        assert!(state.entity_exists(catalog::index_of("electricity_returned_2").unwrap()));
+    }
+
+    #[test]
+    fn single_phase_meter_without_gas_has_no_l2_l3_or_gas_values() {
+        let mut state = MeterState::new("x");
+        let mut snapshot = fixture_snapshot();
+        let reading = snapshot.reading.as_mut().unwrap();
+        for field in [
+            "phase_currently_delivered_l2",
+            "phase_currently_delivered_l3",
+            "phase_currently_returned_l2",
+            "phase_currently_returned_l3",
+            "phase_voltage_l2",
+            "phase_voltage_l3",
+            "phase_power_current_l2",
+            "phase_power_current_l3",
+            "extra_device_timestamp",
+            "extra_device_delivered",
+        ] {
+            reading.insert(field.into(), Value::Null);
+        }
+        let stats = snapshot.meter_stats.as_mut().unwrap();
+        for field in [
+            "voltage_sag_count_l2",
+            "voltage_sag_count_l3",
+            "voltage_swell_count_l2",
+            "voltage_swell_count_l3",
+        ] {
+            stats.insert(field.into(), Value::Null);
+        }
+        let offered = state.apply(&snapshot, NOW);
+        for i in offered.iter().copied() {
+            let s = &SENSORS[i];
+            assert!(
+                !s.key.ends_with("_l2") && !s.key.ends_with("_l3"),
+                "{}",
+                s.key
+            );
+            assert_ne!(s.device, Device::Gas, "{}", s.key);
+        }
+        // `today` still says gas: 1.513 but the meter reports no gas register.
+        assert!(!state.entity_exists(catalog::index_of("gas_today").unwrap()));
+    }
+
+    #[test]
+    fn meter_swap_starts_a_new_device_with_its_own_registers() {
+        let mut state = MeterState::new("x");
+        state.apply(&fixture_snapshot(), NOW);
+        state.take_entities_changed();
+        let mut swapped = fixtures::swapped_meter(fixture_snapshot());
+        let reading = swapped.reading.as_mut().unwrap();
+        reading.insert("timestamp".into(), json!("2026-11-26T14:05:00+01:00"));
+        reading.insert("electricity_delivered_1".into(), json!("0.010"));
+        let topics = Topics::new("b");
+        let offered = state.apply(&swapped, NOW + time::Duration::minutes(3));
+        assert!(state.take_entities_changed());
+        assert_eq!(
+            state.identity().electricity.as_ref(),
+            format!("dsmrbridge_{}", fixtures::NEW_METER)
+        );
+        let messages = published(&state, &topics, offered);
+        assert!(messages.contains(&("b/reading/electricity_delivered_1".into(), "0.010".into())));
+    }
+}
+
+/// Property tests: whatever DSMR-reader (or something in its place) answers,
+/// `MeterState::apply` does not panic, every value offered for publishing is the exact text of a
+/// valid field of that poll, and meter registers never read 0, go down or outrun the clock.
+#[cfg(test)]
+mod fuzz {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+    use proptest::test_runner::TestCaseError;
+    use serde_json::json;
+    use time::format_description::well_known::Rfc3339;
+
+    use super::*;
+    use crate::map::fixtures::arbitrary::{check_published, config, rfc3339, timestamp, value};
+    use crate::map::fixtures::{NOW, endpoint_object as fixture_object};
+
+    /// The fixture telegram with its equipment ids replaced by anything printable (topic
+    /// wildcards, slashes, spaces, very long ids), or something that is no telegram at all.
+    fn telegram() -> impl Strategy<Value = Value> {
+        let base = fixture_object(Endpoint::MeterStats)["latest_telegram"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        prop_oneof![
+            ("[ -~]{0,120}", "[0-9A-Fa-f#+/ ]{0,100}").prop_map(move |(e, g)| {
+                let t = base
+                    .replace("12345678901234567890123456789000", &e)
+                    .replace("12345678901234567890123456789001", &g);
+                Value::String(t)
+            }),
+            any::<String>().prop_map(Value::String),
+            value(),
+        ]
+    }
+
+    /// Field names an endpoint's values are read from, plus the ones `apply` reads itself.
+    fn fields_of(endpoint: Endpoint) -> Vec<String> {
+        let mut fields: Vec<String> = SENSORS
+            .iter()
+            .filter(|s| s.endpoint == endpoint)
+            .map(|s| s.field.to_owned())
+            .collect();
+        fields.extend(
+            [
+                "timestamp",
+                "extra_device_timestamp",
+                "latest_telegram",
+                "version",
+                "id",
+            ]
+            .map(str::to_owned),
+        );
+        fields
+    }
+
+    /// An endpoint's answer: the captured one with some fields replaced by anything, or an
+    /// object made of the endpoint's field names (and others) set to anything.
+    fn endpoint_object(endpoint: Endpoint) -> impl Strategy<Value = Object> {
+        let base = fixture_object(endpoint);
+        let field = prop_oneof![
+            4 => prop::sample::select(fields_of(endpoint)),
+            1 => ".{0,16}",
+        ];
+        let changes = prop::collection::vec((field, value()), 0..8);
+        let telegram = prop::option::weighted(0.3, telegram());
+        (any::<bool>(), changes, telegram).prop_map(move |(keep_fixture, changes, telegram)| {
+            let mut object = if keep_fixture {
+                base.clone()
+            } else {
+                Object::new()
+            };
+            object.extend(changes);
+            if let Some(t) = telegram {
+                object.insert("latest_telegram".into(), t);
+            }
+            object
+        })
+    }
+
+    fn snapshot() -> impl Strategy<Value = Snapshot> {
+        let part = |e| prop::option::weighted(0.8, endpoint_object(e));
+        (
+            part(Endpoint::MeterStats),
+            part(Endpoint::Reading),
+            part(Endpoint::Today),
+            part(Endpoint::Peak),
+            part(Endpoint::Version),
+            part(Endpoint::Monitoring),
+        )
+            .prop_map(|(meter_stats, reading, today, peak, version, monitoring)| {
+                Snapshot {
+                    meter_stats,
+                    reading,
+                    today,
+                    peak,
+                    version,
+                    monitoring,
+                }
+            })
+    }
+
+    fn object_of(snapshot: &Snapshot, endpoint: Endpoint) -> Option<&Object> {
+        match endpoint {
+            Endpoint::Reading => snapshot.reading.as_ref(),
+            Endpoint::MeterStats => snapshot.meter_stats.as_ref(),
+            Endpoint::Today => snapshot.today.as_ref(),
+            Endpoint::Peak => snapshot.peak.as_ref(),
+            Endpoint::Version => snapshot.version.as_ref(),
+            Endpoint::Monitoring => snapshot.monitoring.as_ref(),
+            Endpoint::Health => None,
+        }
+    }
+
+    /// Every offered index holds the valid text of its own field in this poll's answer from
+    /// its own endpoint; a reading only counts with a valid timestamp at most an hour ahead.
+    fn check_offered(
+        state: &MeterState,
+        snapshot: &Snapshot,
+        offered: &[usize],
+        now: OffsetDateTime,
+    ) -> Result<(), TestCaseError> {
+        for &index in offered {
+            let sensor = &SENSORS[index];
+            let object = object_of(snapshot, sensor.endpoint);
+            prop_assert!(
+                object.is_some(),
+                "{} offered without its endpoint",
+                sensor.key
+            );
+            let raw = object.and_then(|o| o.get(sensor.field));
+            prop_assert!(raw.is_some(), "{} offered without its field", sensor.key);
+            let text = state.value(index);
+            prop_assert!(text.is_some(), "{} offered without a value", sensor.key);
+            check_published(sensor.kind, raw.unwrap(), text.unwrap())?;
+            if sensor.endpoint == Endpoint::Reading {
+                let stamped = snapshot
+                    .reading
+                    .as_ref()
+                    .and_then(|r| match r.get("timestamp") {
+                        Some(Value::String(s)) => OffsetDateTime::parse(s, &Rfc3339).ok(),
+                        _ => None,
+                    });
+                prop_assert!(
+                    stamped.is_some_and(|at| at <= now + time::Duration::hours(1)),
+                    "{} offered from a reading without a valid, current timestamp",
+                    sensor.key
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Device ids end up in discovery topics: only `[A-Za-z0-9_-]`, never a wildcard or `/`.
+    fn check_identity(state: &MeterState) -> Result<(), TestCaseError> {
+        let id = state.identity();
+        for device in [&id.electricity, &id.gas, &id.reader] {
+            prop_assert!(device.starts_with("dsmrbridge_"), "{device}");
+            prop_assert!(
+                device
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+                "device id {device:?}"
+            );
+        }
+        if let Some(version) = state.reader_version() {
+            check_published(Kind::Text, &Value::String(version.to_owned()), version)?;
+        }
+        Ok(())
+    }
+
+    /// A reading near `now` whose registers move by plausible steps, big jumps or junk, with a
+    /// gas timestamp that lags up to two hours behind or is anything at all.
+    fn poll_near(now_offset: i64) -> impl Strategy<Value = (i64, Snapshot)> {
+        let register = prop_oneof![
+            6 => (-20_000i64..400_000).prop_map(|milli| json!(format!("{:.3}", 40_000.0 + milli as f64 / 1000.0))),
+            1 => (0i64..2_000_000_000).prop_map(|milli| json!(format!("{:.3}", milli as f64 / 1000.0))),
+            1 => value(),
+        ];
+        let registers = prop::collection::vec(register, 5);
+        let gas_lag = prop_oneof![
+            3 => (0i64..7200).prop_map(Some),
+            1 => Just(None),
+        ];
+        (
+            0i64..900,
+            0i64..120,
+            registers,
+            gas_lag,
+            timestamp(),
+            endpoint_object(Endpoint::Reading),
+        )
+            .prop_map(
+                move |(advance, reading_lag, registers, gas_lag, any_gas_at, mut reading)| {
+                    let now = NOW + time::Duration::seconds(now_offset + advance);
+                    let at = now - time::Duration::seconds(reading_lag);
+                    reading.insert("timestamp".into(), json!(rfc3339(at)));
+                    let gas_at = match gas_lag {
+                        Some(lag) => rfc3339(at - time::Duration::seconds(lag)),
+                        None => any_gas_at,
+                    };
+                    reading.insert("extra_device_timestamp".into(), json!(gas_at));
+                    for (field, value) in [
+                        "electricity_delivered_1",
+                        "electricity_delivered_2",
+                        "electricity_returned_1",
+                        "electricity_returned_2",
+                        "extra_device_delivered",
+                    ]
+                    .into_iter()
+                    .zip(registers)
+                    {
+                        reading.insert(field.into(), value);
+                    }
+                    let snapshot = Snapshot {
+                        meter_stats: Some(fixture_object(Endpoint::MeterStats)),
+                        reading: Some(reading),
+                        ..Snapshot::default()
+                    };
+                    (advance, snapshot)
+                },
+            )
+    }
+
+    /// The case the register property found: a gas timestamp from a wrong meter clock (year 0
+    /// after a battery swap, or far ahead) used to open the jump check for the next value.
+    #[test]
+    fn a_wrong_gas_clock_does_not_open_the_jump_check() {
+        let gas = catalog::index_of("gas_delivered").unwrap();
+        for wrong in ["0000-01-01T00:00:00Z", "9999-12-31T23:59:59Z"] {
+            let mut state = MeterState::new("x");
+            let mut reading = fixture_object(Endpoint::Reading);
+            let mut poll = |at: &str, gas_at: &str, value: &str, state: &mut MeterState| {
+                reading.insert("timestamp".into(), json!(at));
+                reading.insert("extra_device_timestamp".into(), json!(gas_at));
+                reading.insert("extra_device_delivered".into(), json!(value));
+                let snapshot = Snapshot {
+                    reading: Some(reading.clone()),
+                    ..Snapshot::default()
+                };
+                state.apply(&snapshot, NOW + time::Duration::minutes(10));
+                state.value(gas).map(str::to_owned)
+            };
+            let ok = poll(
+                "2026-11-26T14:00:10+01:00",
+                "2026-11-26T14:00:00+01:00",
+                "11268.833",
+                &mut state,
+            );
+            assert_eq!(ok.as_deref(), Some("11268.833"));
+            poll("2026-11-26T14:00:20+01:00", wrong, "11268.834", &mut state);
+            let jump = poll(
+                "2026-11-26T14:05:00+01:00",
+                "2026-11-26T14:05:00+01:00",
+                "99999.000",
+                &mut state,
+            );
+            assert_ne!(jump.as_deref(), Some("99999.000"), "after {wrong}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        #[test]
+        fn apply_publishes_only_valid_fields_of_the_poll(
+            polls in prop::collection::vec(snapshot(), 1..4),
+        ) {
+            let mut state = MeterState::new("fuzz");
+            for snapshot in &polls {
+                let offered = state.apply(snapshot, NOW);
+                check_offered(&state, snapshot, &offered, NOW)?;
+                check_identity(&state)?;
+                // Nothing outside the table, and each entry once.
+                let mut seen = offered.clone();
+                seen.sort_unstable();
+                seen.dedup();
+                prop_assert_eq!(seen.len(), offered.len());
+                prop_assert!(offered.iter().all(|&i| i < SENSORS.len()));
+            }
+        }
+
+        #[test]
+        fn registers_never_read_zero_go_down_or_outrun_the_clock(
+            first in poll_near(0),
+            rest in prop::collection::vec(poll_near(0), 1..10),
+        ) {
+            let mut state = MeterState::new("fuzz");
+            // (value, wall clock) of the last publish, per register and device.
+            let mut last: HashMap<(Arc<str>, usize), (f64, OffsetDateTime)> = HashMap::new();
+            let mut now = NOW;
+            for (advance, snapshot) in std::iter::once(first).chain(rest) {
+                now += time::Duration::seconds(advance);
+                let offered = state.apply(&snapshot, now);
+                check_offered(&state, &snapshot, &offered, now)?;
+                for index in offered {
+                    let sensor = &SENSORS[index];
+                    let Some(max_per_hour) = sensor.register_max_per_hour else { continue };
+                    let value: f64 = state.value(index).unwrap().parse().unwrap();
+                    prop_assert!(value > 0.0, "{} published {value}", sensor.key);
+                    let device = state.identity().id_of(sensor.device).clone();
+                    if let Some(&(previous, then)) = last.get(&(device.clone(), index)) {
+                        prop_assert!(value >= previous, "{} went down: {previous} → {value}", sensor.key);
+                        // Readings are at most 2 minutes old, the gas register at most 2 hours,
+                        // and up to an hour ahead is tolerated: 4 hours of slack in all.
+                        let hours = (now - then).as_seconds_f64() / 3600.0 + 4.0;
+                        prop_assert!(
+                            value - previous <= max_per_hour * hours,
+                            "{} jumped {previous} → {value} in {:.2} h of wall clock",
+                            sensor.key,
+                            hours - 4.0
+                        );
+                    }
+                    last.insert((device, index), (value, now));
+                }
+            }
+        }
+    }
+}
