@@ -36,7 +36,9 @@ WORKDIR /src
 COPY . .
 
 ARG TARGETARCH
-# --no-default-features leaves out the embedded broker of `dsmr-bridge demo`.
+# --package dsmr-bridge builds the product alone, not the workspace's simulator crate
+# (crates/dsmr-sim, which must still be in the context for cargo to load the workspace);
+# --no-default-features leaves out `dsmr-bridge demo` (embedded broker and simulator).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     case "${TARGETARCH}" in \
@@ -44,7 +46,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
       arm64) target=aarch64-unknown-linux-musl ;; \
       *) echo "unsupported TARGETARCH: ${TARGETARCH}" >&2; exit 1 ;; \
     esac \
- && cargo zigbuild --release --locked --no-default-features --target "${target}" \
+ && cargo zigbuild --release --locked --package dsmr-bridge --no-default-features --target "${target}" \
  && mkdir -p /out \
  && cp "target/${target}/release/dsmr-bridge" /out/dsmr-bridge
 

@@ -24,11 +24,11 @@ pub struct Cli {
     pub command: Option<Command>,
 
     /// YAML file with options (same names as below, snake_case).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     /// Home Assistant app options (default: /data/options.json when it exists).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     pub options: Option<PathBuf>,
 
     #[command(flatten)]
@@ -38,9 +38,53 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the whole bridge against a simulated DSMR-reader and an embedded broker.
-    Demo,
+    Demo(DemoArgs),
     /// Exit 0 when the running bridge is connected and polling, 1 otherwise.
     Healthcheck,
+}
+
+/// The options `dsmr-bridge demo` applies; the simulator stands in for DSMR-reader, so the
+/// DSMR-reader options and the file sources have no meaning there.
+#[derive(Args, Clone, Default)]
+pub struct DemoArgs {
+    /// Publish to this broker instead of an embedded one, e.g. your Home Assistant's
+    #[arg(long)]
+    pub mqtt_host: Option<String>,
+    /// Port of the embedded broker [default: 1883, or a free one when 1883 is taken], or of
+    /// --mqtt-host's broker [default: 1883]
+    #[arg(long)]
+    pub mqtt_port: Option<u16>,
+    /// User name on --mqtt-host's broker
+    #[arg(long, requires = "mqtt_host")]
+    pub mqtt_username: Option<String>,
+    /// Password on --mqtt-host's broker
+    #[arg(long, requires = "mqtt_host")]
+    pub mqtt_password: Option<SecretString>,
+    /// Root of the state topics [default: dsmr-bridge]
+    #[arg(long)]
+    pub base_topic: Option<String>,
+    /// [default: homeassistant]
+    #[arg(long)]
+    pub discovery_prefix: Option<String>,
+    /// trace, debug, info, warn or error; info shows every published message [default: info]
+    #[arg(long)]
+    pub log_level: Option<String>,
+}
+
+impl DemoArgs {
+    /// The same options as the bridge's, for `Config::try_from`.
+    pub fn options(&self) -> RawOptions {
+        RawOptions {
+            mqtt_host: self.mqtt_host.clone(),
+            mqtt_port: self.mqtt_port,
+            mqtt_username: self.mqtt_username.clone(),
+            mqtt_password: self.mqtt_password.clone(),
+            base_topic: self.base_topic.clone(),
+            discovery_prefix: self.discovery_prefix.clone(),
+            log_level: self.log_level.clone(),
+            ..RawOptions::default()
+        }
+    }
 }
 
 /// Options exactly as a user writes them. Every field is optional here so that the three sources
@@ -49,58 +93,53 @@ pub enum Command {
 #[serde(deny_unknown_fields)]
 pub struct RawOptions {
     /// DSMR-reader's address, e.g. http://192.168.1.10:7777/
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub dsmr_reader_url: Option<String>,
     /// DSMR-reader API key (admin → API configuration).
-    #[arg(
-        long,
-        global = true,
-        env = "DSMR_READER_API_KEY",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "DSMR_READER_API_KEY", hide_env_values = true)]
     pub dsmr_reader_api_key: Option<SecretString>,
     /// PEM file with a CA to trust for an https:// DSMR-reader.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub dsmr_reader_ca_file: Option<PathBuf>,
     /// Seconds between polls of the newest reading [default: 5]
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub poll_interval: Option<u64>,
     /// Broker host [default: the Supervisor's broker app, else localhost]
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub mqtt_host: Option<String>,
     /// Broker port [default: 1883, 8883 with TLS]
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub mqtt_port: Option<u16>,
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub mqtt_username: Option<String>,
-    #[arg(long, global = true, env = "MQTT_PASSWORD", hide_env_values = true)]
+    #[arg(long, env = "MQTT_PASSWORD", hide_env_values = true)]
     pub mqtt_password: Option<SecretString>,
     /// Connect to the broker with TLS [default: false]
-    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub mqtt_tls: Option<bool>,
     /// PEM file with the CA that signed the broker's certificate [default: Mozilla's roots]
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub mqtt_ca_file: Option<PathBuf>,
     /// QoS of every publish, 0-2 [default: 1]
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub mqtt_qos: Option<u8>,
     /// Root of the state topics [default: dsmr-bridge]
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub base_topic: Option<String>,
     /// Publish Home Assistant MQTT discovery [default: true]
-    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub discovery: Option<bool>,
     /// [default: homeassistant]
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub discovery_prefix: Option<String>,
     /// Seconds an unchanged value is not sent again; 0 turns the cache off [default: 3600]
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub cache_ttl: Option<u64>,
     /// Identity of the meter devices when the meter's equipment id is unknown.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub device_id: Option<String>,
     /// trace, debug, info, warn or error [default: info]
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub log_level: Option<String>,
 }
 

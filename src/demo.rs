@@ -1,31 +1,124 @@
 //! Demo: the whole bridge against the simulated DSMR-reader and an embedded broker, so that
 //! `dsmr-bridge demo` shows what it does on a machine with no meter and no broker.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use dsmr_sim::{SimOptions, Simulator};
 use secrecy::SecretString;
 use tracing::info;
 
-use crate::config::{Config, RawOptions};
-use crate::sim::{SimOptions, Simulator};
+use tracing::level_filters::LevelFilter;
+
+use crate::config::{Config, ConfigError, DemoArgs, RawOptions};
+use crate::pipeline::PUBLISHED_TARGET;
 
 /// The broker port everyone expects; the demo takes another one when it is in use.
 const MQTT_PORT: u16 = 1883;
+/// How long the embedded broker may take to accept connections.
+const BROKER_START: Duration = Duration::from_secs(5);
 
-/// Picks 1883 when it is free, else any free port.
-fn broker_address() -> anyhow::Result<SocketAddr> {
-    let preferred = SocketAddr::from((Ipv4Addr::LOCALHOST, MQTT_PORT));
-    if TcpListener::bind(preferred).is_ok() {
-        return Ok(preferred);
-    }
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .context("no free port for the embedded broker")?;
-    Ok(listener.local_addr()?)
+/// A validated demo: the bridge's configuration, with DSMR-reader filled in once the simulator
+/// runs and the broker once the embedded one does.
+pub struct Demo {
+    config: Config,
+    broker: DemoBroker,
 }
 
-/// Starts rumqttd on `address` in a thread of its own (its API blocks).
-pub fn start_embedded_broker(address: SocketAddr) -> anyhow::Result<()> {
+enum DemoBroker {
+    /// rumqttd on `--mqtt-port` of 127.0.0.1, if given.
+    Embedded(Option<u16>),
+    /// `--mqtt-host`'s broker, already in the configuration.
+    External,
+}
+
+impl Demo {
+    /// Checks the options as the bridge would, so a bad one stops the demo before it starts.
+    pub fn new(args: &DemoArgs) -> Result<Demo, ConfigError> {
+        let placeholder = RawOptions {
+            // Replaced by the simulator's address and key in `run`.
+            dsmr_reader_url: Some("http://127.0.0.1/".to_owned()),
+            dsmr_reader_api_key: Some(SecretString::from("demo")),
+            ..RawOptions::default()
+        };
+        let config = Config::try_from(args.options().over(placeholder))?;
+        let broker = match args.mqtt_host {
+            Some(_) => DemoBroker::External,
+            None => DemoBroker::Embedded(args.mqtt_port),
+        };
+        Ok(Demo { config, broker })
+    }
+
+    pub fn log_level(&self) -> LevelFilter {
+        self.config.log_level
+    }
+
+    /// Log filter directives after the level. The embedded broker's own log stays off: it
+    /// reports ordinary events (a client leaving, shutting down) as errors, and a failure to
+    /// start is reported by the demo itself. At `info` every published message is shown,
+    /// since that is what the demo is for.
+    pub fn extra_log_directives(&self) -> String {
+        if self.config.log_level == LevelFilter::INFO {
+            format!(",rumqttd=off,{PUBLISHED_TARGET}=debug")
+        } else {
+            ",rumqttd=off".to_owned()
+        }
+    }
+
+    /// Runs until Ctrl-C or SIGTERM.
+    pub async fn run(self) -> anyhow::Result<()> {
+        crate::tls::install_crypto_provider();
+        let shutdown = crate::shutdown::on_signals()?;
+        let mut config = self.config;
+        if let DemoBroker::Embedded(port) = self.broker {
+            let address = start_embedded_broker(port)?;
+            if port.is_none() && address.port() != MQTT_PORT {
+                info!(broker = %address, "Port 1883 is in use; embedded MQTT broker running on another port");
+            } else {
+                info!(broker = %address, "Embedded MQTT broker running");
+            }
+            let watch = format!(
+                "mosquitto_sub -h {} -p {} -t '{}/#' -t '{}/#' -v",
+                address.ip(),
+                address.port(),
+                config.topics.base,
+                config.topics.discovery_prefix
+            );
+            info!(command = %watch, "Watch the messages with");
+            config.mqtt.host = Some(address.ip().to_string());
+            config.mqtt.port = Some(address.port());
+        }
+
+        let sim_options = SimOptions::default();
+        config.dsmr.api_key = SecretString::from(sim_options.api_key.clone());
+        let sim = Simulator::start(sim_options)
+            .await
+            .context("start the simulated DSMR-reader")?;
+        config.dsmr.url = sim.url();
+        info!(url = %sim.url(), "Simulated DSMR-reader running: a three-phase meter with gas and solar panels");
+
+        let result = crate::run(config, shutdown).await;
+        sim.shutdown();
+        result.map(drop)
+    }
+}
+
+/// Starts rumqttd on 127.0.0.1 in a thread of its own (its API blocks) and waits until it
+/// accepts connections. `port`: `--mqtt-port`; without it 1883 when free, else any free port.
+fn start_embedded_broker(port: Option<u16>) -> anyhow::Result<SocketAddr> {
+    let address = match port {
+        Some(port) => {
+            let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            // Checked here because rumqttd only logs a failed bind (and the probe below would
+            // then reach whatever holds the port).
+            let probe = TcpListener::bind(address)
+                .with_context(|| format!("--mqtt-port {port}: cannot listen on {address}"))?;
+            probe.local_addr()?
+        }
+        None => free_address()?,
+    };
     let config: rumqttd::Config = serde_json::from_value(serde_json::json!({
         "id": 0,
         "router": {
@@ -49,65 +142,41 @@ pub fn start_embedded_broker(address: SocketAddr) -> anyhow::Result<()> {
         }
     }))
     .context("embedded broker config")?;
-    std::thread::Builder::new()
+    let broker: JoinHandle<Result<(), String>> = std::thread::Builder::new()
         .name("embedded-broker".into())
         .spawn(move || {
-            if let Err(error) = rumqttd::Broker::new(config).start() {
-                tracing::error!(error = %error, "embedded broker stopped");
-            }
+            rumqttd::Broker::new(config)
+                .start()
+                .map_err(|e| e.to_string())
         })
         .context("start the embedded broker")?;
-    // Wait until it accepts connections, so the bridge's first attempt succeeds.
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(address).is_ok() {
-            return Ok(());
+    let deadline = Instant::now() + BROKER_START;
+    loop {
+        // `start` returns only when its listener has given up.
+        if broker.is_finished() {
+            let reason = match broker.join() {
+                Ok(Err(error)) => error,
+                _ => format!("could not listen on {address}"),
+            };
+            anyhow::bail!("the embedded broker did not start: {reason}");
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        if TcpStream::connect(address).is_ok() {
+            return Ok(address);
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("the embedded broker did not start on {address}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
-    anyhow::bail!("the embedded broker did not start on {address}")
 }
 
-/// Runs until Ctrl-C. Options given on the command line (`--mqtt-host` to show the fake meter
-/// in a real Home Assistant, `--base-topic`, ...) apply; the DSMR-reader ones are the simulator's.
-pub async fn run(flags: RawOptions) -> anyhow::Result<()> {
-    crate::tls::install_crypto_provider();
-    let shutdown = crate::shutdown::on_signals()?;
-    let sim_options = SimOptions::default();
-    let key = sim_options.api_key.clone();
-    let sim = Simulator::start(sim_options)
-        .await
-        .context("start the simulated DSMR-reader")?;
-    info!(url = %sim.url(), "Simulated DSMR-reader running: a three-phase meter with gas and solar panels");
-
-    let mut demo = RawOptions {
-        dsmr_reader_url: Some(sim.url().to_string()),
-        dsmr_reader_api_key: Some(SecretString::from(key)),
-        ..RawOptions::default()
-    };
-    if flags.mqtt_host.is_none() {
-        let address = broker_address()?;
-        start_embedded_broker(address)?;
-        if address.port() == MQTT_PORT {
-            info!(broker = %address, "Embedded MQTT broker running");
-        } else {
-            info!(broker = %address, "Port 1883 is in use; embedded MQTT broker running on another port");
-        }
-        info!(
-            "Watch it with: mosquitto_sub -h 127.0.0.1 -p {} -t 'dsmr-bridge/#' -t 'homeassistant/#' -v",
-            address.port()
-        );
-        demo.mqtt_host = Some(address.ip().to_string());
-        demo.mqtt_port = Some(address.port());
+/// 1883 when it is free, else any free port.
+fn free_address() -> anyhow::Result<SocketAddr> {
+    let preferred = SocketAddr::from((Ipv4Addr::LOCALHOST, MQTT_PORT));
+    if TcpListener::bind(preferred).is_ok() {
+        return Ok(preferred);
     }
-    let raw = RawOptions {
-        dsmr_reader_url: None,
-        dsmr_reader_api_key: None,
-        dsmr_reader_ca_file: None,
-        ..flags
-    }
-    .over(demo);
-    let config = Config::try_from(raw)?;
-    crate::run(config, shutdown).await?;
-    sim.shutdown();
-    Ok(())
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .context("no free port for the embedded broker")?;
+    Ok(listener.local_addr()?)
 }

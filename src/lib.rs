@@ -25,7 +25,6 @@ pub mod model;
 pub mod pipeline;
 pub mod privileges;
 pub mod shutdown;
-pub mod sim;
 pub mod sink;
 pub mod source;
 pub mod status;

@@ -42,14 +42,18 @@ fn main() -> ExitCode {
             };
         }
         #[cfg(feature = "demo")]
-        Some(Command::Demo) => {
-            init_logging(
-                LevelFilter::INFO,
-                &format!(",{}=debug", dsmr_bridge::pipeline::PUBLISHED_TARGET),
-            );
+        Some(Command::Demo(args)) => {
+            let demo = match dsmr_bridge::demo::Demo::new(&args) {
+                Ok(demo) => demo,
+                Err(error) => {
+                    eprintln!("{error}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logging(demo.log_level(), &demo.extra_log_directives());
             return match runtime()
                 .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(dsmr_bridge::demo::run(cli.flags)))
+                .and_then(|rt| rt.block_on(demo.run()))
             {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
@@ -59,7 +63,7 @@ fn main() -> ExitCode {
             };
         }
         #[cfg(not(feature = "demo"))]
-        Some(Command::Demo) => {
+        Some(Command::Demo(_)) => {
             eprintln!("this build of dsmr-bridge has no demo (built without the `demo` feature)");
             return ExitCode::from(2);
         }

@@ -171,7 +171,7 @@ pub fn physical_limit(offered: &[Vec<Message>], polls: &[Poll], ttl: Duration) -
 }
 
 /// DSMR-reader 5.11's split-topic telegram publisher: every field of every reading (22).
-const TELEGRAM_FIELDS: [&str; 22] = dsmr_bridge::sim::READING_FIELDS;
+const TELEGRAM_FIELDS: [&str; 22] = dsmr_sim::READING_FIELDS;
 
 /// Its split meter-statistics publisher (11 fields per reading).
 const METER_STATS_FIELDS: [&str; 11] = [

@@ -7,7 +7,7 @@
 //! [--quick]`; `--quick` shortens every phase (for working on the benchmark itself).
 //!
 //! Everything runs on this machine: a Mosquitto of our own on a free port, the shared simulated
-//! DSMR-reader (`dsmr_bridge::sim`) in accelerated time, the bridge in-process
+//! DSMR-reader (`dsmr_sim`) in accelerated time, the bridge in-process
 //! (`dsmr_bridge::run_with` with the cadence scaled by the same factor) for the traffic,
 //! outage and latency figures, and the release binary as a process for footprint and startup.
 
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use dsmr_bridge::dedup::{Dedup, Offer, Stats};
-use dsmr_bridge::sim::Simulator;
+use dsmr_sim::Simulator;
 use time::OffsetDateTime;
 use tokio::time::sleep;
 

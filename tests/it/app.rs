@@ -218,7 +218,7 @@ async fn started_as_root_it_drops_to_the_configured_user() {
         return;
     }
     let broker = Broker::start();
-    let sim = dsmr_bridge::sim::Simulator::start(dsmr_bridge::sim::SimOptions {
+    let sim = dsmr_sim::Simulator::start(dsmr_sim::SimOptions {
         api_key: SIM_KEY.to_owned(),
         ..Default::default()
     })

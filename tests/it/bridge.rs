@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use dsmr_bridge::sim::{SimOptions, Simulator};
+use dsmr_sim::{SimOptions, Simulator};
 use serde_json::Value;
 
 use crate::harness::{

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use dsmr_bridge::sim::{Fault, SimOptions, Simulator};
+use dsmr_sim::{Fault, SimOptions, Simulator};
 
 use crate::harness::{Bridge, Broker, SIM_KEY, Watcher, args, retained, sim_options};
 
@@ -358,7 +358,7 @@ async fn corrupt_values_are_never_published() {
     // Meter swap: a new equipment id, registers restarting low.
     sim.set_meter(
         "88888888888888888888888888888888",
-        dsmr_bridge::sim::meter::Registers::NEW_METER,
+        dsmr_sim::meter::Registers::NEW_METER,
     );
     sim.pause_clock(false);
     watcher

@@ -358,16 +358,16 @@ pub fn args(dsmr: &url::Url, port: u16, base: &str, extra: &[&str]) -> Vec<Strin
 pub const SIM_KEY: &str = "TESTKEY0123456789";
 
 /// The simulator's default meter (three phases, gas, solar) with the tests' API key.
-pub fn sim_options() -> dsmr_bridge::sim::SimOptions {
-    dsmr_bridge::sim::SimOptions {
+pub fn sim_options() -> dsmr_sim::SimOptions {
+    dsmr_sim::SimOptions {
         api_key: SIM_KEY.to_owned(),
-        ..dsmr_bridge::sim::SimOptions::default()
+        ..dsmr_sim::SimOptions::default()
     }
 }
 
 /// A simulator that serves the captured responses of a real DSMR-reader 5.11.
-pub async fn fixture_sim() -> dsmr_bridge::sim::Simulator {
-    let sim = dsmr_bridge::sim::Simulator::start(sim_options())
+pub async fn fixture_sim() -> dsmr_sim::Simulator {
+    let sim = dsmr_sim::Simulator::start(sim_options())
         .await
         .expect("simulator");
     for (path, file) in [

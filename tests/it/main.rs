@@ -3,6 +3,8 @@
 
 mod app;
 mod bridge;
+#[cfg(feature = "demo")]
+mod demo;
 mod faults;
 mod harness;
 mod security;

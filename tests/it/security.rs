@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use dsmr_bridge::sim::{SimOptions, Simulator};
+use dsmr_sim::{SimOptions, Simulator};
 use wiremock::{Mock, ResponseTemplate};
 
 use crate::harness::{

@@ -1,0 +1,160 @@
+//! `dsmr-bridge demo` as a newcomer runs it: only the options it applies, the published
+//! messages on screen at `info`, none at `warn`, and no error lines from its embedded broker.
+
+use std::time::Duration;
+
+use crate::harness::{Bridge, Seen, Watcher, bridge_command, free_port};
+
+/// What the demo's broker must hold before the log is judged: the bridge's status, the meter
+/// registers and a discovery config.
+const EXPECTED: [&str; 4] = [
+    "dsmr-bridge/status",
+    "dsmr-bridge/reading/electricity_delivered_1",
+    "dsmr-bridge/reading/electricity_currently_delivered",
+    "dsmr-bridge/consumption/gas/delivered",
+];
+
+fn holds_all(seen: &[Seen], retained_only: bool) -> bool {
+    let discovery = seen
+        .iter()
+        .any(|s| s.topic.starts_with("homeassistant/device/") && (s.retained || !retained_only));
+    discovery
+        && EXPECTED.iter().all(|t| {
+            seen.iter()
+                .any(|s| s.topic == *t && (s.retained || !retained_only))
+        })
+}
+
+/// Starts the demo on a free port and waits until its broker holds the retained states: the
+/// first subscriber may see them live, a second one then gets them as retained messages.
+async fn demo_until_retained(extra: &[&str]) -> Bridge {
+    let port = free_port();
+    let mut args = vec![
+        "demo".to_owned(),
+        "--mqtt-port".to_owned(),
+        port.to_string(),
+    ];
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    let demo = Bridge::start(&args);
+    let filters = ["dsmr-bridge/#", "homeassistant/#"];
+    let live = Watcher::connect(port, &filters).await;
+    live.wait_for(
+        "the demo's first messages",
+        Duration::from_secs(30),
+        |seen| holds_all(seen, false),
+    )
+    .await;
+    let late = Watcher::connect(port, &filters).await;
+    late.wait_for("retained states", Duration::from_secs(10), |seen| {
+        holds_all(seen, true)
+    })
+    .await;
+    demo
+}
+
+/// Options listed by `--help`, as `--name`.
+fn listed_options(help: &str) -> Vec<String> {
+    help.lines()
+        .filter_map(|line| {
+            let line = line.trim_start();
+            let line = line.strip_prefix("-h, ").unwrap_or(line);
+            line.starts_with("--")
+                .then(|| line.split([' ', '=', '<']).next().unwrap_or("").to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn demo_help_lists_only_the_options_it_applies() {
+    let output = bridge_command()
+        .args(["demo", "--help"])
+        .output()
+        .expect("run demo --help");
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        listed_options(&help),
+        [
+            "--mqtt-host",
+            "--mqtt-port",
+            "--mqtt-username",
+            "--mqtt-password",
+            "--base-topic",
+            "--discovery-prefix",
+            "--log-level",
+            "--help",
+        ],
+        "{help}"
+    );
+
+    // The bridge's own options are still there without the demo.
+    let output = bridge_command().arg("--help").output().expect("run --help");
+    let help = String::from_utf8_lossy(&output.stdout);
+    for option in [
+        "--dsmr-reader-url",
+        "--config",
+        "--poll-interval",
+        "--log-level",
+    ] {
+        assert!(listed_options(&help).iter().any(|o| o == option), "{help}");
+    }
+}
+
+#[test]
+fn demo_rejects_options_it_would_ignore() {
+    let output = bridge_command()
+        .args(["demo", "--dsmr-reader-url", "http://dsmr.local/"])
+        .output()
+        .expect("run demo");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--dsmr-reader-url"), "{stderr}");
+
+    let output = bridge_command()
+        .args(["demo", "--log-level", "loud"])
+        .output()
+        .expect("run demo");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.starts_with("log_level:"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_shows_published_messages_and_no_broker_errors() {
+    let mut demo = demo_until_retained(&[]).await;
+    demo.signal("INT");
+    assert_eq!(demo.wait_exit(Duration::from_secs(10)), Some(0));
+    let log = demo.log();
+    assert!(
+        log.contains("published topic=dsmr-bridge/reading/electricity_delivered_1"),
+        "{log}"
+    );
+    assert!(log.contains("Embedded MQTT broker running"), "{log}");
+    // Through the readiness probe, two subscribers leaving and the shutdown.
+    assert!(!log.contains("ERROR"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_at_log_level_warn_prints_no_info() {
+    let mut demo = demo_until_retained(&["--log-level", "warn"]).await;
+    demo.signal("INT");
+    assert_eq!(demo.wait_exit(Duration::from_secs(10)), Some(0));
+    let log = demo.log();
+    assert!(!log.contains("INFO"), "{log}");
+    assert!(!log.contains("published"), "{log}");
+    assert!(!log.contains("ERROR"), "{log}");
+}
+
+#[test]
+fn demo_reports_a_taken_port() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("address").port();
+    let output = bridge_command()
+        .args(["demo", "--mqtt-port", &port.to_string()])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run demo");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("--mqtt-port {port}")), "{stderr}");
+}
