@@ -137,7 +137,15 @@ pub async fn run_with(
     let sink = MqttSink::start(&broker)?;
     let (events, source_events) = mpsc::channel(8);
     let source_stop = shutdown.child_token();
-    let source = tokio::spawn(source::run(client, cadence, events, source_stop.clone()));
+    // The pipeline asks for fresh meter statistics through `SourceRequest`.
+    let (_source_requests, requests) = mpsc::channel(4);
+    let source = tokio::spawn(source::run(
+        client,
+        cadence,
+        events,
+        requests,
+        source_stop.clone(),
+    ));
     let stats = Pipeline::new(&config, sink, health)
         .run(source_events, shutdown)
         .await;

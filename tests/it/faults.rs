@@ -532,11 +532,7 @@ async fn soak_six_simulated_hours_with_restarts_and_failures() {
     let mut config = Config::try_from(raw).expect("config");
     config.dsmr.poll_interval = scaled(Duration::from_secs(5));
     config.cache_ttl = scaled(Duration::from_secs(3600));
-    let cadence = dsmr_bridge::source::Cadence {
-        reading: scaled(Duration::from_secs(5)),
-        day: scaled(Duration::from_secs(60)),
-        version: scaled(Duration::from_secs(3600)),
-    };
+    let cadence = dsmr_bridge::source::Cadence::new(Duration::from_secs(5)).sped_up(SPEED);
     let shutdown = tokio_util::sync::CancellationToken::new();
     let broker_config = dsmr_bridge::resolve_broker(&config, &shutdown)
         .await
