@@ -711,9 +711,8 @@ fn flood(o: &mut String, r: &Results) {
 /// the cadence before `Schedule` (meter statistics every poll; today, the peak and monitoring
 /// every minute), computed for the same polls.
 fn requests(o: &mut String, runs: &[FloodRun]) {
-    let per_minute = |x: &FloodRun, e: Endpoint| {
-        *x.requests.get(&e).unwrap_or(&0) as f64 / (x.sim_hours * 60.0)
-    };
+    let per_minute =
+        |x: &FloodRun, e: Endpoint| *x.requests.get(&e).unwrap_or(&0) as f64 / (x.sim_hours * 60.0);
     let _ = writeln!(
         o,
         "\n**Requests to DSMR-reader** per simulated minute at the default 5 s interval, over {} simulated minutes \
@@ -726,15 +725,31 @@ fn requests(o: &mut String, runs: &[FloodRun]) {
     );
     let reading = over(runs, |x| per_minute(x, Endpoint::Reading)).median;
     for (endpoint, before, why) in [
-        (Endpoint::Reading, reading, "every poll; filtered with `timestamp__gte`"),
+        (
+            Endpoint::Reading,
+            reading,
+            "every poll; filtered with `timestamp__gte`",
+        ),
         (
             Endpoint::MeterStats,
             reading,
             "once a minute: the tariff lags a minute at most; at once when a register looks wrong",
         ),
-        (Endpoint::Today, 1.0, "DSMR-reader recomputes it about once a minute"),
-        (Endpoint::Peak, 1.0, "a new peak row each quarter hour; every 5 minutes"),
-        (Endpoint::Monitoring, 1.0, "every 5 minutes, in other minutes than the peak"),
+        (
+            Endpoint::Today,
+            1.0,
+            "DSMR-reader recomputes it about once a minute",
+        ),
+        (
+            Endpoint::Peak,
+            1.0,
+            "a new peak row each quarter hour; every 5 minutes",
+        ),
+        (
+            Endpoint::Monitoring,
+            1.0,
+            "every 5 minutes, in other minutes than the peak",
+        ),
         (Endpoint::Version, 1.0 / 60.0, "hourly"),
     ] {
         let _ = writeln!(

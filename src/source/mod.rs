@@ -16,7 +16,6 @@ use tracing::{debug, info, warn};
 
 pub use dsmr::{DsmrClient, MAX_BODY};
 pub use error::SourceError;
-pub use outage::{FAILURES_BEFORE_UNREACHABLE, request_timeout};
 pub use schedule::{Cadence, Due, Endpoint, Schedule};
 
 use crate::model::Snapshot;
@@ -70,34 +69,39 @@ pub async fn run(
     let mut due = origin;
     let mut listening = true;
     loop {
-        let out_of_turn = tokio::select! {
+        let (ticked, mut out_of_turn) = tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep_until(due) => false,
+            () = tokio::time::sleep_until(due) => (true, false),
             request = requests.recv(), if listening => match request {
-                Some(SourceRequest::MeterStatistics) => poller.accept_request(Instant::now()),
+                Some(SourceRequest::MeterStatistics) => {
+                    (false, poller.accept_request(Instant::now()))
+                }
                 None => {
                     listening = false;
                     continue;
                 }
             },
         };
-        // Requests that came in meanwhile ride along.
+        // Requests that came in meanwhile count as one.
         while let Ok(SourceRequest::MeterStatistics) = requests.try_recv() {
-            poller.accept_request(Instant::now());
+            out_of_turn |= poller.accept_request(Instant::now());
         }
-        let (at, asked) = if out_of_turn {
-            (Instant::now(), Due::only(Endpoint::MeterStatistics))
-        } else if Instant::now() < due {
-            // A request that was folded into the next poll.
-            continue;
-        } else {
+        let (at, asked) = if ticked {
+            if out_of_turn {
+                poller.schedule.force(Endpoint::MeterStatistics);
+            }
             (due, poller.schedule.due(due))
+        } else if out_of_turn {
+            (Instant::now(), Due::only(Endpoint::MeterStatistics))
+        } else {
+            // Folded into the next poll or the cadence.
+            continue;
         };
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = poller.poll(at, asked) => {}
         }
-        if !out_of_turn {
+        if ticked {
             due = next_poll(due, Instant::now(), poller.schedule.cadence().reading);
         }
         if poller.events.is_closed() {
