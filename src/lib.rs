@@ -90,8 +90,16 @@ pub async fn run_with(
     let sink = MqttSink::start(&broker)?;
     let (events, source_events) = mpsc::channel(8);
     let source_stop = shutdown.child_token();
-    let source = tokio::spawn(source::run(client, cadence, events, source_stop.clone()));
-    let stats = Pipeline::new(&config, sink, status)
+    // The pipeline asks for fresh meter statistics when a register looks wrong.
+    let (source_requests, requests) = mpsc::channel(1);
+    let source = tokio::spawn(source::run(
+        client,
+        cadence,
+        events,
+        requests,
+        source_stop.clone(),
+    ));
+    let stats = Pipeline::new(&config, sink, status, source_requests)
         .run(source_events, shutdown)
         .await;
     source_stop.cancel();

@@ -17,7 +17,7 @@ use crate::map::discovery::Discovery;
 use crate::map::{self, MeterState, Topics};
 use crate::model::Message;
 use crate::sink::{Sink, SinkEvent};
-use crate::source::SourceEvent;
+use crate::source::{SourceEvent, SourceRequest};
 use crate::status::StatusReporter;
 
 /// How long to collect retained discovery configs at startup before cleaning up leftovers.
@@ -50,10 +50,18 @@ pub struct Pipeline<S> {
     republish_at: Option<Instant>,
     polled_values: u64,
     status: StatusReporter,
+    /// Back to the source: a register held back may mean a new meter whose identity is in
+    /// meter statistics, which the source asks for only once a minute otherwise.
+    source_requests: mpsc::Sender<SourceRequest>,
 }
 
 impl<S: Sink> Pipeline<S> {
-    pub fn new(config: &Config, sink: S, status: StatusReporter) -> Self {
+    pub fn new(
+        config: &Config,
+        sink: S,
+        status: StatusReporter,
+        source_requests: mpsc::Sender<SourceRequest>,
+    ) -> Self {
         let topics = Topics::new(&config.topics.base);
         let instance = config
             .device_id
@@ -85,6 +93,7 @@ impl<S: Sink> Pipeline<S> {
             republish_at: None,
             polled_values: 0,
             status,
+            source_requests,
         }
     }
 
@@ -176,6 +185,12 @@ impl<S: Sink> Pipeline<S> {
             SourceEvent::Poll(snapshot) => {
                 self.status.polled(SystemTime::now());
                 let offered = self.state.apply(&snapshot, OffsetDateTime::now_utc());
+                if self.state.take_identity_doubt() {
+                    // A full channel already holds the same request.
+                    let _ = self
+                        .source_requests
+                        .try_send(SourceRequest::MeterStatistics);
+                }
                 self.polled_values += offered.len() as u64;
                 self.offer_discovery_if_changed();
                 for message in map::state_messages(&self.state, &self.topics, offered) {

@@ -8,7 +8,7 @@ use anyhow::Context;
 use dsmr_bridge::config::{Config, RawOptions};
 use dsmr_bridge::map::{MeterState, Topics, state_messages};
 use dsmr_bridge::model::{Message, Snapshot};
-use dsmr_bridge::source::DsmrClient;
+use dsmr_bridge::source::{Cadence, DsmrClient, Endpoint, Schedule};
 use dsmr_sim::{SimOptions, Simulator};
 use secrecy::SecretString;
 use time::OffsetDateTime;
@@ -23,8 +23,6 @@ pub const DAY_START: OffsetDateTime = datetime!(2024-04-16 00:00 +02:00);
 pub const SEED: u64 = 1;
 /// The bridge's defaults, in simulated time.
 pub const POLL: Duration = Duration::from_secs(5);
-pub const DAY_CADENCE: Duration = Duration::from_secs(60);
-pub const VERSION_CADENCE: Duration = Duration::from_secs(3600);
 pub const CACHE_TTL: Duration = Duration::from_secs(3600);
 /// Polls per hour at the default interval.
 pub const POLLS_PER_HOUR: u64 = 720;
@@ -52,10 +50,10 @@ pub fn config(dsmr_url: &str, mqtt_port: Option<u16>, base: &str) -> anyhow::Res
     .map_err(|e| anyhow::anyhow!("bench config: {e}"))
 }
 
-/// `n` polls 5 simulated seconds apart from `start`, fetched as the source fetches them (meter
-/// statistics and the newest reading every poll; today, the peak and monitoring every 12th; the
-/// version on the first). The simulator's clock is stepped, not running, so the same arguments
-/// always give the same snapshots.
+/// `n` polls 5 simulated seconds apart from `start`, asking what the source's `Schedule` asks
+/// at the default interval (the newest reading every poll, meter statistics and today's totals
+/// every 12th, the peak and monitoring every 60th, the version on the first). The simulator's
+/// clock is stepped, not running, so the same arguments always give the same snapshots.
 pub async fn snapshots(
     start: OffsetDateTime,
     n: usize,
@@ -66,21 +64,26 @@ pub async fn snapshots(
     sim.pause_clock(true);
     let config = config(sim.url().as_str(), None, BASE_TOPIC)?;
     let client = DsmrClient::new(&config.dsmr)?;
+    let origin = tokio::time::Instant::now();
+    let mut schedule = Schedule::new(Cadence::new(POLL), origin);
     let mut out = Vec::with_capacity(n);
     for k in 0..n {
-        sim.set_time(start + POLL * k as u32);
-        let mut snapshot = Snapshot {
-            meter_stats: Some(client.meter_statistics().await?),
-            reading: client.latest_reading(None).await?,
-            ..Snapshot::default()
-        };
-        if k % 12 == 0 {
-            snapshot.today = client.today().await?;
-            snapshot.peak = client.quarter_hour_peak().await?;
-            snapshot.monitoring = Some(client.monitoring().await?);
-        }
-        if k == 0 {
-            snapshot.version = Some(client.version().await?);
+        let offset = POLL * k as u32;
+        sim.set_time(start + offset);
+        let at = origin + offset;
+        let mut snapshot = Snapshot::default();
+        for endpoint in schedule.due(at).iter() {
+            match endpoint {
+                Endpoint::MeterStatistics => {
+                    snapshot.meter_stats = Some(client.meter_statistics().await?);
+                }
+                Endpoint::Reading => snapshot.reading = client.latest_reading(None).await?,
+                Endpoint::Today => snapshot.today = client.today().await?,
+                Endpoint::Peak => snapshot.peak = client.quarter_hour_peak().await?,
+                Endpoint::Monitoring => snapshot.monitoring = Some(client.monitoring().await?),
+                Endpoint::Version => snapshot.version = Some(client.version().await?),
+            }
+            schedule.fetched(endpoint, at);
         }
         out.push(snapshot);
     }

@@ -17,7 +17,8 @@ use crate::infra::{Endpoint, Exchange, Seen};
 
 /// One poll cycle of the bridge, rebuilt from its requests.
 pub struct Poll {
-    /// The first request of the cycle (meter statistics) reached the API.
+    /// The first request of the cycle (meter statistics when due, else the newest reading)
+    /// reached the API.
     pub t_start: Instant,
     /// The API answered the request for the newest reading.
     pub t_reading: Option<Instant>,
@@ -44,14 +45,22 @@ fn first_result(value: Value) -> Option<Object> {
     }
 }
 
-/// Groups the recorded requests into poll cycles: each cycle starts with meter statistics, as
-/// `source::Poller::fetch` does.
+/// Groups the recorded requests into poll cycles. The source asks in `Endpoint` order and meter
+/// statistics only when due, so a cycle starts with meter statistics, or with the newest
+/// reading when no meter statistics came just before it.
 pub fn polls(exchanges: &[Exchange]) -> Vec<Poll> {
     let mut sorted: Vec<&Exchange> = exchanges.iter().collect();
     sorted.sort_by_key(|e| e.t_in);
     let mut out: Vec<Poll> = Vec::new();
+    let mut previous: Option<Endpoint> = None;
     for e in sorted {
-        if e.endpoint == Endpoint::MeterStats || out.is_empty() {
+        let starts = match e.endpoint {
+            Endpoint::MeterStats => true,
+            Endpoint::Reading => previous != Some(Endpoint::MeterStats),
+            _ => false,
+        };
+        previous = Some(e.endpoint);
+        if starts || out.is_empty() {
             out.push(Poll {
                 t_start: e.t_in,
                 t_reading: None,
@@ -240,7 +249,11 @@ fn dsmr_payload(field: &str, value: Option<&Value>) -> String {
 pub fn dsmr_reader(polls: &[Poll]) -> (Volume, Volume, Volume) {
     let (mut telegram, mut stats, mut day) = Default::default();
     let mut last_id: Option<&Value> = None;
+    // DSMR-reader publishes meter statistics with every telegram; the bridge asks for them once
+    // a minute, so each new reading counts the newest it has.
+    let mut last_stats: Option<&Object> = None;
     for poll in polls {
+        last_stats = poll.snapshot.meter_stats.as_ref().or(last_stats);
         if let Some(reading) = &poll.snapshot.reading {
             let id = reading.get("id");
             if id.is_some() && id != last_id {
@@ -252,7 +265,7 @@ pub fn dsmr_reader(polls: &[Poll]) -> (Volume, Volume, Volume) {
                     reading,
                     None,
                 );
-                if let Some(s) = &poll.snapshot.meter_stats {
+                if let Some(s) = last_stats {
                     count_fields(&mut stats, "dsmr/meter-stats", &METER_STATS_FIELDS, s, None);
                 }
             }

@@ -454,11 +454,7 @@ pub fn broker_config(port: u16, base: &str) -> BrokerConfig {
 
 /// The default cadence with every period divided by `speed`.
 pub fn scaled_cadence(speed: f64) -> Cadence {
-    Cadence {
-        reading: crate::common::POLL.div_f64(speed),
-        day: crate::common::DAY_CADENCE.div_f64(speed),
-        version: crate::common::VERSION_CADENCE.div_f64(speed),
-    }
+    Cadence::new(crate::common::POLL).sped_up(speed)
 }
 
 fn current_tid() -> u32 {

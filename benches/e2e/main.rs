@@ -42,8 +42,6 @@ static GLOBAL: alloc::Counting = alloc::Counting;
 
 const HOUR: Duration = Duration::from_secs(3600);
 const MINUTE: Duration = Duration::from_secs(60);
-/// See `spawn_bridge`.
-pub const TIMER_SLACK: Duration = Duration::from_micros(1100);
 const FILTERS: [&str; 2] = ["dsmr-bridge/#", "homeassistant/#"];
 
 /// How long each phase runs; `--quick` shrinks them.
@@ -345,11 +343,10 @@ fn spawn_bridge(rig: &Rig, speed: f64, cache_ttl: Duration) -> anyhow::Result<Br
     let mut config = common::config(&rig.proxy.url(), Some(rig.broker.port), BASE_TOPIC)?;
     config.dsmr.poll_interval = POLL.div_f64(speed);
     config.cache_ttl = cache_ttl.div_f64(speed);
-    let mut cadence = infra::scaled_cadence(speed);
-    // tokio's timer wakes on whole milliseconds after the deadline (0.5 ms late on average, plus
-    // the wake-up): negligible at 5 s, a tenth of a 5 ms scaled interval. Asking for that much
-    // less keeps the effective interval at 5 simulated seconds; the polls per hour are reported.
-    cadence.reading = cadence.reading.saturating_sub(TIMER_SLACK);
+    // The source keeps its polls on a grid (each due one interval after the last was due, not
+    // after it woke), so tokio's millisecond timer makes single polls late but not the
+    // interval longer; the polls per hour are reported.
+    let cadence = infra::scaled_cadence(speed);
     rig.sim.pause_clock(false);
     BridgeThread::spawn(
         config,

@@ -220,6 +220,7 @@ struct Harness {
     source: mpsc::Sender<SourceEvent>,
     shutdown: CancellationToken,
     status: tokio::sync::watch::Receiver<crate::status::Status>,
+    requests: mpsc::Receiver<SourceRequest>,
     task: JoinHandle<Stats>,
 }
 
@@ -235,12 +236,14 @@ impl Harness {
         let broker = Broker::default();
         broker.lock().auto_ack = auto_ack;
         let (reporter, status) = StatusReporter::new();
+        let (request_tx, requests) = mpsc::channel(1);
         let pipeline = Pipeline::new(
             &config,
             RecordingSink {
                 broker: broker.clone(),
             },
             reporter,
+            request_tx,
         );
         let (source, events) = mpsc::channel(8);
         let shutdown = CancellationToken::new();
@@ -250,6 +253,7 @@ impl Harness {
             source,
             shutdown,
             status,
+            requests,
             task,
         }
     }
@@ -566,4 +570,28 @@ async fn dsmr_reader_availability_follows_the_source() {
     h.broker.drop_connection();
     settle().await;
     assert!(!h.status.borrow().broker_connected);
+}
+
+/// A register that falls (as when the meter was swapped and meter statistics, asked only once
+/// a minute, still name the old one) is held back, and the source is asked for meter
+/// statistics at once; an ordinary poll asks for nothing.
+#[tokio::test(start_paused = true)]
+async fn a_register_held_back_asks_the_source_for_meter_statistics() {
+    let mut h = Harness::running().await;
+    h.poll(poll_with_power("0.300", 5)).await;
+    assert!(
+        h.requests.try_recv().is_err(),
+        "a normal poll asks for nothing"
+    );
+
+    let mut swapped = poll_with_power("0.300", 10);
+    let reading = swapped.reading.as_mut().unwrap();
+    reading.insert("electricity_delivered_1".into(), "12.345".into());
+    swapped.meter_stats = None;
+    h.poll(swapped).await;
+    assert!(matches!(
+        h.requests.try_recv(),
+        Ok(SourceRequest::MeterStatistics)
+    ));
+    assert_eq!(h.broker.retained(REGISTER).as_deref(), Some("37562.774"));
 }

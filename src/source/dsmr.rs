@@ -2,12 +2,14 @@
 
 use std::time::Duration;
 
-use reqwest::header::{AUTHORIZATION, HeaderValue};
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use url::Url;
 
-use super::SourceError;
+use super::error::SourceError;
+use super::outage::request_timeout;
+use super::schedule::Endpoint;
 use crate::config::DsmrConfig;
 use crate::model::Object;
 
@@ -15,20 +17,14 @@ use crate::model::Object;
 /// anything near this cap is not DSMR-reader.
 pub const MAX_BODY: usize = 256 * 1024;
 
-/// Longest wait for an answer. Shorter at short poll intervals: waiting longer than a couple
-/// of intervals only delays noticing an outage.
-const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-const MIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-pub fn request_timeout(poll_interval: Duration) -> Duration {
-    (poll_interval * 2).clamp(MIN_REQUEST_TIMEOUT, MAX_REQUEST_TIMEOUT)
-}
 
 #[derive(Clone)]
 pub struct DsmrClient {
     http: reqwest::Client,
     base: Url,
+    /// One URL per `Endpoint`, joined once.
+    urls: [Url; Endpoint::ALL.len()],
     auth: HeaderValue,
 }
 
@@ -42,15 +38,14 @@ impl std::fmt::Debug for DsmrClient {
 
 impl DsmrClient {
     pub fn new(config: &DsmrConfig) -> Result<Self, SourceError> {
-        let tls = crate::tls::client_config(config.ca_pem.as_deref())
-            .map_err(|e| SourceError::Setup(e.to_string()))?;
+        let tls = crate::tls::client_config(config.ca_pem.as_deref()).map_err(SourceError::Tls)?;
         let origin = config.url.origin();
         // Follow a redirect only within DSMR-reader's own origin (http → https on the same
         // host is not followed either): the API key must never travel to another host.
         let redirect = reqwest::redirect::Policy::custom(move |attempt| {
             if attempt.url().origin() != origin {
                 // An error (not `stop`, which would hand back the bare 3xx) so that the log
-                // says why: see `SourceError::from_reqwest`.
+                // says why: see `SourceError::Redirect`.
                 attempt.error("redirect to another origin")
             } else if attempt.previous().len() >= 3 {
                 attempt.stop()
@@ -58,22 +53,25 @@ impl DsmrClient {
                 attempt.follow()
             }
         });
+        let timeout = request_timeout(config.poll_interval);
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .redirect(redirect)
-            .timeout(request_timeout(config.poll_interval))
-            .connect_timeout(CONNECT_TIMEOUT.min(request_timeout(config.poll_interval)))
+            .timeout(timeout)
+            .connect_timeout(CONNECT_TIMEOUT.min(timeout))
             .user_agent(concat!("dsmr-bridge/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| SourceError::Setup(e.without_url().to_string()))?;
+            .map_err(|e| SourceError::Client(e.without_url()))?;
         let mut auth = HeaderValue::from_str(&format!("Token {}", config.api_key.expose_secret()))
-            .map_err(|_| {
-                SourceError::Setup("the API key cannot be sent in an HTTP header".into())
-            })?;
+            .map_err(|_| SourceError::KeyNotSendable)?;
         auth.set_sensitive(true);
+        let api = config.url.join("api/v2/").map_err(SourceError::Url)?;
+        // A relative path joins any base that took `api/v2/`.
+        let urls = Endpoint::ALL.map(|e| api.join(e.path()).expect("relative path joins"));
         Ok(Self {
             http,
             base: config.url.clone(),
+            urls,
             auth,
         })
     }
@@ -86,44 +84,43 @@ impl DsmrClient {
         if let Some(since) = since {
             query.push(("timestamp__gte", since));
         }
-        let body = self.get("api/v2/datalogger/dsmrreading", &query).await?;
-        first_result(body)
+        let body = self.get(Endpoint::Reading, &query).await?;
+        first_result(Endpoint::Reading, body)
     }
 
     pub async fn meter_statistics(&self) -> Result<Object, SourceError> {
-        object(self.get("api/v2/datalogger/meter-statistics", &[]).await?)
+        let endpoint = Endpoint::MeterStatistics;
+        object(endpoint, self.get(endpoint, &[]).await?)
     }
 
     /// Today's totals; `None` when DSMR-reader has no consumption for today yet (it then
     /// answers with a bare JSON string).
     pub async fn today(&self) -> Result<Option<Object>, SourceError> {
-        match self.get("api/v2/consumption/today", &[]).await? {
+        let endpoint = Endpoint::Today;
+        match self.get(endpoint, &[]).await? {
             Value::String(_) => Ok(None),
-            other => object(other).map(Some),
+            other => object(endpoint, other).map(Some),
         }
     }
 
     pub async fn quarter_hour_peak(&self) -> Result<Option<Object>, SourceError> {
         let query = [("ordering", "-read_at_start"), ("limit", "1")];
-        first_result(
-            self.get("api/v2/consumption/quarter-hour-peak-electricity", &query)
-                .await?,
-        )
+        let endpoint = Endpoint::Peak;
+        first_result(endpoint, self.get(endpoint, &query).await?)
     }
 
     pub async fn version(&self) -> Result<Object, SourceError> {
-        object(self.get("api/v2/application/version", &[]).await?)
+        let endpoint = Endpoint::Version;
+        object(endpoint, self.get(endpoint, &[]).await?)
     }
 
     pub async fn monitoring(&self) -> Result<Object, SourceError> {
-        object(self.get("api/v2/application/monitoring", &[]).await?)
+        let endpoint = Endpoint::Monitoring;
+        object(endpoint, self.get(endpoint, &[]).await?)
     }
 
-    async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, SourceError> {
-        let mut url = self
-            .base
-            .join(path)
-            .map_err(|e| SourceError::Setup(e.to_string()))?;
+    async fn get(&self, endpoint: Endpoint, query: &[(&str, &str)]) -> Result<Value, SourceError> {
+        let mut url = self.urls[endpoint as usize].clone();
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
@@ -131,7 +128,7 @@ impl DsmrClient {
             .http
             .get(url)
             .header(AUTHORIZATION, self.auth.clone())
-            .header(reqwest::header::ACCEPT, "application/json")
+            .header(ACCEPT, "application/json")
             .send()
             .await
             .map_err(SourceError::from_reqwest)?;
@@ -150,40 +147,45 @@ impl DsmrClient {
             body.extend_from_slice(&chunk);
         }
         if !status.is_success() {
-            return Err(SourceError::from_status(status.as_u16(), &body, path));
+            return Err(SourceError::from_status(status.as_u16(), &body, endpoint));
         }
-        serde_json::from_slice(&body).map_err(|e| SourceError::Malformed {
-            endpoint: path.to_owned(),
-            reason: e.to_string(),
-        })
+        serde_json::from_slice(&body).map_err(|source| SourceError::NotJson { endpoint, source })
     }
 }
 
-fn object(value: Value) -> Result<Object, SourceError> {
+fn object(endpoint: Endpoint, value: Value) -> Result<Object, SourceError> {
     match value {
         Value::Object(o) => Ok(o),
         other => Err(SourceError::Malformed {
-            endpoint: "response".into(),
-            reason: format!("expected a JSON object, got {}", kind_of(&other)),
+            endpoint,
+            expected: "a JSON object",
+            got: kind_of(&other),
         }),
     }
 }
 
 /// `results[0]` of a paginated list.
-fn first_result(value: Value) -> Result<Option<Object>, SourceError> {
-    let mut page = object(value)?;
+fn first_result(endpoint: Endpoint, value: Value) -> Result<Option<Object>, SourceError> {
+    let mut page = object(endpoint, value)?;
     match page.remove("results") {
         Some(Value::Array(results)) => match results.into_iter().next() {
             None => Ok(None),
             Some(Value::Object(o)) => Ok(Some(o)),
             Some(other) => Err(SourceError::Malformed {
-                endpoint: "results".into(),
-                reason: format!("expected an object, got {}", kind_of(&other)),
+                endpoint,
+                expected: "a list of objects",
+                got: kind_of(&other),
             }),
         },
-        _ => Err(SourceError::Malformed {
-            endpoint: "list".into(),
-            reason: "no results list".into(),
+        Some(other) => Err(SourceError::Malformed {
+            endpoint,
+            expected: "a list of results",
+            got: kind_of(&other),
+        }),
+        None => Err(SourceError::Malformed {
+            endpoint,
+            expected: "a list of results",
+            got: "none",
         }),
     }
 }
@@ -196,5 +198,33 @@ fn kind_of(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "a list",
         Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shape_errors_name_the_endpoint() {
+        let e = object(Endpoint::MeterStatistics, Value::Array(vec![])).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("(datalogger/meter-statistics): expected a JSON object, got a list"),
+            "{e}"
+        );
+        let e = first_result(Endpoint::Reading, serde_json::json!({"results": [1]})).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("(datalogger/dsmrreading): expected a list of objects, got a number"),
+            "{e}"
+        );
+        let e = first_result(Endpoint::Peak, serde_json::json!({})).unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "(consumption/quarter-hour-peak-electricity): expected a list of results"
+            ),
+            "{e}"
+        );
     }
 }

@@ -548,11 +548,7 @@ async fn soak_six_simulated_hours_with_restarts_and_failures() {
     let mut config = Config::try_from(raw).expect("config");
     config.dsmr.poll_interval = scaled(Duration::from_secs(5));
     config.cache_ttl = scaled(Duration::from_secs(3600));
-    let cadence = dsmr_bridge::source::Cadence {
-        reading: scaled(Duration::from_secs(5)),
-        day: scaled(Duration::from_secs(60)),
-        version: scaled(Duration::from_secs(3600)),
-    };
+    let cadence = dsmr_bridge::source::Cadence::new(Duration::from_secs(5)).sped_up(SPEED);
     let shutdown = tokio_util::sync::CancellationToken::new();
     let broker_config = dsmr_bridge::broker::resolve(&config, None);
     let client = dsmr_bridge::source::DsmrClient::new(&config.dsmr).expect("client");
@@ -643,4 +639,176 @@ async fn soak_six_simulated_hours_with_restarts_and_failures() {
         rss_at_end < rss_after_first_hour + 8 * 1024,
         "RSS grew from {rss_after_first_hour} KiB to {rss_at_end} KiB"
     );
+}
+
+/// Accepts connections and never answers, like DSMR-reader's web server while the app behind it
+/// hangs. Connections it accepted stay open (and their requests unanswered) after it stops
+/// listening, until it is dropped.
+struct Unanswering {
+    accept: tokio::task::JoinHandle<()>,
+    held: std::sync::Arc<std::sync::Mutex<Vec<tokio::net::TcpStream>>>,
+}
+
+impl Unanswering {
+    async fn listen(addr: std::net::SocketAddr) -> Unanswering {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("bind the simulator's port");
+        let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = held.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                keep.lock().unwrap().push(stream);
+            }
+        });
+        Unanswering { accept, held }
+    }
+
+    /// Frees the port; the requests in flight keep hanging. Returns how many connections it
+    /// took.
+    async fn stop_listening(&mut self) -> usize {
+        self.accept.abort();
+        let _ = (&mut self.accept).await;
+        self.held.lock().unwrap().len()
+    }
+}
+
+/// DSMR-reader restarts on every update. Whatever the outage length, its entities turn
+/// unavailable within 30 s and the bridge is back (online, values flowing) within two poll
+/// intervals (2 s at the tests' 1 s) of DSMR-reader answering again: with connections refused,
+/// and with connections accepted and never answered, where the request in flight when
+/// DSMR-reader comes back hangs until its timeout. One log line as each outage starts, one as
+/// it ends.
+#[tokio::test]
+async fn dsmr_reader_is_polled_again_within_two_intervals_after_an_outage() {
+    let broker = Broker::start();
+    let sim = Simulator::start(sim_options()).await.expect("simulator");
+    let bridge = Bridge::start(&args(&sim.url(), broker.port, "back", &[]));
+    let status = "back/dsmr-reader/status";
+    let stamp = "back/reading/timestamp";
+    let watcher = Watcher::connect(broker.port, &[status, stamp]).await;
+    let availability_is = |payload: &'static str| {
+        move |seen: &[crate::harness::Seen]| {
+            seen.iter()
+                .rev()
+                .find(|s| s.topic == status)
+                .is_some_and(|s| s.payload == payload)
+        }
+    };
+    watcher
+        .wait_for("online", LONG, availability_is("online"))
+        .await;
+
+    for unanswered in [false, true] {
+        let how = if unanswered { "unanswered" } else { "refused" };
+        sim.stop_listening().await;
+        let mut silent = if unanswered {
+            Some(Unanswering::listen(sim.addr()).await)
+        } else {
+            None
+        };
+        watcher
+            .wait_for(
+                &format!("offline within 30 s ({how})"),
+                Duration::from_secs(30),
+                availability_is("offline"),
+            )
+            .await;
+        // Long enough for a backoff to have grown past two intervals.
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        let stamps = watcher.on(stamp).len();
+
+        if let Some(silent) = &mut silent {
+            assert!(
+                silent.stop_listening().await > 0,
+                "the bridge never connected"
+            );
+        }
+        sim.resume_listening().await.expect("listen again");
+        let answering = std::time::Instant::now();
+        watcher
+            .wait_for(
+                &format!("online and a new reading within 2 s ({how})"),
+                Duration::from_secs(2),
+                |seen| {
+                    availability_is("online")(seen)
+                        && seen.iter().filter(|s| s.topic == stamp).count() > stamps
+                },
+            )
+            .await;
+        let took = answering.elapsed();
+        assert!(took <= Duration::from_secs(2), "{how}: back after {took:?}");
+        eprintln!("{how}: back {took:?} after DSMR-reader answered again");
+        drop(silent);
+    }
+    let log = bridge.log();
+    for (line, count) in [
+        ("DSMR-reader poll failed", 2),
+        ("DSMR-reader unreachable", 2),
+        ("DSMR-reader answers again", 2),
+    ] {
+        assert_eq!(log.matches(line).count(), count, "{line:?} in:\n{log}");
+    }
+    assert!(log.contains("cannot connect to DSMR-reader"), "{log}");
+    assert!(log.contains("DSMR-reader did not answer in time"), "{log}");
+}
+
+/// The pipeline's request for meter statistics is served at once, before the next reading; a
+/// second request within the minute adds no request (meter statistics follow their cadence).
+#[tokio::test]
+async fn meter_statistics_requested_by_the_pipeline_come_at_once() {
+    use dsmr_bridge::source::{Cadence, DsmrClient, SourceEvent, SourceRequest};
+
+    dsmr_bridge::tls::install_crypto_provider();
+    let sim = Simulator::start(sim_options()).await.expect("simulator");
+    let interval = Duration::from_secs(5);
+    let config = dsmr_bridge::config::DsmrConfig {
+        url: sim.url(),
+        api_key: SIM_KEY.into(),
+        ca_pem: None,
+        poll_interval: interval,
+    };
+    let client = DsmrClient::new(&config).expect("client");
+    let (events_tx, mut events) = tokio::sync::mpsc::channel(8);
+    let (requests, requests_rx) = tokio::sync::mpsc::channel(4);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let source = tokio::spawn(dsmr_bridge::source::run(
+        client,
+        Cadence::new(interval),
+        events_tx,
+        requests_rx,
+        shutdown.clone(),
+    ));
+    let mut next_poll = async || loop {
+        match tokio::time::timeout(LONG, events.recv()).await {
+            Ok(Some(SourceEvent::Poll(snapshot))) => return snapshot,
+            Ok(Some(_)) => continue,
+            other => panic!("no poll: {other:?}"),
+        }
+    };
+    let stats = "/api/v2/datalogger/meter-statistics";
+    let first = next_poll().await;
+    assert!(first.meter_stats.is_some() && first.reading.is_some());
+    assert_eq!(sim.requests(stats), 1);
+
+    let asked = std::time::Instant::now();
+    requests.send(SourceRequest::MeterStatistics).await.unwrap();
+    let answer = next_poll().await;
+    assert!(
+        answer.meter_stats.is_some() && answer.reading.is_none(),
+        "{answer:?}"
+    );
+    assert!(asked.elapsed() < interval / 2, "{:?}", asked.elapsed());
+    assert_eq!(sim.requests(stats), 2);
+
+    requests.send(SourceRequest::MeterStatistics).await.unwrap();
+    // The next regular poll is the positive signal that the second request was taken.
+    let regular = next_poll().await;
+    assert!(
+        regular.reading.is_some() && regular.meter_stats.is_none(),
+        "{regular:?}"
+    );
+    assert_eq!(sim.requests(stats), 2);
+    shutdown.cancel();
+    source.await.unwrap();
 }

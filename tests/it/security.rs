@@ -752,12 +752,9 @@ async fn debug_output_and_errors_hide_secrets() {
     }
     assert!(shown[0].contains("REDACTED"), "{}", shown[0]);
 
-    // A panic whose message formats the configuration.
-    let panic = std::panic::catch_unwind(|| panic!("bad state: {config:?} {broker:?}"))
-        .expect_err("panics");
-    let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
-    assert!(message.contains("bad state"));
-    assert_no_secrets("panic message", &message);
+    // A panic message that formats them is the same Debug output; no panic is provoked here:
+    // with RUST_BACKTRACE=1 its backtrace costs the test process ~170 MiB, which the soak test
+    // running beside it would measure as growth.
 
     // Refusals by DSMR-reader and a broken header value do not quote the key.
     for (status, body) in [
