@@ -12,7 +12,7 @@
 pub mod catalog;
 pub mod discovery;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 mod guard;
 mod state;
 mod telegram;

@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use serde_json::Value;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
@@ -167,28 +166,9 @@ impl Sink for RecordingSink {
     }
 }
 
-fn fixture(name: &str) -> Value {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn object(value: Value) -> Option<crate::model::Object> {
-    value.as_object().cloned()
-}
-
 /// A full poll as DSMR-reader 5.11 answers it (the captured responses).
 fn full_poll() -> Snapshot {
-    Snapshot {
-        reading: object(fixture("v2_datalogger_dsmrreading_latest.json")["results"][0].clone()),
-        meter_stats: object(fixture("v2_datalogger_meter-statistics.json")),
-        today: object(fixture("v2_consumption_today.json")),
-        peak: object(
-            fixture("v2_consumption_quarter-hour-peak-electricity_latest.json")["results"][0]
-                .clone(),
-        ),
-        version: object(fixture("v2_application_version.json")),
-        monitoring: object(fixture("v2_application_monitoring.json")),
-    }
+    crate::map::fixtures::snapshot()
 }
 
 /// The same poll with the power reading changed and the reading `seconds` later.
