@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use reqwest::header::{AUTHORIZATION, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
@@ -60,18 +61,18 @@ struct ServiceData {
     password: Option<SecretString>,
 }
 
-/// Asks once.
+/// Asks once; `auth` is the `Authorization` header with the Supervisor's token.
 pub async fn fetch_mqtt_service(
     http: &reqwest::Client,
     base: &Url,
-    token: &SecretString,
+    auth: &HeaderValue,
 ) -> Result<MqttService, SupervisorError> {
     let url = base
         .join("services/mqtt")
         .map_err(|e| SupervisorError::Request(e.to_string()))?;
     let response = http
         .get(url)
-        .bearer_auth(token.expose_secret())
+        .header(AUTHORIZATION, auth.clone())
         .send()
         .await
         .map_err(|e| SupervisorError::Request(e.without_url().to_string()))?;
@@ -120,6 +121,13 @@ pub async fn wait_for_mqtt_service(
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| SupervisorError::Setup(e.without_url().to_string()))?;
+    // A token that cannot be sent would fail every request: a setup error, not a wait. The
+    // message leaves the token out.
+    let mut auth =
+        HeaderValue::from_str(&format!("Bearer {}", token.expose_secret())).map_err(|_| {
+            SupervisorError::Setup("SUPERVISOR_TOKEN is not a valid HTTP header value".into())
+        })?;
+    auth.set_sensitive(true);
     let mut backoff = ExponentialBuilder::default()
         .with_min_delay(Duration::from_secs(2))
         .with_max_delay(Duration::from_secs(30))
@@ -127,7 +135,7 @@ pub async fn wait_for_mqtt_service(
         .build();
     let mut last_error: Option<String> = None;
     loop {
-        match fetch_mqtt_service(&http, base, token).await {
+        match fetch_mqtt_service(&http, base, &auth).await {
             Ok(service) => {
                 info!(broker = %format_args!("{}:{}", service.host, service.port), "Using the broker app found through the Supervisor");
                 return Ok(Some(service));

@@ -566,6 +566,31 @@ fn start_supervised(
     )
 }
 
+/// A Supervisor token that can never be sent is a failed start, not a clean stop: the bridge
+/// exits non-zero (so the Supervisor reports it), says why, and does not show the token.
+#[tokio::test]
+async fn an_unusable_supervisor_token_fails_the_start() {
+    let sim = fixture_sim().await;
+    let supervisor = supervisor(200, "{}".to_owned()).await;
+    let data = tempfile::tempdir().unwrap();
+    let options = serde_json::json!({
+        "dsmr_reader_url": sim.url().to_string(),
+        "dsmr_reader_api_key": SIM_KEY,
+    });
+    let mut bridge = start_supervised(&data, options, &supervisor, "secret-part\nrest");
+    assert_eq!(bridge.wait_exit(LONG), Some(1));
+    let log = bridge.log();
+    assert!(
+        log.contains("SUPERVISOR_TOKEN is not a valid HTTP header value"),
+        "{log}"
+    );
+    assert!(!log.contains("secret-part"), "{log}");
+    assert!(
+        supervisor.request_log().is_empty(),
+        "nothing sent to the Supervisor"
+    );
+}
+
 /// Started as the Supervisor starts the app: options from `/data/options.json` (here a
 /// temporary file), `SUPERVISOR_TOKEN` set, no broker options. The broker comes from the
 /// services API, which answers "Service not enabled" while the broker app starts.
