@@ -255,11 +255,16 @@ impl Drop for MqttSink {
     }
 }
 
+/// Pauses between connection attempts: from 1 s, doubling, never over `MAX_RECONNECT_DELAY`.
+/// backon's jitter adds up to the whole delay on top of it, so the delay before jitter is capped
+/// at half the bound. Without its `std` feature backon seeds every backoff alike, and every
+/// bridge on a restarted broker would come back in the same second: the seed is drawn here.
 fn reconnect_backoff() -> backon::ExponentialBackoff {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_secs(1))
-        .with_max_delay(MAX_RECONNECT_DELAY)
+        .with_max_delay(MAX_RECONNECT_DELAY / 2)
         .with_jitter()
+        .with_jitter_seed(fastrand::u64(..))
         .without_max_times()
         .build()
 }
@@ -388,5 +393,37 @@ impl Driver {
                 return Flow::Stop;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The documented bound holds with the jitter included: no pause between two connection
+    /// attempts is longer than `MAX_RECONNECT_DELAY`, and the pauses still grow from a second.
+    #[test]
+    fn reconnect_pauses_stay_within_the_documented_bound() {
+        for _ in 0..100 {
+            let delays: Vec<Duration> = reconnect_backoff().take(20).collect();
+            assert!(delays[0] >= Duration::from_secs(1), "{delays:?}");
+            assert!(
+                delays.iter().all(|d| *d <= MAX_RECONNECT_DELAY),
+                "{delays:?}"
+            );
+            assert!(
+                delays[10..].iter().all(|d| *d >= MAX_RECONNECT_DELAY / 2),
+                "{delays:?}"
+            );
+        }
+    }
+
+    /// Bridges that lose the same broker must not come back in lockstep: each backoff draws
+    /// its own jitter (a fixed seed gave every process the same pauses).
+    #[test]
+    fn each_backoff_has_its_own_jitter() {
+        let first: Vec<Duration> = reconnect_backoff().take(5).collect();
+        let second: Vec<Duration> = reconnect_backoff().take(5).collect();
+        assert_ne!(first, second);
     }
 }
