@@ -25,6 +25,11 @@ use crate::model::Message;
 /// Messages handed to rumqttc but not yet acknowledged. Small, so that the pending queue (which
 /// coalesces per topic) holds the backlog, not rumqttc's channel.
 const WINDOW: usize = 16;
+/// The same for QoS 2: one at a time. A broker may take fewer unfinished QoS 2 exchanges than
+/// that (Mosquitto's `max_inflight_messages`, 20 by default, 1 in some setups); over its limit
+/// Mosquitto drops the message but still completes the exchange, since MQTT 3.1.1 has no way
+/// to say "quota exceeded". Acknowledged would then not mean held.
+const WINDOW_QOS_2: usize = 1;
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT_SECS: u64 = 5;
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(30);
@@ -111,6 +116,8 @@ pub struct MqttSink {
     awaiting_id: VecDeque<Message>,
     by_pkid: HashMap<u16, Message>,
     qos: QoS,
+    /// Unacknowledged messages allowed at once: `WINDOW`, or `WINDOW_QOS_2`.
+    window: usize,
     stop: CancellationToken,
     driver: Option<tokio::task::JoinHandle<()>>,
 }
@@ -129,6 +136,11 @@ impl MqttSink {
             awaiting_id: VecDeque::new(),
             by_pkid: HashMap::new(),
             qos: qos_of(config.qos),
+            window: if config.qos == 2 {
+                WINDOW_QOS_2
+            } else {
+                WINDOW
+            },
             stop,
             driver: Some(driver),
         })
@@ -141,7 +153,7 @@ impl Sink for MqttSink {
     }
 
     fn can_send(&self) -> bool {
-        self.client.is_some() && self.awaiting_id.len() + self.by_pkid.len() < WINDOW
+        self.client.is_some() && self.awaiting_id.len() + self.by_pkid.len() < self.window
     }
 
     fn send(&mut self, message: Message) -> Result<(), Message> {
