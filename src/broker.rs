@@ -86,10 +86,9 @@ pub fn resolve(config: &Config, service: Option<MqttService>) -> BrokerConfig {
     if let Some(port) = mqtt.port {
         broker.port = port;
     }
+    // The options hold a password only together with a user name (config.rs).
     if mqtt.username.is_some() {
         broker.username = mqtt.username.clone();
-        broker.password = mqtt.password.clone();
-    } else if mqtt.password.is_some() {
         broker.password = mqtt.password.clone();
     }
     broker

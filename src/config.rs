@@ -365,10 +365,34 @@ fn read_pem(option: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
     Ok(bytes)
 }
 
-/// A topic root: non-empty levels, no wildcards, no leading or trailing `/`.
+/// Longest `base_topic` or `discovery_prefix`, in bytes. MQTT allows 65535 bytes for a whole
+/// topic; a root far shorter than that leaves room for every topic below it and keeps each
+/// message small, and no broker or Home Assistant setup needs more.
+pub const MAX_TOPIC_ROOT: usize = 256;
+
+/// Longest `device_id`, in characters: it is a level of the discovery topics and part of every
+/// entity's unique id. Meters' own equipment ids are 34 characters or fewer.
+pub const MAX_DEVICE_ID: usize = 64;
+
+/// A topic root: non-empty levels, no wildcards, no leading or trailing `/`, not a broker's own
+/// `$` topic, short enough for every topic below it.
 fn check_topic(option: &str, topic: &str) -> Result<(), ConfigError> {
     if topic.is_empty() {
         return Err(invalid(option, "must not be empty"));
+    }
+    if topic.len() > MAX_TOPIC_ROOT {
+        return Err(invalid(
+            option,
+            format!("is {} bytes long; at most {MAX_TOPIC_ROOT}", topic.len()),
+        ));
+    }
+    // Brokers keep topics that start with $ for themselves ($SYS): a publish there vanishes
+    // and a subscription to `#` does not see it.
+    if topic.starts_with('$') {
+        return Err(invalid(
+            option,
+            "must not start with $ (the broker keeps those topics for itself)",
+        ));
     }
     if topic.contains(['#', '+']) {
         return Err(invalid(
@@ -389,6 +413,45 @@ fn check_topic(option: &str, topic: &str) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
+}
+
+/// A broker host name or address, without a scheme, path or port. An IPv6 address has colons
+/// of its own; any other colon is most likely `host:port`, which would fail later as a name
+/// that does not resolve.
+fn check_mqtt_host(host: &str) -> Result<(), ConfigError> {
+    let option = "mqtt_host";
+    if host.contains("://") || host.contains(['/', ' ']) {
+        return Err(invalid(
+            option,
+            format!("{host:?} is not a host name or address (leave out mqtt:// and paths)"),
+        ));
+    }
+    if !host.contains(':') || host.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Ok(());
+    }
+    let (name, port) = match host.strip_prefix('[').and_then(|h| h.split_once(']')) {
+        Some((v6, rest)) => (v6, rest.strip_prefix(':')),
+        None => match host.rsplit_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        },
+    };
+    let valid_name =
+        !name.is_empty() && (!name.contains(':') || name.parse::<std::net::Ipv6Addr>().is_ok());
+    match port.map(str::parse::<u16>) {
+        Some(Ok(port)) if valid_name => Err(invalid(
+            option,
+            format!("{host:?} holds a port; set mqtt_host: {name} and mqtt_port: {port}"),
+        )),
+        None if valid_name => Err(invalid(
+            option,
+            format!("{host:?}: leave out the brackets; set mqtt_host: {name}"),
+        )),
+        _ => Err(invalid(
+            option,
+            format!("{host:?} is not a host name or address"),
+        )),
+    }
 }
 
 fn in_range(option: &str, value: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
@@ -501,13 +564,8 @@ impl TryFrom<RawOptions> for Config {
             .mqtt_host
             .map(|h| h.trim().to_owned())
             .filter(|h| !h.is_empty());
-        if let Some(h) = &host
-            && (h.contains("://") || h.contains(['/', ' ']))
-        {
-            return Err(invalid(
-                "mqtt_host",
-                format!("{h:?} is not a host name or address (leave out mqtt:// and paths)"),
-            ));
+        if let Some(h) = &host {
+            check_mqtt_host(h)?;
         }
         if raw.mqtt_port == Some(0) {
             return Err(invalid("mqtt_port", "0 is not a valid port"));
@@ -520,6 +578,15 @@ impl TryFrom<RawOptions> for Config {
         let qos = in_range("mqtt_qos", u64::from(raw.mqtt_qos.unwrap_or(1)), 0, 2)? as u8;
         let username = raw.mqtt_username.filter(|u| !u.is_empty());
         let password = raw.mqtt_password.filter(|p| !p.expose_secret().is_empty());
+        // MQTT sends a password only together with a user name; alone it would be dropped
+        // without a word and the broker would refuse the connection (or let anyone in).
+        if password.is_some() && username.is_none() {
+            return Err(invalid(
+                "mqtt_password",
+                "set without mqtt_username; a broker takes a password only with a user name \
+                 (set mqtt_username too, or leave both empty to use the broker app's credentials)",
+            ));
+        }
 
         let base = raw.base_topic.unwrap_or_else(|| "dsmr-bridge".to_owned());
         check_topic("base_topic", &base)?;
@@ -530,6 +597,17 @@ impl TryFrom<RawOptions> for Config {
         let cache_ttl = in_range("cache_ttl", raw.cache_ttl.unwrap_or(3600), 0, 86_400)?;
 
         let device_id = raw.device_id.filter(|d| !d.is_empty());
+        if let Some(d) = &device_id
+            && d.chars().count() > MAX_DEVICE_ID
+        {
+            return Err(invalid(
+                "device_id",
+                format!(
+                    "is {} characters long; at most {MAX_DEVICE_ID}",
+                    d.chars().count()
+                ),
+            ));
+        }
         if let Some(d) = &device_id
             && !d
                 .chars()
@@ -742,6 +820,122 @@ mod tests {
         }
     }
 
+    #[test]
+    fn options_that_cannot_work_on_a_broker_are_refused() {
+        let long = "a".repeat(70_000);
+        let cases: Vec<(RawOptions, &str)> = vec![
+            (
+                RawOptions {
+                    base_topic: Some("$SYS/meter".into()),
+                    ..minimal()
+                },
+                "base_topic: must not start with $",
+            ),
+            (
+                RawOptions {
+                    discovery_prefix: Some("$homeassistant".into()),
+                    ..minimal()
+                },
+                "discovery_prefix: must not start with $",
+            ),
+            (
+                RawOptions {
+                    mqtt_host: Some("127.0.0.1:1883".into()),
+                    ..minimal()
+                },
+                "mqtt_host: \"127.0.0.1:1883\" holds a port; set mqtt_host: 127.0.0.1 and mqtt_port: 1883",
+            ),
+            (
+                RawOptions {
+                    mqtt_host: Some("broker.local:8883".into()),
+                    ..minimal()
+                },
+                "mqtt_host: \"broker.local:8883\" holds a port; set mqtt_host: broker.local and mqtt_port: 8883",
+            ),
+            (
+                RawOptions {
+                    mqtt_host: Some("[::1]:1883".into()),
+                    ..minimal()
+                },
+                "mqtt_host: \"[::1]:1883\" holds a port; set mqtt_host: ::1 and mqtt_port: 1883",
+            ),
+            (
+                RawOptions {
+                    mqtt_host: Some("broker:mqtt".into()),
+                    ..minimal()
+                },
+                "mqtt_host: \"broker:mqtt\" is not a host name or address",
+            ),
+            (
+                RawOptions {
+                    base_topic: Some(long.clone()),
+                    ..minimal()
+                },
+                "base_topic: is 70000 bytes long; at most 256",
+            ),
+            (
+                RawOptions {
+                    discovery_prefix: Some(long.clone()),
+                    ..minimal()
+                },
+                "discovery_prefix: is 70000 bytes long; at most 256",
+            ),
+            (
+                RawOptions {
+                    device_id: Some(long.clone()),
+                    ..minimal()
+                },
+                "device_id: is 70000 characters long; at most 64",
+            ),
+            (
+                RawOptions {
+                    mqtt_password: Some("hunter2-secret".into()),
+                    ..minimal()
+                },
+                "mqtt_password: set without mqtt_username",
+            ),
+        ];
+        for (raw, expected) in cases {
+            let got = error_of(raw);
+            assert!(
+                got.starts_with(expected),
+                "{got:?} should start with {expected:?}"
+            );
+            assert!(got.len() < 300, "the value is not echoed whole: {got:.100}");
+            assert!(!got.contains("hunter2-secret"), "{got}");
+        }
+    }
+
+    #[test]
+    fn hosts_and_topics_that_work_are_accepted() {
+        for host in [
+            "::1",
+            "fe80::1",
+            "192.168.1.2",
+            "core-mosquitto",
+            "broker.local",
+        ] {
+            let raw = RawOptions {
+                mqtt_host: Some(host.into()),
+                ..minimal()
+            };
+            let cfg = Config::try_from(raw).unwrap_or_else(|e| panic!("{host}: {e}"));
+            assert_eq!(cfg.mqtt.host.as_deref(), Some(host));
+        }
+        let at_limit = "a".repeat(256);
+        let raw = RawOptions {
+            base_topic: Some(at_limit.clone()),
+            discovery_prefix: Some(format!("ha/$x/{}", "b".repeat(250))),
+            device_id: Some("d".repeat(64)),
+            mqtt_username: Some("me".into()),
+            mqtt_password: Some("mine".into()),
+            ..minimal()
+        };
+        let cfg = Config::try_from(raw).unwrap();
+        assert_eq!(cfg.topics.base, at_limit);
+        assert!(cfg.mqtt.password.is_some());
+    }
+
     fn with_url(url: &str) -> RawOptions {
         RawOptions {
             dsmr_reader_url: Some(url.into()),
@@ -869,6 +1063,7 @@ mod tests {
     #[test]
     fn debug_output_hides_secrets() {
         let raw = RawOptions {
+            mqtt_username: Some("me".into()),
             mqtt_password: Some("hunter2-secret".into()),
             ..minimal()
         };

@@ -100,14 +100,51 @@ impl HealthFile {
             self.last_poll.unwrap_or(0),
             self.max_age.as_secs() + POLL_WRITE_EVERY.as_secs(),
         );
-        let tmp = self.path.with_extension("tmp");
-        if std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, &self.path))
-            .is_err()
-        {
+        if replace(&self.path, text.as_bytes()).is_err() {
             tracing::debug!(path = %self.path.display(), "cannot write the health file");
         }
     }
+}
+
+/// Replaces `path` at once (the healthcheck never reads half a file) through a temp file next
+/// to it. `/tmp` is shared: a fixed temp name could be a symlink planted by someone else, and
+/// writing through it would overwrite its target. The temp file gets a random name and is
+/// created exclusively (`O_CREAT|O_EXCL` fails on any existing name, a symlink included);
+/// `rename` replaces a symlink at `path` itself, never its target.
+fn replace(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map_or_else(Default::default, |n| n.to_string_lossy().into_owned());
+    let mut attempts = 0;
+    let (tmp, mut file) = loop {
+        let tmp = dir.join(format!(".{name}.{:016x}", fastrand::u64(..)));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)
+        {
+            Ok(file) => break (tmp, file),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 3 => {
+                attempts += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let written = file
+        .write_all(content)
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// The healthcheck's side: `Ok` when the bridge is connected and its last poll is recent.
@@ -167,6 +204,39 @@ mod tests {
         assert!(check(&path).unwrap_err().contains("s ago"));
         std::fs::remove_file(&path).unwrap();
         assert!(check(&path).unwrap_err().contains("no health file"));
+    }
+
+    /// Another user of a shared `/tmp` can put a symlink where the temp file goes: writing the
+    /// health file must not follow it and overwrite its target.
+    #[test]
+    fn the_temp_file_does_not_follow_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dsmr-bridge.health");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        // The name the temp file had; any fixed name could be planted the same way.
+        std::os::unix::fs::symlink(&victim, path.with_extension("tmp")).unwrap();
+
+        let mut file = HealthFile::new(path.clone(), Duration::from_secs(5));
+        file.update(&Status {
+            broker_connected: true,
+            last_poll: Some(SystemTime::now()),
+            ..Status::default()
+        });
+
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert_eq!(check(&path), Ok(()));
+        assert!(
+            !std::fs::symlink_metadata(&path).unwrap().is_symlink(),
+            "the health file is a file of its own"
+        );
+        // No temp file is left behind.
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["dsmr-bridge.health", "dsmr-bridge.tmp", "victim"]);
     }
 
     /// The file follows the pipeline's status and says "not connected" once the pipeline ends.

@@ -153,6 +153,7 @@ impl<S: Sink> Pipeline<S> {
                 debug!(target: PUBLISHED_TARGET, topic = %message.topic, payload = %message.payload, "published");
                 self.dedup.delivered(&message);
             }
+            SinkEvent::Refused(message) => self.dedup.refused(&message),
             SinkEvent::Received {
                 topic,
                 payload,

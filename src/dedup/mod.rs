@@ -162,6 +162,18 @@ impl Dedup {
         }
     }
 
+    /// The sink will never send this message (the broker cannot take it): no longer in
+    /// flight, and not cached, so a later payload for the topic is sent as usual.
+    pub fn refused(&mut self, message: &Message) {
+        if self
+            .in_flight
+            .get(&message.topic)
+            .is_some_and(|p| *p == message.payload)
+        {
+            self.in_flight.remove(&message.topic);
+        }
+    }
+
     /// The sink could not take the message after all: back to the front of the queue.
     pub fn send_failed(&mut self, message: Message) {
         self.in_flight.remove(&message.topic);
@@ -286,6 +298,19 @@ mod tests {
         d.offer(m("t", "1"));
         deliver_all(&mut d);
         assert_eq!(d.offer(m("t", "1")), Offer::Queued);
+    }
+
+    /// A message the broker cannot take leaves flight without counting as delivered: the same
+    /// payload offered again is queued again (the sink decides again), a new one too.
+    #[test]
+    fn a_refused_message_is_neither_in_flight_nor_cached() {
+        let mut d = Dedup::new(Duration::from_secs(3600));
+        let big = m("t", "big");
+        assert_eq!(d.offer(big.clone()), Offer::Queued);
+        let sent = d.next_to_send().unwrap();
+        d.refused(&sent);
+        assert!(d.is_idle());
+        assert_eq!(d.offer(big), Offer::Queued);
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub enum SinkEvent {
     Disconnected,
     /// The broker accepted this message (PUBACK/PUBCOMP; for QoS 0, once written).
     Delivered(Message),
+    /// Not sent and never will be as it is: the broker drops the connection on a message this
+    /// large (its `max_packet_size`).
+    Refused(Message),
     /// A message on a subscribed topic.
     Received {
         topic: String,

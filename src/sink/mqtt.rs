@@ -5,17 +5,18 @@
 //! unacknowledged publishes from its own buffer after a reconnect, out of step with our pending
 //! queue; with a fresh pair the queue alone decides what is (re)sent, newest value first.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, LastWill, MqttOptions,
-    Outgoing, Packet, QoS, TlsConfiguration, Transport,
+    Outgoing, Packet, QoS, StateError, TlsConfiguration, Transport,
 };
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -25,9 +26,27 @@ use crate::model::Message;
 /// Messages handed to rumqttc but not yet acknowledged. Small, so that the pending queue (which
 /// coalesces per topic) holds the backlog, not rumqttc's channel.
 const WINDOW: usize = 16;
+/// The same for QoS 2: one at a time. A broker may take fewer unfinished QoS 2 exchanges than
+/// that (Mosquitto's `max_inflight_messages`, 20 by default, 1 in some setups); over its limit
+/// Mosquitto drops the message but still completes the exchange, since MQTT 3.1.1 has no way
+/// to say "quota exceeded". Acknowledged would then not mean held.
+const WINDOW_QOS_2: usize = 1;
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT_SECS: u64 = 5;
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(30);
+/// A connection that lasted this long was healthy: the next pause starts from a second again.
+/// A shorter one that the broker ended counts as the broker dropping us right after connecting.
+const STABLE_SESSION: Duration = Duration::from_secs(60);
+/// Mosquitto drops a client the moment it reads the header of a packet over its
+/// `max_packet_size`: a message written this shortly before the broker closed the connection
+/// (and, at QoS 1 or 2, not acknowledged) may be the cause.
+const SUSPECT_WINDOW: Duration = Duration::from_secs(1);
+/// Smaller packets are never taken for the cause: the bridge's own CONNECT is about this large,
+/// so no broker it works with at all refuses them, while every poll writes such messages.
+const MIN_SUSPECT_PACKET: usize = 128;
+/// Connections the broker ends shortly after they start, in a row, before the bridge says that
+/// another client takes its client id.
+const TAKEN_OVER_AFTER: u32 = 3;
 
 /// Where and how to connect; resolved from options and, inside Home Assistant, the Supervisor.
 #[derive(Clone)]
@@ -97,10 +116,49 @@ impl BrokerConfig {
 
 enum DriverEvent {
     Connected(AsyncClient),
-    Lost,
+    /// `closed_by_broker`: the broker ended the connection (no timeout or error of ours).
+    Lost {
+        closed_by_broker: bool,
+    },
     Sent(u16),
     Acked(u16),
     Received(rumqttc::Publish),
+}
+
+/// A message rumqttc wrote to the connection, and when.
+struct Written {
+    message: Message,
+    at: Instant,
+}
+
+/// Size of the PUBLISH packet that carries `message` (MQTT 3.1.1): fixed header, topic,
+/// packet id at QoS 1 and 2, payload. What a broker's `max_packet_size` is compared with.
+fn packet_size(message: &Message, qos: QoS) -> usize {
+    let packet_id = if qos == QoS::AtMostOnce { 0 } else { 2 };
+    let remaining = 2 + message.topic.len() + packet_id + message.payload.len();
+    let length_bytes = match remaining {
+        0..=127 => 1,
+        128..=16_383 => 2,
+        16_384..=2_097_151 => 3,
+        _ => 4,
+    };
+    1 + length_bytes + remaining
+}
+
+/// What the bridge learned about why the broker drops its connection: a message too large for
+/// it (MQTT 3.1.1 brokers just close the connection), or another client with our client id.
+#[derive(Default)]
+struct Drops {
+    /// The message suspected at the last drop, and its packet size.
+    suspect: Option<(Arc<str>, usize)>,
+    /// Packets this large or larger are not sent: the broker dropped us twice on one.
+    packet_limit: Option<usize>,
+    /// Topics already named in the log as too large.
+    named: HashSet<Arc<str>>,
+    /// Connections in a row that the broker ended shortly after they started, without a
+    /// suspect message.
+    short_sessions: u32,
+    taken_over_named: bool,
 }
 
 /// The pipeline's handle on the broker connection.
@@ -109,8 +167,18 @@ pub struct MqttSink {
     client: Option<AsyncClient>,
     /// Handed to rumqttc, waiting for their packet id (rumqttc reports ids in send order).
     awaiting_id: VecDeque<Message>,
-    by_pkid: HashMap<u16, Message>,
+    by_pkid: HashMap<u16, Written>,
+    /// At QoS 0, the last messages written (nothing acknowledges them): the suspects when
+    /// the broker drops the connection.
+    recent: VecDeque<Written>,
+    connected_at: Option<Instant>,
+    drops: Drops,
+    client_id: String,
+    /// Events of the sink's own (messages it will not send), reported before the driver's.
+    local: VecDeque<SinkEvent>,
     qos: QoS,
+    /// Unacknowledged messages allowed at once: `WINDOW`, or `WINDOW_QOS_2`.
+    window: usize,
     stop: CancellationToken,
     driver: Option<tokio::task::JoinHandle<()>>,
 }
@@ -128,7 +196,17 @@ impl MqttSink {
             client: None,
             awaiting_id: VecDeque::new(),
             by_pkid: HashMap::new(),
+            recent: VecDeque::new(),
+            connected_at: None,
+            drops: Drops::default(),
+            client_id: config.client_id.clone(),
+            local: VecDeque::new(),
             qos: qos_of(config.qos),
+            window: if config.qos == 2 {
+                WINDOW_QOS_2
+            } else {
+                WINDOW
+            },
             stop,
             driver: Some(driver),
         })
@@ -141,13 +219,23 @@ impl Sink for MqttSink {
     }
 
     fn can_send(&self) -> bool {
-        self.client.is_some() && self.awaiting_id.len() + self.by_pkid.len() < WINDOW
+        self.client.is_some() && self.awaiting_id.len() + self.by_pkid.len() < self.window
     }
 
     fn send(&mut self, message: Message) -> Result<(), Message> {
         let Some(client) = &self.client else {
             return Err(message);
         };
+        let size = packet_size(&message, self.qos);
+        if self.drops.packet_limit.is_some_and(|limit| size >= limit) {
+            if self.drops.named.insert(message.topic.clone()) {
+                name_too_large(&message.topic, size);
+            } else {
+                debug!(topic = %message.topic, bytes = size, "not sent: larger than the broker takes");
+            }
+            self.local.push_back(SinkEvent::Refused(message));
+            return Ok(());
+        }
         match client.try_publish(
             message.topic.as_ref(),
             self.qos,
@@ -182,6 +270,9 @@ impl Sink for MqttSink {
     /// Cancel-safe: it only reads a channel.
     async fn next_event(&mut self) -> SinkEvent {
         loop {
+            if let Some(event) = self.local.pop_front() {
+                return event;
+            }
             let Some(event) = self.events.recv().await else {
                 // The driver stopped (shutdown); nothing more will come.
                 self.client = None;
@@ -190,28 +281,40 @@ impl Sink for MqttSink {
             match event {
                 DriverEvent::Connected(client) => {
                     self.client = Some(client);
+                    self.connected_at = Some(Instant::now());
                     self.awaiting_id.clear();
                     self.by_pkid.clear();
+                    self.recent.clear();
                     return SinkEvent::Connected;
                 }
-                DriverEvent::Lost => {
+                DriverEvent::Lost { closed_by_broker } => {
                     self.client = None;
+                    self.explain_drop(closed_by_broker);
                     self.awaiting_id.clear();
                     self.by_pkid.clear();
+                    self.recent.clear();
                     return SinkEvent::Disconnected;
                 }
                 DriverEvent::Sent(pkid) => {
                     let Some(message) = self.awaiting_id.pop_front() else {
                         continue;
                     };
+                    let at = Instant::now();
                     if self.qos == QoS::AtMostOnce {
+                        if self.recent.len() == WINDOW {
+                            self.recent.pop_front();
+                        }
+                        self.recent.push_back(Written {
+                            message: message.clone(),
+                            at,
+                        });
                         return SinkEvent::Delivered(message);
                     }
-                    self.by_pkid.insert(pkid, message);
+                    self.by_pkid.insert(pkid, Written { message, at });
                 }
                 DriverEvent::Acked(pkid) => {
-                    if let Some(message) = self.by_pkid.remove(&pkid) {
-                        return SinkEvent::Delivered(message);
+                    if let Some(written) = self.by_pkid.remove(&pkid) {
+                        return SinkEvent::Delivered(written.message);
                     }
                 }
                 DriverEvent::Received(publish) => {
@@ -249,17 +352,89 @@ impl Sink for MqttSink {
     }
 }
 
+impl MqttSink {
+    /// Looks for a pattern in the broker dropping the connection: right after writing the same
+    /// large message twice (over the broker's `max_packet_size`), or repeatedly soon after
+    /// connecting with nothing written (another client connecting with our client id, which
+    /// makes the broker drop the older connection). Each is named once in the log.
+    fn explain_drop(&mut self, closed_by_broker: bool) {
+        let now = Instant::now();
+        let session = self
+            .connected_at
+            .take()
+            .map_or(Duration::ZERO, |at| now - at);
+        let recent = |w: &&Written| now - w.at <= SUSPECT_WINDOW;
+        let suspect = self
+            .by_pkid
+            .values()
+            .chain(&self.recent)
+            .filter(recent)
+            .map(|w| (w, packet_size(&w.message, self.qos)))
+            .filter(|(_, size)| *size >= MIN_SUSPECT_PACKET)
+            .max_by_key(|(_, size)| *size)
+            .map(|(w, size)| (w.message.topic.clone(), size));
+        let drops = &mut self.drops;
+        match suspect.filter(|_| closed_by_broker) {
+            Some(suspect) => {
+                drops.short_sessions = 0;
+                if drops.suspect.as_ref() == Some(&suspect) {
+                    let (topic, size) = suspect;
+                    drops.packet_limit = Some(drops.packet_limit.map_or(size, |l| l.min(size)));
+                    if drops.named.insert(topic.clone()) {
+                        name_too_large(&topic, size);
+                    }
+                    drops.suspect = None;
+                } else {
+                    debug!(topic = %suspect.0, bytes = suspect.1, "the broker dropped the connection right after this message");
+                    drops.suspect = Some(suspect);
+                }
+            }
+            None if closed_by_broker && session < STABLE_SESSION => {
+                drops.suspect = None;
+                drops.short_sessions += 1;
+                if drops.short_sessions >= TAKEN_OVER_AFTER && !drops.taken_over_named {
+                    drops.taken_over_named = true;
+                    warn!(
+                        client_id = %self.client_id,
+                        "The broker keeps dropping the connection soon after it starts: another client with the same client id connects, most likely a second bridge with the same base_topic. Give each bridge its own base_topic; reconnecting less and less often meanwhile"
+                    );
+                }
+            }
+            None => {
+                drops.suspect = None;
+                drops.short_sessions = 0;
+                if session >= STABLE_SESSION {
+                    drops.taken_over_named = false;
+                }
+            }
+        }
+    }
+}
+
+fn name_too_large(topic: &str, size: usize) {
+    warn!(
+        topic,
+        bytes = size,
+        "The broker disconnects on a message this large; raise max_packet_size in the broker's configuration. The message is not sent again, everything else is"
+    );
+}
+
 impl Drop for MqttSink {
     fn drop(&mut self) {
         self.stop.cancel();
     }
 }
 
+/// Pauses between connection attempts: from 1 s, doubling, never over `MAX_RECONNECT_DELAY`.
+/// backon's jitter adds up to the whole delay on top of it, so the delay before jitter is capped
+/// at half the bound. Without its `std` feature backon seeds every backoff alike, and every
+/// bridge on a restarted broker would come back in the same second: the seed is drawn here.
 fn reconnect_backoff() -> backon::ExponentialBackoff {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_secs(1))
-        .with_max_delay(MAX_RECONNECT_DELAY)
+        .with_max_delay(MAX_RECONNECT_DELAY / 2)
         .with_jitter()
+        .with_jitter_seed(fastrand::u64(..))
         .without_max_times()
         .build()
 }
@@ -293,6 +468,24 @@ struct Driver {
     /// Failing since the last successful connection: log the next failure at debug only.
     failing: bool,
     ever_connected: bool,
+}
+
+/// The broker ended the connection (closed or reset it), as opposed to a timeout or an error
+/// of ours.
+fn closed_by_broker(error: &ConnectionError) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    let io = match error {
+        ConnectionError::MqttState(StateError::ConnectionAborted) => return true,
+        ConnectionError::Io(e) | ConnectionError::MqttState(StateError::Io(e)) => e,
+        ConnectionError::MqttState(StateError::Deserialization(rumqttc::mqttbytes::Error::Io(
+            e,
+        ))) => e,
+        _ => return false,
+    };
+    matches!(
+        io.kind(),
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+    )
 }
 
 #[derive(PartialEq, Eq)]
@@ -340,6 +533,7 @@ async fn drive(
 impl Driver {
     async fn run_connection(&mut self, client: &AsyncClient, eventloop: &mut EventLoop) -> Flow {
         let mut connected = false;
+        let mut connected_at = Instant::now();
         loop {
             let event = tokio::select! {
                 event = eventloop.poll() => event,
@@ -350,7 +544,7 @@ impl Driver {
             let forward = match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     connected = true;
-                    self.backoff = reconnect_backoff();
+                    connected_at = Instant::now();
                     if self.failing || self.ever_connected {
                         info!(broker = %self.endpoint, "Connected to the broker again");
                     } else {
@@ -369,10 +563,20 @@ impl Driver {
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => return Flow::Stop,
                 Ok(_) => None,
                 Err(error) => {
+                    let closed_by_broker = closed_by_broker(&error);
                     let error = describe(&error);
                     if connected {
+                        // Only a connection that lasted resets the pauses: one the broker
+                        // drops at once (a message too large for it, another client with our
+                        // client id) would otherwise be retried every second or two.
+                        if connected_at.elapsed() >= STABLE_SESSION {
+                            self.backoff = reconnect_backoff();
+                        }
                         warn!(broker = %self.endpoint, error = %error, "Lost the broker connection; reconnecting with backoff, messages wait in the queue");
-                        let _ = self.events.send(DriverEvent::Lost).await;
+                        let _ = self
+                            .events
+                            .send(DriverEvent::Lost { closed_by_broker })
+                            .await;
                     } else if !self.failing {
                         warn!(broker = %self.endpoint, error = %error, "Cannot connect to the broker; retrying with backoff");
                     } else {
@@ -388,5 +592,50 @@ impl Driver {
                 return Flow::Stop;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The documented bound holds with the jitter included: no pause between two connection
+    /// attempts is longer than `MAX_RECONNECT_DELAY`, and the pauses still grow from a second.
+    #[test]
+    fn reconnect_pauses_stay_within_the_documented_bound() {
+        for _ in 0..100 {
+            let delays: Vec<Duration> = reconnect_backoff().take(20).collect();
+            assert!(delays[0] >= Duration::from_secs(1), "{delays:?}");
+            assert!(
+                delays.iter().all(|d| *d <= MAX_RECONNECT_DELAY),
+                "{delays:?}"
+            );
+            assert!(
+                delays[10..].iter().all(|d| *d >= MAX_RECONNECT_DELAY / 2),
+                "{delays:?}"
+            );
+        }
+    }
+
+    /// The size a broker's `max_packet_size` is compared with, header and packet id included.
+    #[test]
+    fn packet_size_counts_the_whole_publish() {
+        let small = Message::new("a/b", "1");
+        assert_eq!(packet_size(&small, QoS::AtMostOnce), 1 + 1 + 2 + 3 + 1);
+        assert_eq!(packet_size(&small, QoS::AtLeastOnce), 1 + 1 + 2 + 3 + 2 + 1);
+        let config = Message::new("homeassistant/device/x/config", "x".repeat(15_000));
+        assert_eq!(
+            packet_size(&config, QoS::AtLeastOnce),
+            1 + 2 + 2 + 29 + 2 + 15_000
+        );
+    }
+
+    /// Bridges that lose the same broker must not come back in lockstep: each backoff draws
+    /// its own jitter (a fixed seed gave every process the same pauses).
+    #[test]
+    fn each_backoff_has_its_own_jitter() {
+        let first: Vec<Duration> = reconnect_backoff().take(5).collect();
+        let second: Vec<Duration> = reconnect_backoff().take(5).collect();
+        assert_ne!(first, second);
     }
 }

@@ -60,6 +60,15 @@ impl Broker {
         Broker(Mosquitto::start(Self::setup(persistence)).expect("start mosquitto"))
     }
 
+    /// With `general` options in the broker's configuration, e.g. `max_inflight_messages 1`.
+    pub fn start_configured(general: &str) -> Broker {
+        let setup = Setup {
+            general: general.to_owned(),
+            ..Setup::default()
+        };
+        Broker(Mosquitto::start(setup).unwrap_or_else(|e| panic!("{e}")))
+    }
+
     /// With listeners per test need besides the plain, anonymous `port` (for the test's own
     /// `Watcher`): `listeners` adds them with their own settings (per_listener_settings), e.g.
     /// TLS files or a password file, and the broker is up once `ports` are open too.

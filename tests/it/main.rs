@@ -3,6 +3,7 @@
 
 mod app;
 mod bridge;
+mod broker_limits;
 #[cfg(feature = "demo")]
 mod demo;
 mod faults;

@@ -1046,6 +1046,8 @@ const MISSING: &str = "@missing";
 const DIRECTORY: &str = "@directory";
 const NOT_PEM: &str = "@not-pem";
 const BAD_PEM: &str = "@bad-pem";
+/// A topic longer than MQTT allows (65535 bytes); written out when the case runs.
+const LONG_TOPIC: &str = "@long-topic";
 
 use Report::{Flag, Option as Opt};
 
@@ -1136,9 +1138,15 @@ const TABLE: &[BadValue] = &[
     },
     BadValue {
         option: "mqtt_host",
-        flags: &[("mqtt://broker", Opt), ("broker/mqtt", Opt), ("a b", Opt)],
-        yaml: &["mqtt://broker", "'a b'", "[broker]"],
-        json: &[r#""mqtt://broker""#, "1883", "[]"],
+        flags: &[
+            ("mqtt://broker", Opt),
+            ("broker/mqtt", Opt),
+            ("a b", Opt),
+            ("127.0.0.1:1883", Opt),
+            ("[::1]:1883", Opt),
+        ],
+        yaml: &["mqtt://broker", "'a b'", "[broker]", "'127.0.0.1:1883'"],
+        json: &[r#""mqtt://broker""#, "1883", "[]", r#""broker.local:1883""#],
     },
     BadValue {
         option: "mqtt_port",
@@ -1154,9 +1162,10 @@ const TABLE: &[BadValue] = &[
     },
     BadValue {
         option: "mqtt_password",
-        flags: &[],
-        yaml: &["[secret]", "{a: b}"],
-        json: &["4242", "1.5", "false", "[]", "{}"],
+        // Without mqtt_username: a broker takes a password only with a user name.
+        flags: &[("hunter2", Opt)],
+        yaml: &["[secret]", "{a: b}", "hunter2"],
+        json: &["4242", "1.5", "false", "[]", "{}", r#""hunter2""#],
     },
     BadValue {
         option: "mqtt_tls",
@@ -1197,9 +1206,19 @@ const TABLE: &[BadValue] = &[
             ("a/", Opt),
             ("a//b", Opt),
             ("my meter", Opt),
+            ("$SYS/meter", Opt),
+            (LONG_TOPIC, Opt),
         ],
-        yaml: &["''", "'a/#'", "/a", "'a b'", "[a]"],
-        json: &[r#""""#, r##""a/#""##, r#""a//b""#, "1", "{}"],
+        yaml: &["''", "'a/#'", "/a", "'a b'", "[a]", "'$meter'", LONG_TOPIC],
+        json: &[
+            r#""""#,
+            r##""a/#""##,
+            r#""a//b""#,
+            "1",
+            "{}",
+            r#""$SYS""#,
+            LONG_TOPIC,
+        ],
     },
     BadValue {
         option: "discovery",
@@ -1214,9 +1233,11 @@ const TABLE: &[BadValue] = &[
             ("ha/+", Opt),
             ("#", Opt),
             ("home assistant", Opt),
+            ("$homeassistant", Opt),
+            (LONG_TOPIC, Opt),
         ],
-        yaml: &["''", "'ha/#'", "[homeassistant]"],
-        json: &[r#""""#, r#""ha/+""#, "7"],
+        yaml: &["''", "'ha/#'", "[homeassistant]", "'$ha'", LONG_TOPIC],
+        json: &[r#""""#, r#""ha/+""#, "7", r#""$ha""#, LONG_TOPIC],
     },
     BadValue {
         option: "cache_ttl",
@@ -1231,9 +1252,10 @@ const TABLE: &[BadValue] = &[
             ("a/b", Opt),
             ("meter#1", Opt),
             ("mètre", Opt),
+            (LONG_TOPIC, Opt),
         ],
-        yaml: &["'my meter'", "a/b", "[x]"],
-        json: &[r#""a/b""#, "12", "[]"],
+        yaml: &["'my meter'", "a/b", "[x]", LONG_TOPIC],
+        json: &[r#""a/b""#, "12", "[]", LONG_TOPIC],
     },
     BadValue {
         option: "log_level",
@@ -1267,6 +1289,7 @@ impl BadFiles {
             DIRECTORY => path_arg(self.dir.path()),
             NOT_PEM => path("not.pem"),
             BAD_PEM => path("bad.pem"),
+            LONG_TOPIC => "a".repeat(70_000),
             other => other.to_owned(),
         }
     }
