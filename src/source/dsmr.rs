@@ -76,8 +76,8 @@ impl DsmrClient {
         })
     }
 
-    /// The newest reading, optionally only if stamped at or after `since` (server-local
-    /// `YYYY-MM-DD HH:MM:SS`). The filter keeps DSMR-reader from counting its whole table.
+    /// The newest reading, optionally only if stamped at or after `since` (ISO 8601 with its
+    /// offset). The filter keeps DSMR-reader from counting its whole table.
     /// `None` when no reading matches.
     pub async fn latest_reading(&self, since: Option<&str>) -> Result<Option<Object>, SourceError> {
         let mut query = vec![("ordering", "-timestamp"), ("limit", "1")];

@@ -39,11 +39,12 @@ pub enum SourceRequest {
     MeterStatistics,
 }
 
-/// `timestamp__gte` takes server-local time without an offset; the reading's own offset is
-/// the server's.
+/// `timestamp__gte` with the reading's own offset (DSMR-reader's zone at that instant). A
+/// naive server-local time would be refused in the hour the clock repeats in autumn or skips
+/// in spring (Django cannot place it), and the filter would never advance again.
 fn filter_time(at: OffsetDateTime) -> Option<String> {
     at.format(format_description!(
-        "[year]-[month]-[day] [hour]:[minute]:[second]"
+        "[year]-[month]-[day]T[hour]:[minute]:[second][offset_hour sign:mandatory]:[offset_minute]"
     ))
     .ok()
 }
@@ -258,10 +259,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn filter_uses_server_local_time() {
+    fn filter_carries_the_readings_offset() {
         assert_eq!(
             filter_time(datetime!(2026-11-26 14:02:14 +01:00)).as_deref(),
-            Some("2026-11-26 14:02:14")
+            Some("2026-11-26T14:02:14+01:00")
+        );
+        // The repeated autumn hour, told apart by its offset.
+        assert_eq!(
+            filter_time(datetime!(2026-10-25 02:30:00.5 +02:00)).as_deref(),
+            Some("2026-10-25T02:30:00+02:00")
+        );
+        assert_eq!(
+            filter_time(datetime!(2026-10-25 01:30:00 UTC)).as_deref(),
+            Some("2026-10-25T01:30:00+00:00")
         );
     }
 }

@@ -8,3 +8,4 @@ mod demo;
 mod faults;
 mod harness;
 mod security;
+mod source;
