@@ -5,6 +5,7 @@ mod dsmr;
 mod error;
 mod outage;
 mod schedule;
+mod side;
 
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -20,6 +21,7 @@ pub use schedule::{Cadence, Due, Endpoint, Schedule};
 
 use crate::model::Snapshot;
 use outage::{Availability, Outage, next_poll};
+use side::SideHealth;
 
 /// What the source tells the pipeline.
 #[derive(Debug)]
@@ -29,6 +31,9 @@ pub enum SourceEvent {
     Reachable,
     /// DSMR-reader has been failing long enough to mark its entities unavailable.
     Unreachable,
+    /// DSMR-reader does not have this endpoint (404; DSMR-reader 4.x has no quarter-hour
+    /// peak): its entities are not announced, or removed.
+    Absent(Endpoint),
 }
 
 /// What the pipeline can ask of the source.
@@ -64,6 +69,7 @@ pub async fn run(
         schedule: Schedule::new(cadence, origin),
         since: None,
         outage: Outage::default(),
+        side: SideHealth::default(),
         requested_at: None,
         events,
     };
@@ -117,6 +123,8 @@ struct Poller {
     /// `timestamp__gte` for the next reading: the last reading's own time.
     since: Option<String>,
     outage: Outage,
+    /// Failures of the endpoints other than the reading, which do not count as an outage.
+    side: SideHealth,
     /// When the pipeline's last request was served out of turn.
     requested_at: Option<Instant>,
     events: mpsc::Sender<SourceEvent>,
@@ -204,32 +212,109 @@ impl Poller {
         let _ = self.events.send(event).await;
     }
 
-    /// Asks each endpoint in poll order; the first failure ends the poll.
+    /// Asks each endpoint in poll order. Only the reading decides whether the poll failed:
+    /// a side endpoint that fails while the reading answers affects only its own entities
+    /// (see `side`). When the reading fails, DSMR-reader itself is in trouble: the poll ends
+    /// there and side endpoints that failed with it stay due.
     async fn fetch(
         &mut self,
         at: Instant,
         asked: Due,
         snapshot: &mut Snapshot,
     ) -> Result<(), SourceError> {
+        let mut side_failures = Vec::new();
         for endpoint in asked.iter() {
-            match endpoint {
-                Endpoint::MeterStatistics => {
-                    snapshot.meter_stats = Some(self.client.meter_statistics().await?);
-                }
+            let result = match endpoint {
+                Endpoint::MeterStatistics => self
+                    .client
+                    .meter_statistics()
+                    .await
+                    .map(|o| snapshot.meter_stats = Some(o)),
                 Endpoint::Reading => {
-                    snapshot.reading = self.client.latest_reading(self.since.as_deref()).await?;
-                    self.follow(snapshot.reading.as_ref());
+                    match self.client.latest_reading(self.since.as_deref()).await {
+                        Ok(reading) => {
+                            snapshot.reading = reading;
+                            self.follow(snapshot.reading.as_ref());
+                            Ok(())
+                        }
+                        Err(error) => return Err(error),
+                    }
                 }
-                Endpoint::Today => snapshot.today = self.client.today().await?,
-                Endpoint::Peak => snapshot.peak = self.client.quarter_hour_peak().await?,
-                Endpoint::Monitoring => {
-                    snapshot.monitoring = Some(self.client.monitoring().await?);
+                Endpoint::Today => self.client.today().await.map(|o| snapshot.today = o),
+                Endpoint::Peak => self
+                    .client
+                    .quarter_hour_peak()
+                    .await
+                    .map(|o| snapshot.peak = o),
+                Endpoint::Monitoring => self
+                    .client
+                    .monitoring()
+                    .await
+                    .map(|o| snapshot.monitoring = Some(o)),
+                Endpoint::Version => self
+                    .client
+                    .version()
+                    .await
+                    .map(|o| snapshot.version = Some(o)),
+            };
+            match result {
+                Ok(()) => {
+                    self.schedule.fetched(endpoint, at);
+                    let failed_before = self.side.answered(endpoint);
+                    if failed_before > 0 {
+                        info!(
+                            endpoint = %endpoint,
+                            failed_polls = failed_before,
+                            "DSMR-reader endpoint answers again"
+                        );
+                    }
                 }
-                Endpoint::Version => snapshot.version = Some(self.client.version().await?),
+                Err(error) => side_failures.push((endpoint, error)),
             }
-            self.schedule.fetched(endpoint, at);
+        }
+        // Meter statistics asked out of turn, without the reading, stand for DSMR-reader.
+        if !asked.contains(Endpoint::Reading)
+            && let Some((_, error)) = side_failures.pop()
+        {
+            return Err(error);
+        }
+        for (endpoint, error) in side_failures {
+            self.side_failed(endpoint, at, &error).await;
         }
         Ok(())
+    }
+
+    /// A side endpoint failed while the reading answered: logged once, asked again on its own
+    /// backoff (hourly when DSMR-reader does not have it); its entities keep their last values.
+    async fn side_failed(&mut self, endpoint: Endpoint, at: Instant, error: &SourceError) {
+        let absent = matches!(error, SourceError::NotFound(_));
+        let period = self.schedule.cadence().period(endpoint);
+        let failed = self.side.failed(endpoint, period, absent);
+        self.schedule.retry_after(endpoint, at, failed.retry_in);
+        let retry_in_s = failed.retry_in.as_secs();
+        let error: &(dyn std::error::Error + 'static) = error;
+        match (absent, failed.first) {
+            (true, true) => {
+                info!(
+                    endpoint = %endpoint,
+                    retry_in_s,
+                    "DSMR-reader does not have this endpoint (an older version?); its entities are left out"
+                );
+                let _ = self.events.send(SourceEvent::Absent(endpoint)).await;
+            }
+            (false, true) => warn!(
+                endpoint = %endpoint,
+                error,
+                retry_in_s,
+                "DSMR-reader endpoint failed; its entities keep their last values, retrying with backoff"
+            ),
+            (_, false) => debug!(
+                endpoint = %endpoint,
+                error,
+                retry_in_s,
+                "DSMR-reader endpoint still failing"
+            ),
+        }
     }
 
     /// Sets the filter of the next reading request from this one.

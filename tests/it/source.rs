@@ -9,7 +9,7 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::datetime;
 use time::{OffsetDateTime, UtcOffset};
 
-use crate::harness::{Bridge, Broker, args, retained, sim_options};
+use crate::harness::{Bridge, Broker, Watcher, args, retained, sim_options};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -88,4 +88,90 @@ async fn polling_goes_on_across_a_clock_change_in_another_zone() {
         "dst-london",
     )
     .await;
+}
+
+/// Django's plain 404 page, as DSMR-reader 4.x answers for the quarter-hour peak it does not
+/// have.
+const NOT_FOUND_PAGE: &str = "<!doctype html>\n<html lang=\"en\">\n<head>\n  <title>Not Found</title>\n</head>\n<body>\n  <h1>Not Found</h1><p>The requested resource was not found on this server.</p>\n</body>\n</html>\n";
+
+/// A side endpoint that fails affects only its own entities: with the quarter-hour peak
+/// absent (404, DSMR-reader 4.x) and today's totals failing (500), DSMR-reader stays
+/// available, the reading arrives at every poll, the peak is never announced, and each
+/// failure is logged once.
+#[tokio::test]
+async fn a_failing_side_endpoint_stops_only_its_own_entities() {
+    let broker = Broker::start();
+    let sim = Simulator::start(sim_options()).await.expect("simulator");
+    sim.override_endpoint(
+        "/api/v2/consumption/quarter-hour-peak-electricity",
+        404,
+        "text/html",
+        NOT_FOUND_PAGE.to_owned(),
+    );
+    sim.override_endpoint(
+        "/api/v2/consumption/today",
+        500,
+        "text/html",
+        "<h1>Server Error (500)</h1>".to_owned(),
+    );
+    let base = "side";
+    let status = format!("{base}/dsmr-reader/status");
+    let stamp = format!("{base}/reading/timestamp");
+    let watcher = Watcher::connect(broker.port, &[&status, &stamp]).await;
+    let bridge = Bridge::start(&args(&sim.url(), broker.port, base, &[]));
+
+    // Ten readings in a row, one per poll (1 s): the reading keeps its cadence.
+    watcher
+        .wait_for("ten readings", Duration::from_secs(30), |seen| {
+            seen.iter().filter(|s| s.topic == stamp).count() >= 10
+        })
+        .await;
+    let stamps: Vec<OffsetDateTime> = watcher
+        .on(&stamp)
+        .iter()
+        .filter_map(|s| OffsetDateTime::parse(&s.payload, &Rfc3339).ok())
+        .collect();
+    let widest = stamps
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .expect("readings");
+    assert!(
+        widest <= time::Duration::seconds(3),
+        "readings {widest} apart at a 1 s poll interval: {stamps:?}"
+    );
+    let availability: Vec<String> = watcher.on(&status).into_iter().map(|s| s.payload).collect();
+    assert!(
+        availability.iter().all(|p| p == "online") && !availability.is_empty(),
+        "DSMR-reader's availability went {availability:?}"
+    );
+
+    let configs = retained(broker.port, "homeassistant/device/+/config").await;
+    let all: String = configs.values().cloned().collect();
+    assert!(!configs.is_empty());
+    assert!(
+        !all.contains("quarter_hour_peak"),
+        "the absent peak is not announced: {all}"
+    );
+    let log = bridge.log();
+    assert!(!log.contains("DSMR-reader poll failed"), "{log}");
+    assert_eq!(
+        log.matches("DSMR-reader does not have this endpoint")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        log.contains("endpoint=consumption/quarter-hour-peak-electricity"),
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("DSMR-reader endpoint failed").count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        log.contains("endpoint=consumption/today") && log.contains("DSMR-reader answered HTTP 500"),
+        "{log}"
+    );
 }
