@@ -339,9 +339,44 @@ impl Poller {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use time::macros::datetime;
 
     use super::*;
+
+    /// Cancelled while DSMR-reader has a request hanging (accepted, never answered), the
+    /// source ends at once: on the paused clock no time passes, where waiting for the request
+    /// would have let the clock run to its 10 s timeout.
+    #[tokio::test(start_paused = true)]
+    async fn cancel_ends_the_source_while_a_request_hangs() {
+        crate::tls::install_crypto_provider();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = url::Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        let interval = Duration::from_secs(10);
+        let client = DsmrClient::new(&crate::config::DsmrConfig {
+            url,
+            api_key: "key".into(),
+            ca_pem: None,
+            poll_interval: interval,
+        })
+        .unwrap();
+        let (events, _events) = mpsc::channel(8);
+        let (_requests, requests) = mpsc::channel(1);
+        let shutdown = CancellationToken::new();
+        let source = tokio::spawn(run(
+            client,
+            Cadence::new(interval),
+            events,
+            requests,
+            shutdown.clone(),
+        ));
+        let (_held, _) = listener.accept().await.unwrap();
+        let cancelled_at = Instant::now();
+        shutdown.cancel();
+        source.await.unwrap();
+        assert_eq!(Instant::now() - cancelled_at, Duration::ZERO);
+    }
 
     #[test]
     fn filter_carries_the_readings_offset() {

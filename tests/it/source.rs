@@ -175,3 +175,51 @@ async fn a_failing_side_endpoint_stops_only_its_own_entities() {
         "{log}"
     );
 }
+
+/// SIGTERM while DSMR-reader has a request hanging (it accepts and never answers; the request
+/// would wait its full 10 s timeout at this poll interval): the bridge does not wait for it.
+/// It publishes offline, logs that it stopped and exits 0, well within the 5 s given here.
+#[tokio::test]
+async fn sigterm_does_not_wait_for_a_hung_dsmr_reader() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = url::Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+    let (accepted_tx, mut accepted) = tokio::sync::mpsc::channel(8);
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+            let _ = accepted_tx.try_send(());
+        }
+    });
+    let broker = Broker::start();
+    let base = "hung";
+    let status = format!("{base}/status");
+    let watcher = Watcher::connect(broker.port, &[&status]).await;
+    let mut flags = args(&url, broker.port, base, &[]);
+    let interval = flags.iter().position(|a| a == "--poll-interval").unwrap() + 1;
+    flags[interval] = "10".to_owned();
+    let mut bridge = Bridge::start(&flags);
+    bridge.wait_log("Connected to the broker", LONG).await;
+    tokio::time::timeout(LONG, accepted.recv())
+        .await
+        .expect("the bridge connects to DSMR-reader");
+    watcher
+        .wait_for("online", LONG, |seen| {
+            seen.iter().any(|s| s.payload == "online")
+        })
+        .await;
+
+    bridge.signal("TERM");
+    let code = bridge.wait_exit(Duration::from_secs(5));
+    let log = bridge.log();
+    assert_eq!(code, Some(0), "exit within 5 s, cleanly:\n{log}");
+    assert!(log.contains("Stopping; published offline"), "{log}");
+    watcher
+        .wait_for("offline", LONG, |seen| {
+            seen.last().is_some_and(|s| s.payload == "offline")
+        })
+        .await;
+    hold.abort();
+}
