@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-pub use dsmr::{DsmrClient, MAX_BODY};
+pub use dsmr::{DsmrClient, MAX_BODY, without_credentials};
 pub use error::SourceError;
 pub use schedule::{Cadence, Due, Endpoint, Schedule};
 

@@ -223,3 +223,59 @@ async fn sigterm_does_not_wait_for_a_hung_dsmr_reader() {
         .await;
     hold.abort();
 }
+
+/// User info in `dsmr_reader_url` and an API key that DSMR-reader (or a proxy in front of it)
+/// echoes in a 403 body never reach the log, at trace level for every crate; Debug output of
+/// the client hides the URL's password too.
+#[tokio::test]
+async fn url_credentials_and_an_echoed_key_are_never_logged() {
+    const URL_PASSWORD: &str = "URLSECRETpw4711";
+    const KEY: &str = "ECHOEDkey0123456789";
+    let broker = Broker::start();
+    let sim = Simulator::start(SimOptions {
+        api_key: KEY.to_owned(),
+        ..SimOptions::default()
+    })
+    .await
+    .expect("simulator");
+    sim.override_endpoint(
+        "/api/v2/application/version",
+        403,
+        "application/json",
+        format!(r#"{{"detail": "Invalid token {KEY} for this view"}}"#),
+    );
+    let mut url = sim.url();
+    url.set_username("bridgeuser").unwrap();
+    url.set_password(Some(URL_PASSWORD)).unwrap();
+    let mut flags = args(&url, broker.port, "creds", &[]);
+    let key_at = flags
+        .iter()
+        .position(|a| a == crate::harness::SIM_KEY)
+        .unwrap();
+    flags[key_at] = KEY.to_owned();
+    let level = flags.iter().position(|a| a == "--log-level").unwrap() + 1;
+    flags[level] = "trace".to_owned();
+    let mut bridge = Bridge::start_with_env(&flags, &[("RUST_LOG", "trace".into())]);
+    bridge.wait_log("Starting dsmr-bridge", LONG).await;
+    bridge.wait_log("refused access (403", LONG).await;
+    bridge
+        .wait_log("published topic=creds/reading/timestamp", LONG)
+        .await;
+    bridge.signal("TERM");
+    bridge.wait_exit(Duration::from_secs(5));
+    let log = bridge.log();
+    assert!(log.contains(" TRACE "), "trace output to search:\n{log}");
+    for secret in [URL_PASSWORD, KEY] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+    }
+
+    let config = dsmr_bridge::config::DsmrConfig {
+        url,
+        api_key: KEY.into(),
+        ca_pem: None,
+        poll_interval: Duration::from_secs(1),
+    };
+    let client = dsmr_bridge::source::DsmrClient::new(&config).expect("client");
+    let shown = format!("{client:?} {client:#?} {config:?} {config:#?}");
+    assert!(!shown.contains(URL_PASSWORD), "{shown}");
+}
