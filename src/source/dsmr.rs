@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderName, HeaderValue};
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderName, HeaderValue, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use url::Url;
@@ -145,6 +145,11 @@ impl DsmrClient {
             .await
             .map_err(SourceError::from_reqwest)?;
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
         if response
             .content_length()
             .is_some_and(|l| l > MAX_BODY as u64)
@@ -160,7 +165,12 @@ impl DsmrClient {
         }
         if !status.is_success() {
             let body = redact(&body, self.api_key.expose_secret());
-            return Err(SourceError::from_status(status.as_u16(), &body, endpoint));
+            return Err(SourceError::from_status(
+                status.as_u16(),
+                &body,
+                endpoint,
+                retry_after,
+            ));
         }
         serde_json::from_slice(&body).map_err(|source| SourceError::NotJson { endpoint, source })
     }
@@ -259,6 +269,7 @@ mod tests {
             403,
             &redact(br#"{"detail": "bad key SECRET"}"#, "SECRET"),
             Endpoint::Version,
+            None,
         );
         assert!(!e.to_string().contains("SECRET"), "{e}");
     }

@@ -7,6 +7,8 @@ mod outage;
 mod schedule;
 mod side;
 
+use std::time::Duration;
+
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::macros::format_description;
@@ -70,6 +72,7 @@ pub async fn run(
         since: None,
         outage: Outage::default(),
         side: SideHealth::default(),
+        retry_after: None,
         requested_at: None,
         events,
     };
@@ -109,7 +112,12 @@ pub async fn run(
             () = poller.poll(at, asked) => {}
         }
         if ticked {
-            due = next_poll(due, Instant::now(), poller.schedule.cadence().reading);
+            due = next_poll(
+                due,
+                Instant::now(),
+                poller.schedule.cadence().reading,
+                poller.retry_after.take(),
+            );
         }
         if poller.events.is_closed() {
             return;
@@ -125,6 +133,8 @@ struct Poller {
     outage: Outage,
     /// Failures of the endpoints other than the reading, which do not count as an outage.
     side: SideHealth,
+    /// The wait DSMR-reader asked for (`Retry-After`) when the last poll failed.
+    retry_after: Option<Duration>,
     /// When the pipeline's last request was served out of turn.
     requested_at: Option<Instant>,
     events: mpsc::Sender<SourceEvent>,
@@ -170,6 +180,7 @@ impl Poller {
         }
         let change = match result {
             Ok(()) => {
+                self.retry_after = None;
                 if self.outage.failures() > 0 {
                     info!(
                         failed_polls = self.outage.failures(),
@@ -179,6 +190,7 @@ impl Poller {
                 self.outage.answered()
             }
             Err(error) => {
+                self.retry_after = error.retry_after();
                 // The meter may have changed while DSMR-reader was away: its identity first.
                 self.schedule.force(Endpoint::MeterStatistics);
                 let needs_user = error.needs_user();
@@ -290,8 +302,12 @@ impl Poller {
         let absent = matches!(error, SourceError::NotFound(_));
         let period = self.schedule.cadence().period(endpoint);
         let failed = self.side.failed(endpoint, period, absent);
-        self.schedule.retry_after(endpoint, at, failed.retry_in);
-        let retry_in_s = failed.retry_in.as_secs();
+        let asked = error
+            .retry_after()
+            .map_or(Duration::ZERO, |wait| wait.min(outage::MAX_RETRY_AFTER));
+        let retry_in = failed.retry_in.max(asked);
+        self.schedule.retry_after(endpoint, at, retry_in);
+        let retry_in_s = retry_in.as_secs();
         let error: &(dyn std::error::Error + 'static) = error;
         match (absent, failed.first) {
             (true, true) => {
@@ -339,8 +355,6 @@ impl Poller {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use time::macros::datetime;
 
     use super::*;

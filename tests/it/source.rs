@@ -279,3 +279,107 @@ async fn url_credentials_and_an_echoed_key_are_never_logged() {
     let shown = format!("{client:?} {client:#?} {config:?} {config:#?}");
     assert!(!shown.contains(URL_PASSWORD), "{shown}");
 }
+
+/// Answers the reading with 503 and `Retry-After` the first time, then with the fixture, and
+/// records when each reading request arrived.
+struct BusyOnce {
+    retry_after: &'static str,
+    arrived: std::sync::Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
+}
+
+impl wiremock::Respond for BusyOnce {
+    fn respond(&self, _: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let mut arrived = self.arrived.lock().unwrap();
+        arrived.push(std::time::Instant::now());
+        if arrived.len() == 1 {
+            wiremock::ResponseTemplate::new(503).insert_header("Retry-After", self.retry_after)
+        } else {
+            crate::harness::json_reply(
+                200,
+                crate::harness::fixture("v2_datalogger_dsmrreading_latest.json"),
+            )
+        }
+    }
+}
+
+/// A 503 with `Retry-After: 3` on the reading: the next request waits those 3 s instead of
+/// the 1 s poll interval (told by the requests' arrival times: the lower bound cannot flake).
+#[tokio::test]
+async fn retry_after_on_503_is_honoured() {
+    use dsmr_bridge::source::{Cadence, DsmrClient, SourceEvent};
+    use wiremock::matchers::{any, path};
+
+    dsmr_bridge::tls::install_crypto_provider();
+    let server = wiremock::MockServer::start().await;
+    let arrived = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    wiremock::Mock::given(path("/api/v2/datalogger/dsmrreading"))
+        .respond_with(BusyOnce {
+            retry_after: "3",
+            arrived: arrived.clone(),
+        })
+        .mount(&server)
+        .await;
+    for (endpoint, file) in [
+        (
+            "/api/v2/datalogger/meter-statistics",
+            "v2_datalogger_meter-statistics.json",
+        ),
+        ("/api/v2/consumption/today", "v2_consumption_today.json"),
+        (
+            "/api/v2/consumption/quarter-hour-peak-electricity",
+            "v2_consumption_quarter-hour-peak-electricity_latest.json",
+        ),
+        ("/api/v2/application/version", "v2_application_version.json"),
+        (
+            "/api/v2/application/monitoring",
+            "v2_application_monitoring.json",
+        ),
+    ] {
+        wiremock::Mock::given(path(endpoint))
+            .respond_with(crate::harness::json_reply(
+                200,
+                crate::harness::fixture(file),
+            ))
+            .mount(&server)
+            .await;
+    }
+    wiremock::Mock::given(any())
+        .respond_with(wiremock::ResponseTemplate::new(404))
+        .mount(&server)
+        .await;
+    let interval = Duration::from_secs(1);
+    let client = DsmrClient::new(&dsmr_bridge::config::DsmrConfig {
+        url: crate::harness::url_of(&server),
+        api_key: "key".into(),
+        ca_pem: None,
+        poll_interval: interval,
+    })
+    .expect("client");
+    let (events_tx, mut events) = tokio::sync::mpsc::channel(8);
+    let (_requests, requests_rx) = tokio::sync::mpsc::channel(1);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let source = tokio::spawn(dsmr_bridge::source::run(
+        client,
+        Cadence::new(interval),
+        events_tx,
+        requests_rx,
+        shutdown.clone(),
+    ));
+    // The positive signal: a poll with a reading arrives after the 503.
+    loop {
+        match tokio::time::timeout(LONG, events.recv()).await {
+            Ok(Some(SourceEvent::Poll(snapshot))) if snapshot.reading.is_some() => break,
+            Ok(Some(_)) => {}
+            other => panic!("no reading: {other:?}"),
+        }
+    }
+    shutdown.cancel();
+    source.await.unwrap();
+    let arrived = arrived.lock().unwrap().clone();
+    assert!(arrived.len() >= 2, "{arrived:?}");
+    let waited = arrived[1] - arrived[0];
+    assert!(
+        waited >= Duration::from_secs(3),
+        "asked again after {waited:?}, not after the 3 s DSMR-reader asked for"
+    );
+}
