@@ -383,3 +383,53 @@ async fn retry_after_on_503_is_honoured() {
         "asked again after {waited:?}, not after the 3 s DSMR-reader asked for"
     );
 }
+
+/// A self-signed certificate made the common way (`openssl req -x509` marks it CA:TRUE) and
+/// given as `dsmr_reader_ca_file` is the certificate DSMR-reader's proxy serves: the bridge
+/// trusts exactly it and reads values over https.
+#[tokio::test]
+async fn a_self_signed_ca_certificate_given_as_the_ca_file_is_trusted() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut params =
+        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "dsmr.local");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(2);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.self_signed(&key).expect("self-signed certificate");
+    let files = crate::harness::CertFiles {
+        cert: dir.path().join("dsmr.pem"),
+        key: dir.path().join("dsmr.key"),
+    };
+    std::fs::write(&files.cert, cert.pem()).unwrap();
+    std::fs::write(&files.key, key.serialize_pem()).unwrap();
+
+    let sim = crate::harness::fixture_sim().await;
+    let proxy = crate::harness::TlsProxy::start(&files, sim.addr()).await;
+    let broker = Broker::start();
+    let register = "selfsigned/reading/electricity_delivered_1";
+    let watcher = Watcher::connect(broker.port, &[register]).await;
+    let ca_file = files.cert.to_str().unwrap().to_owned();
+    let bridge = Bridge::start(&args(
+        &proxy.url(),
+        broker.port,
+        "selfsigned",
+        &["--dsmr-reader-ca-file", &ca_file],
+    ));
+    watcher
+        .wait_for("a value read over https", Duration::from_secs(20), |seen| {
+            seen.iter().any(|s| s.payload == "37562.774")
+        })
+        .await;
+    assert!(
+        !bridge.log().contains("DSMR-reader poll failed"),
+        "{}",
+        bridge.log()
+    );
+}
