@@ -433,3 +433,24 @@ async fn a_self_signed_ca_certificate_given_as_the_ca_file_is_trusted() {
         bridge.log()
     );
 }
+
+/// The retry waits with jitter (the broker's reconnects, the Supervisor) differ between
+/// processes: backon seeds its jitter from the OS only with its `std` feature, and used one
+/// fixed seed without it, so every bridge waited 1480, 3896, 6115 ms alike. Two backoffs built
+/// the same way draw different jitter here.
+#[test]
+fn retry_jitter_is_seeded_per_backoff() {
+    use backon::{BackoffBuilder, ExponentialBuilder};
+
+    let draws = || {
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_secs(1))
+            .with_max_delay(Duration::from_secs(30))
+            .with_jitter()
+            .without_max_times()
+            .build()
+            .take(8)
+            .collect::<Vec<Duration>>()
+    };
+    assert_ne!(draws(), draws(), "the same jitter twice");
+}
