@@ -248,7 +248,7 @@ pub struct Config {
     pub log_level: LevelFilter,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DsmrConfig {
     /// Always ends in `/`, so `join("api/v2/...")` keeps any path prefix of a reverse proxy.
     pub url: Url,
@@ -256,6 +256,22 @@ pub struct DsmrConfig {
     /// PEM bytes of an extra CA, already read so that a bad path fails at startup.
     pub ca_pem: Option<Vec<u8>>,
     pub poll_interval: Duration,
+}
+
+/// By hand: the URL's user info is a credential.
+impl std::fmt::Debug for DsmrConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut url = self.url.clone();
+        if url.password().is_some() {
+            let _ = url.set_password(Some("REDACTED"));
+        }
+        f.debug_struct("DsmrConfig")
+            .field("url", &url.as_str())
+            .field("api_key", &self.api_key)
+            .field("ca_pem", &self.ca_pem.as_ref().map(Vec::len))
+            .field("poll_interval", &self.poll_interval)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]

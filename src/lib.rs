@@ -75,10 +75,8 @@ pub async fn run_with(
     status: StatusReporter,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Stats> {
-    let mut shown_url = config.dsmr.url.clone();
     // User info in the URL is a credential: never logged.
-    let _ = shown_url.set_username("");
-    let _ = shown_url.set_password(None);
+    let shown_url = source::without_credentials(&config.dsmr.url);
     info!(
         version = env!("CARGO_PKG_VERSION"),
         dsmr_reader = %shown_url,

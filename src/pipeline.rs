@@ -13,11 +13,12 @@ use tracing::{debug, info};
 
 use crate::config::Config;
 use crate::dedup::{Dedup, Stats};
+use crate::map::catalog;
 use crate::map::discovery::Discovery;
 use crate::map::{self, MeterState, Topics};
 use crate::model::Message;
 use crate::sink::{Sink, SinkEvent};
-use crate::source::{SourceEvent, SourceRequest};
+use crate::source::{self, SourceEvent, SourceRequest};
 use crate::status::StatusReporter;
 
 /// How long to collect retained discovery configs at startup before cleaning up leftovers.
@@ -197,6 +198,18 @@ impl<S: Sink> Pipeline<S> {
                 for message in map::state_messages(&self.state, &self.topics, offered) {
                     self.dedup.offer(message);
                 }
+            }
+            SourceEvent::Absent(endpoint) => {
+                let endpoint = match endpoint {
+                    source::Endpoint::MeterStatistics => catalog::Endpoint::MeterStats,
+                    source::Endpoint::Reading => catalog::Endpoint::Reading,
+                    source::Endpoint::Today => catalog::Endpoint::Today,
+                    source::Endpoint::Peak => catalog::Endpoint::Peak,
+                    source::Endpoint::Monitoring => catalog::Endpoint::Monitoring,
+                    source::Endpoint::Version => catalog::Endpoint::Version,
+                };
+                self.state.forget(endpoint);
+                self.offer_discovery_if_changed();
             }
             SourceEvent::Reachable | SourceEvent::Unreachable => {
                 let reachable = matches!(event, SourceEvent::Reachable);

@@ -152,6 +152,18 @@ impl MeterState {
         offered
     }
 
+    /// DSMR-reader does not have `endpoint`: its entities go (Home Assistant removes them at
+    /// the next discovery) until it answers again.
+    pub fn forget(&mut self, endpoint: Endpoint) {
+        for (index, sensor) in SENSORS.iter().enumerate() {
+            if sensor.endpoint == endpoint && self.exists[index] {
+                self.exists[index] = false;
+                self.values[index] = None;
+                self.entities_changed |= sensor.announce;
+            }
+        }
+    }
+
     /// Sets DSMR-reader's reachability and returns its table index.
     pub fn set_reachable(&mut self, reachable: bool) -> usize {
         let index = catalog::health_index();
@@ -546,6 +558,25 @@ mod tests {
             )
             .is_some()
         );
+    }
+
+    /// An endpoint DSMR-reader turns out not to have (after a downgrade) takes its entities
+    /// along; the others stay.
+    #[test]
+    fn a_forgotten_endpoint_takes_its_entities_along() {
+        let mut state = MeterState::new("x");
+        state.apply(&fixture_snapshot(), NOW);
+        let peak = catalog::index_of("quarter_hour_peak").unwrap();
+        let register = catalog::index_of("electricity_delivered_1").unwrap();
+        assert!(state.entity_exists(peak));
+        state.take_entities_changed();
+        state.forget(Endpoint::Peak);
+        assert!(state.take_entities_changed());
+        assert!(!state.entity_exists(peak));
+        assert_eq!(state.value(peak), None);
+        assert!(state.entity_exists(register));
+        state.forget(Endpoint::Peak);
+        assert!(!state.take_entities_changed(), "nothing left to remove");
     }
 
     #[test]

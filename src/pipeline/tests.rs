@@ -575,3 +575,29 @@ async fn a_register_held_back_asks_the_source_for_meter_statistics() {
     ));
     assert_eq!(h.broker.retained(REGISTER).as_deref(), Some("37562.774"));
 }
+
+/// DSMR-reader turns out not to have the quarter-hour peak any more (a downgrade to 4.x): the
+/// electricity meter's discovery config is sent again without the peak's components, the
+/// other entities stay.
+#[tokio::test(start_paused = true)]
+async fn an_absent_endpoint_removes_its_entities_from_discovery() {
+    let h = Harness::running().await;
+    let configs = |h: &Harness| -> String {
+        h.broker
+            .lock()
+            .retained
+            .iter()
+            .filter(|(topic, _)| topic.starts_with("homeassistant/device/"))
+            .map(|(_, payload)| payload.clone())
+            .collect()
+    };
+    // Home Assistant removes a component whose config is only its platform.
+    let removed = r#""quarter_hour_peak":{"platform":"sensor"}"#;
+    let before = configs(&h);
+    assert!(before.contains("quarter_hour_peak") && !before.contains(removed));
+    h.event(SourceEvent::Absent(crate::source::Endpoint::Peak))
+        .await;
+    let after = configs(&h);
+    assert!(after.contains(removed), "{after}");
+    assert!(after.contains("electricity_delivered_1"), "{after}");
+}

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
-use secrecy::ExposeSecret;
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderName, HeaderValue, RETRY_AFTER};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use url::Url;
 
@@ -25,13 +25,16 @@ pub struct DsmrClient {
     base: Url,
     /// One URL per `Endpoint`, joined once.
     urls: [Url; Endpoint::ALL.len()],
-    auth: HeaderValue,
+    /// The header that carries the API key, and its value.
+    auth: (HeaderName, HeaderValue),
+    /// To cut the key out of an error body that echoes it.
+    api_key: SecretString,
 }
 
 impl std::fmt::Debug for DsmrClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DsmrClient")
-            .field("base", &self.base.as_str())
+            .field("base", &without_credentials(&self.base).as_str())
             .finish_non_exhaustive()
     }
 }
@@ -62,9 +65,17 @@ impl DsmrClient {
             .user_agent(concat!("dsmr-bridge/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| SourceError::Client(e.without_url()))?;
-        let mut auth = HeaderValue::from_str(&format!("Token {}", config.api_key.expose_secret()))
-            .map_err(|_| SourceError::KeyNotSendable)?;
-        auth.set_sensitive(true);
+        let key = config.api_key.expose_secret();
+        // User info in the URL is for a proxy in front of DSMR-reader: the HTTP client sends
+        // it as `Authorization: Basic`, which replaces a `Token` there, so the key then goes
+        // in DSMR-reader's other header.
+        let (name, value) = if config.url.username().is_empty() && config.url.password().is_none() {
+            (AUTHORIZATION, format!("Token {key}"))
+        } else {
+            (HeaderName::from_static("x-authkey"), key.to_owned())
+        };
+        let mut value = HeaderValue::from_str(&value).map_err(|_| SourceError::KeyNotSendable)?;
+        value.set_sensitive(true);
         let api = config.url.join("api/v2/").map_err(SourceError::Url)?;
         // A relative path joins any base that took `api/v2/`.
         let urls = Endpoint::ALL.map(|e| api.join(e.path()).expect("relative path joins"));
@@ -72,12 +83,13 @@ impl DsmrClient {
             http,
             base: config.url.clone(),
             urls,
-            auth,
+            auth: (name, value),
+            api_key: config.api_key.clone(),
         })
     }
 
-    /// The newest reading, optionally only if stamped at or after `since` (server-local
-    /// `YYYY-MM-DD HH:MM:SS`). The filter keeps DSMR-reader from counting its whole table.
+    /// The newest reading, optionally only if stamped at or after `since` (ISO 8601 with its
+    /// offset). The filter keeps DSMR-reader from counting its whole table.
     /// `None` when no reading matches.
     pub async fn latest_reading(&self, since: Option<&str>) -> Result<Option<Object>, SourceError> {
         let mut query = vec![("ordering", "-timestamp"), ("limit", "1")];
@@ -127,12 +139,17 @@ impl DsmrClient {
         let mut response = self
             .http
             .get(url)
-            .header(AUTHORIZATION, self.auth.clone())
+            .header(self.auth.0.clone(), self.auth.1.clone())
             .header(ACCEPT, "application/json")
             .send()
             .await
             .map_err(SourceError::from_reqwest)?;
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
         if response
             .content_length()
             .is_some_and(|l| l > MAX_BODY as u64)
@@ -147,10 +164,45 @@ impl DsmrClient {
             body.extend_from_slice(&chunk);
         }
         if !status.is_success() {
-            return Err(SourceError::from_status(status.as_u16(), &body, endpoint));
+            let body = redact(&body, self.api_key.expose_secret());
+            return Err(SourceError::from_status(
+                status.as_u16(),
+                &body,
+                endpoint,
+                retry_after,
+            ));
         }
         serde_json::from_slice(&body).map_err(|source| SourceError::NotJson { endpoint, source })
     }
+}
+
+/// `url` without user name and password, for logs and Debug output.
+pub fn without_credentials(url: &Url) -> Url {
+    let mut url = url.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url
+}
+
+/// `body` with every occurrence of `key` replaced: an error body (a proxy's, or a
+/// DSMR-reader's) may echo the key, and its text goes into the log.
+fn redact(body: &[u8], key: &str) -> Vec<u8> {
+    if key.is_empty() {
+        return body.to_vec();
+    }
+    let key = key.as_bytes();
+    let mut out = Vec::with_capacity(body.len());
+    let mut rest = body;
+    while !rest.is_empty() {
+        if rest.starts_with(key) {
+            out.extend_from_slice(b"[api key]");
+            rest = &rest[key.len()..];
+        } else {
+            out.push(rest[0]);
+            rest = &rest[1..];
+        }
+    }
+    out
 }
 
 fn object(endpoint: Endpoint, value: Value) -> Result<Object, SourceError> {
@@ -204,6 +256,23 @@ fn kind_of(value: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_echoed_key_is_cut_out_of_the_body() {
+        assert_eq!(
+            redact(br#"{"detail": "Invalid token KEY1 (KEY1)"}"#, "KEY1"),
+            br#"{"detail": "Invalid token [api key] ([api key])"}"#
+        );
+        assert_eq!(redact(b"KEY", "KEY"), b"[api key]");
+        assert_eq!(redact(b"no key", ""), b"no key");
+        let e = SourceError::from_status(
+            403,
+            &redact(br#"{"detail": "bad key SECRET"}"#, "SECRET"),
+            Endpoint::Version,
+            None,
+        );
+        assert!(!e.to_string().contains("SECRET"), "{e}");
+    }
 
     #[test]
     fn shape_errors_name_the_endpoint() {

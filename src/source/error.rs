@@ -2,6 +2,8 @@
 //! can act. The HTTP client's own error is kept as the source (without the URL, which may carry
 //! credentials), so the log shows the whole chain.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 use super::MAX_BODY;
@@ -29,6 +31,8 @@ pub enum SourceError {
     NotFound(Endpoint),
     #[error("DSMR-reader answered HTTP {0}")]
     Status(u16),
+    #[error("DSMR-reader answered HTTP {status} and asks to wait {retry_after_s} s")]
+    RetryLater { status: u16, retry_after_s: u64 },
     #[error("DSMR-reader did not answer in time")]
     Timeout(#[source] reqwest::Error),
     #[error(
@@ -91,7 +95,13 @@ impl SourceError {
         }
     }
 
-    pub(super) fn from_status(status: u16, body: &[u8], endpoint: Endpoint) -> Self {
+    /// `retry_after`: the `Retry-After` header in seconds, honoured on 429 and 503 only.
+    pub(super) fn from_status(
+        status: u16,
+        body: &[u8],
+        endpoint: Endpoint,
+        retry_after: Option<u64>,
+    ) -> Self {
         let detail = serde_json::from_slice::<Value>(body)
             .ok()
             .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_owned));
@@ -103,7 +113,19 @@ impl SourceError {
             }
             (401, _) => Self::Unauthorized,
             (404, _) => Self::NotFound(endpoint),
+            (429 | 503, _) if let Some(retry_after_s) = retry_after => Self::RetryLater {
+                status,
+                retry_after_s,
+            },
             _ => Self::Status(status),
+        }
+    }
+
+    /// How long DSMR-reader (or a proxy in front of it) asked to wait before the next request.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RetryLater { retry_after_s, .. } => Some(Duration::from_secs(*retry_after_s)),
+            _ => None,
         }
     }
 
@@ -141,22 +163,41 @@ mod tests {
 
     #[test]
     fn forbidden_bodies_become_advice() {
-        let e =
-            SourceError::from_status(403, br#"{"detail": "Invalid auth key"}"#, Endpoint::Version);
+        let e = SourceError::from_status(
+            403,
+            br#"{"detail": "Invalid auth key"}"#,
+            Endpoint::Version,
+            None,
+        );
         assert!(e.to_string().contains("dsmr_reader_api_key"));
         assert!(e.needs_user());
-        let e =
-            SourceError::from_status(403, br#"{"detail": "API is disabled"}"#, Endpoint::Version);
+        let e = SourceError::from_status(
+            403,
+            br#"{"detail": "API is disabled"}"#,
+            Endpoint::Version,
+            None,
+        );
         assert!(e.to_string().contains("enable it"));
         assert!(matches!(
-            SourceError::from_status(500, b"<html>", Endpoint::Version),
+            SourceError::from_status(500, b"<html>", Endpoint::Version, Some(7)),
             SourceError::Status(500)
         ));
     }
 
     #[test]
+    fn retry_after_is_taken_on_429_and_503() {
+        for status in [429, 503] {
+            let e = SourceError::from_status(status, b"", Endpoint::Reading, Some(7));
+            assert_eq!(e.retry_after(), Some(Duration::from_secs(7)), "{status}");
+            assert!(e.to_string().contains("asks to wait 7 s"), "{e}");
+        }
+        let e = SourceError::from_status(503, b"", Endpoint::Reading, None);
+        assert_eq!(e.retry_after(), None);
+    }
+
+    #[test]
     fn errors_name_the_endpoint() {
-        let e = SourceError::from_status(404, b"", Endpoint::MeterStatistics);
+        let e = SourceError::from_status(404, b"", Endpoint::MeterStatistics, None);
         assert!(
             e.to_string()
                 .contains("no api/v2/datalogger/meter-statistics (404)"),

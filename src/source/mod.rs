@@ -5,6 +5,9 @@ mod dsmr;
 mod error;
 mod outage;
 mod schedule;
+mod side;
+
+use std::time::Duration;
 
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -14,12 +17,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-pub use dsmr::{DsmrClient, MAX_BODY};
+pub use dsmr::{DsmrClient, MAX_BODY, without_credentials};
 pub use error::SourceError;
 pub use schedule::{Cadence, Due, Endpoint, Schedule};
 
 use crate::model::Snapshot;
 use outage::{Availability, Outage, next_poll};
+use side::SideHealth;
 
 /// What the source tells the pipeline.
 #[derive(Debug)]
@@ -29,6 +33,9 @@ pub enum SourceEvent {
     Reachable,
     /// DSMR-reader has been failing long enough to mark its entities unavailable.
     Unreachable,
+    /// DSMR-reader does not have this endpoint (404; DSMR-reader 4.x has no quarter-hour
+    /// peak): its entities are not announced, or removed.
+    Absent(Endpoint),
 }
 
 /// What the pipeline can ask of the source.
@@ -39,11 +46,12 @@ pub enum SourceRequest {
     MeterStatistics,
 }
 
-/// `timestamp__gte` takes server-local time without an offset; the reading's own offset is
-/// the server's.
+/// `timestamp__gte` with the reading's own offset (DSMR-reader's zone at that instant). A
+/// naive server-local time would be refused in the hour the clock repeats in autumn or skips
+/// in spring (Django cannot place it), and the filter would never advance again.
 fn filter_time(at: OffsetDateTime) -> Option<String> {
     at.format(format_description!(
-        "[year]-[month]-[day] [hour]:[minute]:[second]"
+        "[year]-[month]-[day]T[hour]:[minute]:[second][offset_hour sign:mandatory]:[offset_minute]"
     ))
     .ok()
 }
@@ -63,6 +71,8 @@ pub async fn run(
         schedule: Schedule::new(cadence, origin),
         since: None,
         outage: Outage::default(),
+        side: SideHealth::default(),
+        retry_after: None,
         requested_at: None,
         events,
     };
@@ -102,7 +112,12 @@ pub async fn run(
             () = poller.poll(at, asked) => {}
         }
         if ticked {
-            due = next_poll(due, Instant::now(), poller.schedule.cadence().reading);
+            due = next_poll(
+                due,
+                Instant::now(),
+                poller.schedule.cadence().reading,
+                poller.retry_after.take(),
+            );
         }
         if poller.events.is_closed() {
             return;
@@ -116,6 +131,10 @@ struct Poller {
     /// `timestamp__gte` for the next reading: the last reading's own time.
     since: Option<String>,
     outage: Outage,
+    /// Failures of the endpoints other than the reading, which do not count as an outage.
+    side: SideHealth,
+    /// The wait DSMR-reader asked for (`Retry-After`) when the last poll failed.
+    retry_after: Option<Duration>,
     /// When the pipeline's last request was served out of turn.
     requested_at: Option<Instant>,
     events: mpsc::Sender<SourceEvent>,
@@ -161,6 +180,7 @@ impl Poller {
         }
         let change = match result {
             Ok(()) => {
+                self.retry_after = None;
                 if self.outage.failures() > 0 {
                     info!(
                         failed_polls = self.outage.failures(),
@@ -170,6 +190,7 @@ impl Poller {
                 self.outage.answered()
             }
             Err(error) => {
+                self.retry_after = error.retry_after();
                 // The meter may have changed while DSMR-reader was away: its identity first.
                 self.schedule.force(Endpoint::MeterStatistics);
                 let needs_user = error.needs_user();
@@ -203,32 +224,113 @@ impl Poller {
         let _ = self.events.send(event).await;
     }
 
-    /// Asks each endpoint in poll order; the first failure ends the poll.
+    /// Asks each endpoint in poll order. Only the reading decides whether the poll failed:
+    /// a side endpoint that fails while the reading answers affects only its own entities
+    /// (see `side`). When the reading fails, DSMR-reader itself is in trouble: the poll ends
+    /// there and side endpoints that failed with it stay due.
     async fn fetch(
         &mut self,
         at: Instant,
         asked: Due,
         snapshot: &mut Snapshot,
     ) -> Result<(), SourceError> {
+        let mut side_failures = Vec::new();
         for endpoint in asked.iter() {
-            match endpoint {
-                Endpoint::MeterStatistics => {
-                    snapshot.meter_stats = Some(self.client.meter_statistics().await?);
-                }
+            let result = match endpoint {
+                Endpoint::MeterStatistics => self
+                    .client
+                    .meter_statistics()
+                    .await
+                    .map(|o| snapshot.meter_stats = Some(o)),
                 Endpoint::Reading => {
-                    snapshot.reading = self.client.latest_reading(self.since.as_deref()).await?;
-                    self.follow(snapshot.reading.as_ref());
+                    match self.client.latest_reading(self.since.as_deref()).await {
+                        Ok(reading) => {
+                            snapshot.reading = reading;
+                            self.follow(snapshot.reading.as_ref());
+                            Ok(())
+                        }
+                        Err(error) => return Err(error),
+                    }
                 }
-                Endpoint::Today => snapshot.today = self.client.today().await?,
-                Endpoint::Peak => snapshot.peak = self.client.quarter_hour_peak().await?,
-                Endpoint::Monitoring => {
-                    snapshot.monitoring = Some(self.client.monitoring().await?);
+                Endpoint::Today => self.client.today().await.map(|o| snapshot.today = o),
+                Endpoint::Peak => self
+                    .client
+                    .quarter_hour_peak()
+                    .await
+                    .map(|o| snapshot.peak = o),
+                Endpoint::Monitoring => self
+                    .client
+                    .monitoring()
+                    .await
+                    .map(|o| snapshot.monitoring = Some(o)),
+                Endpoint::Version => self
+                    .client
+                    .version()
+                    .await
+                    .map(|o| snapshot.version = Some(o)),
+            };
+            match result {
+                Ok(()) => {
+                    self.schedule.fetched(endpoint, at);
+                    let failed_before = self.side.answered(endpoint);
+                    if failed_before > 0 {
+                        info!(
+                            endpoint = %endpoint,
+                            failed_polls = failed_before,
+                            "DSMR-reader endpoint answers again"
+                        );
+                    }
                 }
-                Endpoint::Version => snapshot.version = Some(self.client.version().await?),
+                Err(error) => side_failures.push((endpoint, error)),
             }
-            self.schedule.fetched(endpoint, at);
+        }
+        // Meter statistics asked out of turn, without the reading, stand for DSMR-reader.
+        if !asked.contains(Endpoint::Reading)
+            && let Some((_, error)) = side_failures.pop()
+        {
+            return Err(error);
+        }
+        for (endpoint, error) in side_failures {
+            self.side_failed(endpoint, at, &error).await;
         }
         Ok(())
+    }
+
+    /// A side endpoint failed while the reading answered: logged once, asked again on its own
+    /// backoff (hourly when DSMR-reader does not have it); its entities keep their last values.
+    async fn side_failed(&mut self, endpoint: Endpoint, at: Instant, error: &SourceError) {
+        let absent = matches!(error, SourceError::NotFound(_));
+        let period = self.schedule.cadence().period(endpoint);
+        let failed = self.side.failed(endpoint, period, absent);
+        let asked = error
+            .retry_after()
+            .map_or(Duration::ZERO, |wait| wait.min(outage::MAX_RETRY_AFTER));
+        let retry_in = failed.retry_in.max(asked);
+        self.schedule.retry_after(endpoint, at, retry_in);
+        let retry_in_s = retry_in.as_secs();
+        let error: &(dyn std::error::Error + 'static) = error;
+        match (absent, failed.first) {
+            (true, true) => {
+                info!(
+                    endpoint = %endpoint,
+                    retry_in_s,
+                    "DSMR-reader does not have this endpoint (an older version?); its entities are left out"
+                );
+                let _ = self.events.send(SourceEvent::Absent(endpoint)).await;
+            }
+            (false, true) => warn!(
+                endpoint = %endpoint,
+                error,
+                retry_in_s,
+                "DSMR-reader endpoint failed; its entities keep their last values, retrying with backoff"
+            ),
+            (_, false) => debug!(
+                endpoint = %endpoint,
+                error,
+                retry_in_s,
+                "DSMR-reader endpoint still failing"
+            ),
+        }
     }
 
     /// Sets the filter of the next reading request from this one.
@@ -257,11 +359,53 @@ mod tests {
 
     use super::*;
 
+    /// Cancelled while DSMR-reader has a request hanging (accepted, never answered), the
+    /// source ends at once: on the paused clock no time passes, where waiting for the request
+    /// would have let the clock run to its 10 s timeout.
+    #[tokio::test(start_paused = true)]
+    async fn cancel_ends_the_source_while_a_request_hangs() {
+        crate::tls::install_crypto_provider();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = url::Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        let interval = Duration::from_secs(10);
+        let client = DsmrClient::new(&crate::config::DsmrConfig {
+            url,
+            api_key: "key".into(),
+            ca_pem: None,
+            poll_interval: interval,
+        })
+        .unwrap();
+        let (events, _events) = mpsc::channel(8);
+        let (_requests, requests) = mpsc::channel(1);
+        let shutdown = CancellationToken::new();
+        let source = tokio::spawn(run(
+            client,
+            Cadence::new(interval),
+            events,
+            requests,
+            shutdown.clone(),
+        ));
+        let (_held, _) = listener.accept().await.unwrap();
+        let cancelled_at = Instant::now();
+        shutdown.cancel();
+        source.await.unwrap();
+        assert_eq!(Instant::now() - cancelled_at, Duration::ZERO);
+    }
+
     #[test]
-    fn filter_uses_server_local_time() {
+    fn filter_carries_the_readings_offset() {
         assert_eq!(
             filter_time(datetime!(2026-11-26 14:02:14 +01:00)).as_deref(),
-            Some("2026-11-26 14:02:14")
+            Some("2026-11-26T14:02:14+01:00")
+        );
+        // The repeated autumn hour, told apart by its offset.
+        assert_eq!(
+            filter_time(datetime!(2026-10-25 02:30:00.5 +02:00)).as_deref(),
+            Some("2026-10-25T02:30:00+02:00")
+        );
+        assert_eq!(
+            filter_time(datetime!(2026-10-25 01:30:00 UTC)).as_deref(),
+            Some("2026-10-25T01:30:00+00:00")
         );
     }
 }

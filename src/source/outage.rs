@@ -32,11 +32,25 @@ pub fn request_timeout(poll_interval: Duration) -> Duration {
     poll_interval.clamp(MIN_REQUEST_TIMEOUT, MAX_REQUEST_TIMEOUT)
 }
 
+/// The longest wait a `Retry-After` from DSMR-reader (or a proxy in front of it) imposes: a
+/// minute, so a proxy's hour cannot keep the entities stale that long.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
 /// When the poll after one that was due at `due` and finished at `finished` starts: one
 /// interval after `due` (so polls keep their grid and the schedule its minutes), or at once
-/// if the poll ran over.
-pub fn next_poll(due: Instant, finished: Instant, interval: Duration) -> Instant {
-    (due + interval).max(finished)
+/// if the poll ran over; not before a `Retry-After` the failed poll was given has passed
+/// (up to `MAX_RETRY_AFTER`).
+pub fn next_poll(
+    due: Instant,
+    finished: Instant,
+    interval: Duration,
+    retry_after: Option<Duration>,
+) -> Instant {
+    let next = (due + interval).max(finished);
+    match retry_after {
+        Some(wait) => next.max(finished + wait.min(MAX_RETRY_AFTER)),
+        None => next,
+    }
 }
 
 /// What the pipeline hears about DSMR-reader's availability.
@@ -155,7 +169,7 @@ mod tests {
                     };
                 }
             }
-            due = next_poll(due, finished, interval);
+            due = next_poll(due, finished, interval, None);
         }
     }
 
@@ -201,6 +215,27 @@ mod tests {
         assert!(
             seen.unreachable_after.unwrap() <= Duration::from_secs(20),
             "{seen:?}"
+        );
+    }
+
+    #[test]
+    fn retry_after_delays_the_next_poll_within_a_minute() {
+        let due = Instant::now();
+        let finished = due + Duration::from_millis(20);
+        let interval = Duration::from_secs(5);
+        assert_eq!(next_poll(due, finished, interval, None), due + interval);
+        // Shorter than the interval: the interval holds.
+        assert_eq!(
+            next_poll(due, finished, interval, Some(Duration::from_secs(2))),
+            due + interval
+        );
+        assert_eq!(
+            next_poll(due, finished, interval, Some(Duration::from_secs(7))),
+            finished + Duration::from_secs(7)
+        );
+        assert_eq!(
+            next_poll(due, finished, interval, Some(Duration::from_secs(3600))),
+            finished + MAX_RETRY_AFTER
         );
     }
 

@@ -201,6 +201,13 @@ impl Schedule {
         self.forced = self.forced.with(endpoint);
     }
 
+    /// `endpoint` failed in the poll at `at` and is asked again `delay` later (a side
+    /// endpoint on its own backoff), not at the next poll.
+    pub fn retry_after(&mut self, endpoint: Endpoint, at: Instant, delay: Duration) {
+        self.forced = Due(self.forced.0 & !endpoint.bit());
+        self.next[endpoint as usize] = at + delay;
+    }
+
     /// `endpoint` answered in the poll at `at`: it is next due at its first grid point more
     /// than half a poll interval later.
     pub fn fetched(&mut self, endpoint: Endpoint, at: Instant) {

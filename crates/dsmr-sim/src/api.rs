@@ -10,11 +10,12 @@ use std::collections::HashMap;
 use serde::Serialize;
 use serde::ser::SerializeMap;
 use serde_json::Value;
-use time::{Date, Duration, Month, OffsetDateTime, Time, UtcOffset};
+use time::{Date, Duration, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
 use super::Fault;
 use super::meter::{MeterModel, PhaseReading, Reading};
 use super::telegram::{self, MeterIds};
+use super::zone::{TimeZone, Unplaceable};
 
 /// DRF's `PAGE_SIZE`.
 const DEFAULT_LIMIT: usize = 25;
@@ -92,6 +93,8 @@ pub(crate) struct Context<'a> {
     pub now: OffsetDateTime,
     /// `host[:port]` for absolute pagination links.
     pub host: &'a str,
+    /// The server's time zone: timestamps are printed in it, naive filter times placed in it.
+    pub zone: &'a TimeZone,
 }
 
 impl Context<'_> {
@@ -100,7 +103,7 @@ impl Context<'_> {
     }
 
     fn ts(&self, t: OffsetDateTime) -> String {
-        iso(self.meter_time(t))
+        iso(self.zone.local(self.meter_time(t)))
     }
 }
 
@@ -571,7 +574,7 @@ fn list<const N: usize>(
     unfiltered_count: Option<usize>,
     render: impl Fn(usize) -> Obj,
 ) -> Reply {
-    let bounds = match Bounds::parse(query, spec.filters, ctx.model.offset()) {
+    let bounds = match Bounds::parse(query, spec.filters, ctx.zone) {
         Ok(bounds) => bounds,
         Err(errors) => return Reply::json(400, &errors),
     };
@@ -638,7 +641,7 @@ struct Bounds {
 }
 
 impl Bounds {
-    fn parse(query: &Query, names: [&'static str; 3], local: UtcOffset) -> Result<Self, Obj> {
+    fn parse(query: &Query, names: [&'static str; 3], zone: &TimeZone) -> Result<Self, Obj> {
         let mut errors = Obj::new();
         let mut parsed = [None; 3];
         for (slot, name) in parsed.iter_mut().zip(names) {
@@ -646,8 +649,20 @@ impl Bounds {
             let Some(value) = query.get(name).filter(|v| !v.is_empty()) else {
                 continue;
             };
-            match parse_filter_datetime(value, local) {
-                Some(t) => *slot = Some(t),
+            match parse_filter_parts(value) {
+                Some((at, Some(offset))) => *slot = Some(at.assume_offset(offset)),
+                Some((naive, None)) => match zone.place(naive) {
+                    Ok(t) => *slot = Some(t),
+                    Err(Unplaceable::Ambiguous | Unplaceable::Missing) => {
+                        // Django's `from_current_timezone`, word for word.
+                        let message = format!(
+                            "{} couldn\u{2019}t be interpreted in time zone {}; it may be ambiguous or it may not exist.",
+                            python_str(naive),
+                            zone.name()
+                        );
+                        errors = errors.put(name, vec![message]);
+                    }
+                },
                 None => errors = errors.put(name, vec!["Enter a valid date/time."]),
             }
         }
@@ -669,10 +684,32 @@ impl Bounds {
     }
 }
 
+/// A naive datetime as Python's `str()` prints it: microseconds only when non-zero.
+fn python_str(t: PrimitiveDateTime) -> String {
+    let mut out = format!(
+        "{} {:02}:{:02}:{:02}",
+        iso_date(t.date()),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    if t.microsecond() != 0 {
+        out.push_str(&format!(".{:06}", t.microsecond()));
+    }
+    out
+}
+
+/// A filter value read with `local` as the server's fixed offset (the unit tests' view).
+#[cfg(test)]
+pub(crate) fn parse_filter_datetime(value: &str, local: UtcOffset) -> Option<OffsetDateTime> {
+    parse_filter_parts(value).map(|(t, offset)| t.assume_offset(offset.unwrap_or(local)))
+}
+
 /// Parses a filter value the way Django's `DateTimeField` does: `parse_datetime` (ISO 8601
 /// with `T` or a space, optional seconds, fraction and `Z`/`±HH[:MM]`), then the
-/// `YYYY-MM-DD` input format. Values without an offset are server-local time.
-pub(crate) fn parse_filter_datetime(value: &str, local: UtcOffset) -> Option<OffsetDateTime> {
+/// `YYYY-MM-DD` input format. Values without an offset come back without one: the server's
+/// time zone places them (or refuses to).
+pub(crate) fn parse_filter_parts(value: &str) -> Option<(PrimitiveDateTime, Option<UtcOffset>)> {
     let mut c = Cursor::new(value.trim());
     let year = c.digits(4, 4)?;
     c.eat(b'-').then_some(())?;
@@ -686,7 +723,7 @@ pub(crate) fn parse_filter_datetime(value: &str, local: UtcOffset) -> Option<Off
     )
     .ok()?;
     if c.done() {
-        return Some(date.midnight().assume_offset(local));
+        return Some((date.midnight(), None));
     }
     if !(c.eat(b'T') || c.eat(b' ')) {
         return None;
@@ -704,7 +741,7 @@ pub(crate) fn parse_filter_datetime(value: &str, local: UtcOffset) -> Option<Off
         }
     }
     c.skip_whitespace();
-    let offset = c.offset()?.unwrap_or(local);
+    let offset = c.offset()?;
     if !c.done() {
         return None;
     }
@@ -715,7 +752,7 @@ pub(crate) fn parse_filter_datetime(value: &str, local: UtcOffset) -> Option<Off
         micro,
     )
     .ok()?;
-    Some(date.with_time(time).assume_offset(offset))
+    Some((date.with_time(time), offset))
 }
 
 /// A byte cursor for the small grammar of Django's datetime regex.
@@ -1048,6 +1085,7 @@ mod tests {
         model: MeterModel,
         overrides: HashMap<String, Option<String>>,
         shift: Duration,
+        zone: TimeZone,
     }
 
     impl Fixture {
@@ -1055,6 +1093,10 @@ mod tests {
             let mut model = MeterModel::new(&opts);
             model.advance_to(opts.start + Duration::seconds(20 * 60));
             Self {
+                zone: opts
+                    .zone
+                    .clone()
+                    .unwrap_or(TimeZone::Fixed(opts.start.offset())),
                 model,
                 overrides: HashMap::new(),
                 shift: Duration::ZERO,
@@ -1095,6 +1137,7 @@ mod tests {
                 shift: self.shift,
                 now: self.model.now(),
                 host: "127.0.0.1:8000",
+                zone: &self.zone,
             };
             let req = Request {
                 method,
@@ -1214,6 +1257,53 @@ mod tests {
         assert_eq!(plus.status, 400);
         let empty = f.get("/api/v2/datalogger/dsmrreading?timestamp__gte=&limit=1");
         assert_eq!(json(&empty)["count"], 1_201);
+    }
+
+    /// DSMR-reader in Europe/Amsterdam around the autumn change: timestamps carry the offset
+    /// of their instant, a naive filter time in the repeated hour is refused as Django refuses
+    /// it, and the same time with its offset is taken.
+    #[test]
+    fn naive_filter_times_the_zone_cannot_place_are_refused() {
+        let mut f = Fixture::new(SimOptions {
+            start: datetime!(2026-10-25 00:45:00 UTC),
+            zone: Some(TimeZone::europe_amsterdam()),
+            ..SimOptions::default()
+        });
+        f.model.advance_to(datetime!(2026-10-25 01:05:00 UTC));
+        let page = json(&f.get("/api/v2/datalogger/dsmrreading?ordering=timestamp&limit=1"));
+        assert_eq!(page["results"][0]["timestamp"], "2026-10-25T02:50:01+02:00");
+        let page = json(&f.get("/api/v2/datalogger/dsmrreading?ordering=-timestamp&limit=1"));
+        assert_eq!(page["results"][0]["timestamp"], "2026-10-25T02:05:00+01:00");
+
+        let naive = f.get("/api/v2/datalogger/dsmrreading?timestamp__gte=2026-10-25%2002:30:00");
+        assert_eq!(naive.status, 400);
+        assert_eq!(
+            naive.body,
+            "{\"timestamp__gte\":[\"2026-10-25 02:30:00 couldn\u{2019}t be interpreted in time zone Europe/Amsterdam; it may be ambiguous or it may not exist.\"]}"
+        );
+        let aware = json(&f.get(
+            "/api/v2/datalogger/dsmrreading?timestamp__gte=2026-10-25T02:00:00%2B01:00&ordering=-timestamp",
+        ));
+        assert_eq!(aware["count"], 301, "01:00:00 to 01:05:00 UTC");
+        let utc =
+            json(&f.get("/api/v2/datalogger/dsmrreading?timestamp__gte=2026-10-25T01:00:00Z"));
+        assert_eq!(utc["count"], 301);
+
+        let spring = Fixture::new(SimOptions {
+            start: datetime!(2026-03-29 00:45:00 UTC),
+            zone: Some(TimeZone::europe_amsterdam()),
+            ..SimOptions::default()
+        });
+        let missing =
+            spring.get("/api/v2/datalogger/dsmrreading?timestamp__gte=2026-03-29%2002:15:00");
+        assert_eq!(missing.status, 400);
+        assert!(
+            missing.body.contains("2026-03-29 02:15:00 couldn"),
+            "{}",
+            missing.body
+        );
+        let page = json(&spring.get("/api/v2/datalogger/dsmrreading?ordering=-timestamp&limit=1"));
+        assert_eq!(page["results"][0]["timestamp"], "2026-03-29T03:05:00+02:00");
     }
 
     #[test]

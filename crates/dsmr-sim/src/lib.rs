@@ -12,6 +12,7 @@
 mod api;
 pub mod meter;
 mod telegram;
+mod zone;
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -35,6 +36,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use url::Url;
 
 pub use meter::{MeterModel, Reading, Registers};
+pub use zone::TimeZone;
 
 /// The fields of a DSMR-reader 5.11 reading (`/api/v2/datalogger/dsmrreading`), in the order
 /// of the captured `v2_datalogger_dsmrreading_latest.json`; the simulator writes them so.
@@ -100,6 +102,9 @@ pub struct SimOptions {
     pub seed: u64,
     /// Reported by `application/version`.
     pub version: String,
+    /// The server's time zone, in which timestamps are printed and naive filter times are
+    /// placed; `None`: `start`'s offset all year.
+    pub zone: Option<TimeZone>,
 }
 
 impl Default for SimOptions {
@@ -118,6 +123,7 @@ impl Default for SimOptions {
             speed: 1.0,
             seed: 1,
             version: "5.11.0".to_owned(),
+            zone: None,
         }
     }
 }
@@ -174,6 +180,7 @@ struct Shared {
 
 struct State {
     api_key: String,
+    zone: TimeZone,
     version: String,
     equipment_id: String,
     gas_equipment_id: String,
@@ -233,6 +240,10 @@ impl State {
     fn new(opts: &SimOptions) -> Self {
         Self {
             api_key: opts.api_key.clone(),
+            zone: opts
+                .zone
+                .clone()
+                .unwrap_or(TimeZone::Fixed(opts.start.offset())),
             version: opts.version.clone(),
             equipment_id: opts.equipment_id.clone(),
             gas_equipment_id: opts.gas_equipment_id.clone(),
@@ -300,6 +311,7 @@ impl State {
                     shift: self.timestamp_shift,
                     now: self.clock.now(),
                     host,
+                    zone: &self.zone,
                 };
                 api::respond(&ctx, req)
             }
