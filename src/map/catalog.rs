@@ -768,6 +768,11 @@ pub fn index_of(key: &str) -> Option<usize> {
     SENSORS.iter().position(|s| s.key == key)
 }
 
+/// Table indices of the meter registers (`register_max_per_hour`).
+pub fn register_indices() -> impl Iterator<Item = usize> {
+    (0..SENSORS.len()).filter(|&i| SENSORS[i].register_max_per_hour.is_some())
+}
+
 /// The table index of DSMR-reader's reachability.
 pub fn health_index() -> usize {
     SENSORS

@@ -181,6 +181,22 @@ impl Discovery {
         true
     }
 
+    /// The device id of the retained config (found at startup) that holds `device`'s entities,
+    /// when exactly one does.
+    pub fn retained_device_of(&self, device: Device) -> Option<Arc<str>> {
+        let mut owners = self.known.iter().filter(|(_, components)| {
+            components.iter().any(|key| {
+                SENSORS
+                    .iter()
+                    .any(|s| s.key == key && s.device == device && s.announce)
+            })
+        });
+        match (owners.next(), owners.next()) {
+            (Some((id, _)), None) => Some(id.clone()),
+            _ => None,
+        }
+    }
+
     /// Discovery messages for the current state, in `ANNOUNCE_ORDER`: a config per device that
     /// has entities (with removal stubs for components it had before), then an empty config
     /// for each device that no longer has any.

@@ -19,6 +19,7 @@ mod telegram;
 mod topics;
 mod value;
 
+pub use guard::RetainedRegister;
 pub use state::MeterState;
 pub use telegram::MeterIdentity;
 pub use topics::{Topics, state_messages};

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use tracing::{info, warn};
 
 use super::catalog::{self, Device, Endpoint, Kind, SENSORS, Sensor};
-use super::guard::RegisterGuard;
+use super::guard::{Reader, RegisterGuard, RetainedRegister};
 use super::telegram::{self, MeterIdentity};
 use super::value::{Accepted, Rejection, displays_as, parse_timestamp, parse_value};
 use crate::model::{Object, Snapshot};
@@ -152,6 +152,18 @@ impl MeterState {
         offered
     }
 
+    /// From now on, no meter register's first value is published before `retained_registers`
+    /// says what the broker holds from an earlier run.
+    pub fn expect_retained_registers(&mut self) {
+        self.guard.expect_retained();
+    }
+
+    /// The registers the broker retained from an earlier run: a first value lower than these
+    /// is held back (for the same meter), as Home Assistant would count a meter reset.
+    pub fn retained_registers(&mut self, retained: Vec<RetainedRegister>) {
+        self.guard.retained_registers(retained);
+    }
+
     /// Sets DSMR-reader's reachability and returns its table index.
     pub fn set_reachable(&mut self, reachable: bool) -> usize {
         let index = catalog::health_index();
@@ -197,6 +209,13 @@ impl MeterState {
                 tariff_2 = two,
                 "Tariffs labelled by the meter's country (from its telegram)"
             );
+        }
+        // The telegram names the meters the fallback ids stood for: the same registers.
+        for device in [Device::Electricity, Device::Gas] {
+            let (old, new) = (self.identity.id_of(device), found.id_of(device));
+            if old != new && !self.identity.is_identified(device) {
+                self.guard.rename(old, new);
+            }
         }
         if found != self.identity {
             self.identity = found;
@@ -266,10 +285,18 @@ impl MeterState {
                 // Null: the meter does not report it now; keep the last value, offer nothing.
                 Ok(None) => {}
                 Err(rejection) => {
+                    if rejection.keeps_entity() && !self.exists[index] {
+                        self.exists[index] = true;
+                        self.entities_changed |= sensor.announce;
+                    }
                     self.identity_doubt |= rejection.by_register_guard();
                     if self.warned.insert((index, rejection)) {
-                        let last = self.values[index].as_deref().unwrap_or("none");
-                        rejection.warn(sensor.field, raw, last);
+                        let retained = self.guard.retained(index).map(|r| r.text.as_str());
+                        let last = match rejection {
+                            Rejection::BelowRetained => retained,
+                            _ => self.values[index].as_deref(),
+                        };
+                        rejection.warn(sensor.field, raw, last.unwrap_or("none"));
                     }
                 }
             }
@@ -277,9 +304,10 @@ impl MeterState {
     }
 
     /// Checks a field's value against its kind and, for a meter register, against the register
-    /// guard. Changes nothing: what a register reading must be recorded as comes back with it.
+    /// guard. Changes nothing but the guard's first value in waiting: what a register reading
+    /// must be recorded as comes back with it.
     fn check<'v>(
-        &self,
+        &mut self,
         index: usize,
         sensor: &Sensor,
         raw: &'v Value,
@@ -314,7 +342,16 @@ impl MeterState {
                     _ => at,
                 };
                 let device = self.identity.id_of(sensor.device);
-                self.guard.check(device, index, value, at, max_per_hour)?;
+                let reader = Reader {
+                    device,
+                    identified: self.identity.is_identified(sensor.device),
+                };
+                if let Err(rejection) = self.guard.check(reader, index, value, at, max_per_hour) {
+                    if rejection == Rejection::Unconfirmed {
+                        self.guard.propose(device, index, value, at);
+                    }
+                    return Err(rejection);
+                }
                 Some(RegisterReading {
                     device: device.clone(),
                     value,
@@ -385,6 +422,8 @@ mod tests {
     fn unchanged_values_keep_their_text_and_changed_ones_replace_it() {
         let mut state = MeterState::new("x");
         let snapshot = fixture_snapshot();
+        // Twice: a register's first value waits for a second reading.
+        state.apply(&snapshot, NOW);
         state.apply(&snapshot, NOW);
         let before = state.values.clone();
         let mut next = snapshot.clone();
@@ -440,6 +479,11 @@ mod tests {
         let mut state = MeterState::new("x");
         let t0 = "2026-11-26T14:02:14+01:00";
         assert_eq!(
+            register_value(&mut state, &reading_with(t0, json!("100.000")), NOW),
+            None,
+            "a first value waits for a second reading"
+        );
+        assert_eq!(
             register_value(&mut state, &reading_with(t0, json!("100.000")), NOW).as_deref(),
             Some("100.000")
         );
@@ -477,11 +521,19 @@ mod tests {
     #[test]
     fn a_register_held_back_by_the_guard_raises_identity_doubt_once() {
         let mut state = MeterState::new("x");
+        // The meter's telegram is known: a new one in it later is a swap.
+        let stats = Snapshot {
+            meter_stats: Some(fixtures::meter_stats()),
+            ..Snapshot::default()
+        };
+        state.apply(&stats, NOW);
         let t0 = "2026-11-26T14:02:14+01:00";
         let t1 = "2026-11-26T14:02:19+01:00";
         assert!(!state.take_identity_doubt());
         register_value(&mut state, &reading_with(t0, json!("100.000")), NOW);
         assert!(!state.take_identity_doubt(), "a first value is no doubt");
+        register_value(&mut state, &reading_with(t0, json!("100.000")), NOW);
+        assert!(!state.take_identity_doubt(), "nor its confirmation");
         for held_back in ["0.000", "99.000", "5000.000"] {
             assert_eq!(
                 register_value(&mut state, &reading_with(t1, json!(held_back)), NOW),
@@ -504,6 +556,8 @@ mod tests {
         let mut swapped = reading_with("2026-11-26T14:02:24+01:00", json!("0.010"));
         swapped.meter_stats = Some(fixtures::meter_stats());
         let swapped = fixtures::swapped_meter(swapped);
+        assert_eq!(register_value(&mut state, &swapped, NOW), None);
+        assert!(!state.take_identity_doubt());
         assert_eq!(
             register_value(&mut state, &swapped, NOW).as_deref(),
             Some("0.010")
@@ -514,6 +568,11 @@ mod tests {
     #[test]
     fn old_and_future_readings_are_skipped() {
         let mut state = MeterState::new("x");
+        register_value(
+            &mut state,
+            &reading_with("2026-11-26T14:02:14+01:00", json!("100.000")),
+            NOW,
+        );
         assert!(
             register_value(
                 &mut state,
@@ -613,6 +672,14 @@ mod tests {
         let topics = Topics::new("b");
         let offered = state.apply(&swapped, NOW + time::Duration::minutes(3));
         assert!(state.take_entities_changed());
+        let messages = published(&state, &topics, offered);
+        assert!(
+            !messages
+                .iter()
+                .any(|(t, _)| t == "b/reading/electricity_delivered_1"),
+            "the new meter's first value waits for a second reading"
+        );
+        let offered = state.apply(&swapped, NOW + time::Duration::minutes(3));
         assert_eq!(
             state.identity().electricity.as_ref(),
             format!("dsmrbridge_{}", fixtures::NEW_METER)
@@ -864,6 +931,13 @@ mod fuzz {
                 state.apply(&snapshot, NOW + time::Duration::minutes(10));
                 state.value(gas).map(str::to_owned)
             };
+            // Twice: a first value waits for a second reading.
+            poll(
+                "2026-11-26T14:00:05+01:00",
+                "2026-11-26T14:00:00+01:00",
+                "11268.833",
+                &mut state,
+            );
             let ok = poll(
                 "2026-11-26T14:00:10+01:00",
                 "2026-11-26T14:00:00+01:00",
