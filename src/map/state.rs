@@ -33,6 +33,8 @@ pub struct MeterState {
     identity: MeterIdentity,
     /// Of the telegram lines the identity was last read from.
     identity_fingerprint: Option<u64>,
+    /// Meter statistics have carried a telegram: the identity is the meter's, not a guess.
+    identity_known: bool,
     reader_version: Option<String>,
     guard: RegisterGuard,
     last_reading_at: Option<OffsetDateTime>,
@@ -58,6 +60,7 @@ impl MeterState {
             exists,
             identity: MeterIdentity::fallback(fallback_id),
             identity_fingerprint: None,
+            identity_known: false,
             reader_version: None,
             guard: RegisterGuard::default(),
             last_reading_at: None,
@@ -72,6 +75,12 @@ impl MeterState {
 
     pub fn identity(&self) -> &MeterIdentity {
         &self.identity
+    }
+
+    /// Whether a telegram has named the meters (after a restart DSMR-reader has none for a
+    /// while, and the identity is the fallback until then).
+    pub fn identity_known(&self) -> bool {
+        self.identity_known
     }
 
     pub fn reader_version(&self) -> Option<&str> {
@@ -183,6 +192,11 @@ impl MeterState {
         let Some(Value::String(telegram)) = stats.get("latest_telegram") else {
             return;
         };
+        if !self.identity_known {
+            self.identity_known = true;
+            // Discovery held the meter devices back until now.
+            self.entities_changed = true;
+        }
         let fingerprint = telegram::identity_fingerprint(telegram);
         if self.identity_fingerprint == Some(fingerprint) {
             return;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rumqttc::QoS;
 
-use crate::harness::{Bridge, Broker, Watcher, args, fixture_sim};
+use crate::harness::{Bridge, Broker, Watcher, args, fixture, fixture_sim};
 
 const LONG: Duration = Duration::from_secs(20);
 
@@ -58,5 +58,90 @@ async fn a_retained_register_is_never_undercut_after_a_restart() {
             .count(),
         1,
         "said once"
+    );
+}
+
+const ELECTRICITY: &str = "homeassistant/device/dsmrbridge_12345678901234567890123456789000/config";
+const GAS: &str = "homeassistant/device/dsmrbridge_12345678901234567890123456789001/config";
+
+/// Meter statistics as DSMR-reader answers them right after its own restart: no telegram yet.
+fn statistics_without_telegram() -> String {
+    let mut stats: serde_json::Value =
+        serde_json::from_str(&fixture("v2_datalogger_meter-statistics.json")).expect("JSON");
+    stats["latest_telegram"] = serde_json::Value::Null;
+    stats.to_string()
+}
+
+/// A restart of the bridge while DSMR-reader has no telegram yet (`latest_telegram: null`)
+/// keeps the meter devices the broker retains: their configs are never emptied (Home
+/// Assistant would delete the devices, with the user's entity ids and areas) and no
+/// placeholder device appears; once the telegram names the meter, its devices are announced
+/// as before.
+#[tokio::test]
+async fn meter_devices_survive_a_start_without_a_telegram() {
+    let broker = Broker::start();
+    let sim = fixture_sim().await;
+    let watcher = Watcher::connect(broker.port, &["homeassistant/device/#"]).await;
+    let mut first = Bridge::start(&args(&sim.url(), broker.port, "devices", &[]));
+    watcher
+        .wait_for("the meter devices", LONG, |seen| {
+            [ELECTRICITY, GAS]
+                .iter()
+                .all(|t| seen.iter().any(|s| s.topic == *t && !s.payload.is_empty()))
+        })
+        .await;
+    first.signal("TERM");
+    assert_eq!(first.wait_exit(Duration::from_secs(5)), Some(0));
+
+    let stats = "/api/v2/datalogger/meter-statistics";
+    sim.override_endpoint(
+        stats,
+        200,
+        "application/json",
+        statistics_without_telegram(),
+    );
+    watcher.clear();
+    let second = Bridge::start(&args(&sim.url(), broker.port, "devices", &[]));
+    let reader = "homeassistant/device/dsmrbridge_devices_reader/config";
+    watcher
+        .wait_for("the second run's discovery", LONG, |seen| {
+            seen.iter().any(|s| s.topic == reader && !s.retained)
+        })
+        .await;
+    sim.override_endpoint(
+        stats,
+        200,
+        "application/json",
+        fixture("v2_datalogger_meter-statistics.json"),
+    );
+    // Meter statistics come again within a minute (every 12 polls here).
+    watcher
+        .wait_for("the meter devices announced again", LONG, |seen| {
+            seen.iter()
+                .any(|s| s.topic == ELECTRICITY && !s.retained && !s.payload.is_empty())
+        })
+        .await;
+    let seen = watcher.all();
+    let emptied: Vec<&str> = seen
+        .iter()
+        .filter(|s| s.payload.is_empty())
+        .map(|s| s.topic.as_str())
+        .collect();
+    assert!(
+        emptied.is_empty(),
+        "configs emptied: {emptied:?}\n{}",
+        second.log()
+    );
+    let placeholders: Vec<&str> = seen
+        .iter()
+        .filter(|s| {
+            s.topic.contains("dsmrbridge_devices_electricity")
+                || s.topic.contains("dsmrbridge_devices_gas")
+        })
+        .map(|s| s.topic.as_str())
+        .collect();
+    assert!(
+        placeholders.is_empty(),
+        "placeholder devices: {placeholders:?}"
     );
 }
