@@ -15,8 +15,10 @@ use super::telegram::{self, MeterIdentity};
 use super::value::{Accepted, Rejection, displays_as, parse_timestamp, parse_value};
 use crate::model::{Object, Snapshot};
 
-/// Readings stamped further ahead than this are a broken clock, not a fast meter.
-const MAX_FUTURE: time::Duration = time::Duration::hours(1);
+/// Readings stamped further ahead of the wall clock than this are an outlier (or a broken
+/// clock), not a fast meter. Taken, one would make every real reading after it "older than one
+/// already published" until the wall clock caught up with it.
+const MAX_FUTURE: time::Duration = time::Duration::minutes(5);
 /// The gas register's own timestamp lags the reading by up to an hour (hourly DSMR 4 gas). One
 /// after the reading, or further behind, is the gas meter's clock being wrong: taken as is it
 /// would widen (or, far ahead, switch off) the jump check for the next value.
@@ -238,6 +240,8 @@ impl MeterState {
     }
 
     /// A reading older than the last one, or stamped in the future, is skipped as a whole.
+    /// The last one only counts while it is not itself ahead of the wall clock (the bridge's
+    /// clock was set back): otherwise it would hold every reading back until then.
     fn accept_reading(&mut self, reading: &Object, now: OffsetDateTime) -> Option<OffsetDateTime> {
         let at = match reading.get("timestamp") {
             Some(Value::String(s)) => parse_timestamp(s),
@@ -246,7 +250,11 @@ impl MeterState {
         let skipped = match at {
             None => Some(SkippedReading::NoTimestamp),
             Some(at) if at > now + MAX_FUTURE => Some(SkippedReading::Future),
-            Some(at) if self.last_reading_at.is_some_and(|last| at < last) => {
+            Some(at)
+                if self
+                    .last_reading_at
+                    .is_some_and(|last| at < last && last <= now + MAX_FUTURE) =>
+            {
                 Some(SkippedReading::Older)
             }
             Some(_) => None,
@@ -410,7 +418,7 @@ impl SkippedReading {
             }
             Self::Future => warn!(
                 timestamp = %timestamp,
-                "reading is stamped more than an hour in the future; skipped (check the meter's or DSMR-reader's clock)"
+                "reading is stamped more than 5 minutes in the future; skipped (check the meter's, DSMR-reader's and this host's clocks)"
             ),
             Self::Older => warn!(
                 timestamp = %timestamp,
@@ -621,6 +629,58 @@ mod tests {
         );
     }
 
+    /// One reading stamped 50 minutes ahead of the wall clock is held back, and the real
+    /// readings after it go out: a single outlier does not hold the meter hostage.
+    #[test]
+    fn a_reading_stamped_ahead_of_the_clock_does_not_hold_the_meter_hostage() {
+        let power = catalog::index_of("electricity_currently_delivered").unwrap();
+        let poll = |state: &mut MeterState, at: &str, value: &str, now: OffsetDateTime| {
+            let mut reading = fixtures::reading();
+            reading.insert("timestamp".into(), json!(at));
+            reading.insert("electricity_currently_delivered".into(), json!(value));
+            let snapshot = Snapshot {
+                reading: Some(reading),
+                ..Snapshot::default()
+            };
+            let offered = state.apply(&snapshot, now);
+            offered.contains(&power)
+        };
+        let mut state = MeterState::new("x");
+        assert!(poll(&mut state, "2026-11-26T14:02:14+01:00", "0.404", NOW));
+        let later = NOW + time::Duration::seconds(5);
+        assert!(!poll(
+            &mut state,
+            "2026-11-26T14:52:19+01:00",
+            "9.999",
+            later
+        ));
+        assert_eq!(state.value(power), Some("0.404"));
+        let later = NOW + time::Duration::seconds(10);
+        assert!(poll(
+            &mut state,
+            "2026-11-26T14:02:24+01:00",
+            "0.500",
+            later
+        ));
+        assert_eq!(state.value(power), Some("0.500"));
+        // A few minutes ahead is a clock that is a little off, not an outlier.
+        assert!(poll(
+            &mut state,
+            "2026-11-26T14:06:24+01:00",
+            "0.600",
+            later
+        ));
+        // This host's clock set back by ten minutes: what was published is now ahead of it, and
+        // holds nothing back.
+        let set_back = NOW - time::Duration::minutes(10);
+        assert!(poll(
+            &mut state,
+            "2026-11-26T13:52:20+01:00",
+            "0.700",
+            set_back
+        ));
+    }
+
     #[test]
     fn zero_returned_register_creates_no_entity() {
         let mut state = MeterState::new("x");
@@ -817,7 +877,7 @@ mod fuzz {
     }
 
     /// Every offered index holds the valid text of its own field in this poll's answer from
-    /// its own endpoint; a reading only counts with a valid timestamp at most an hour ahead.
+    /// its own endpoint; a reading only counts with a valid timestamp at most `MAX_FUTURE` ahead.
     fn check_offered(
         state: &MeterState,
         snapshot: &Snapshot,
@@ -846,7 +906,7 @@ mod fuzz {
                         _ => None,
                     });
                 prop_assert!(
-                    stamped.is_some_and(|at| at <= now + time::Duration::hours(1)),
+                    stamped.is_some_and(|at| at <= now + MAX_FUTURE),
                     "{} offered from a reading without a valid, current timestamp",
                     sensor.key
                 );
@@ -1013,7 +1073,7 @@ mod fuzz {
                     if let Some(&(previous, then)) = last.get(&(device.clone(), index)) {
                         prop_assert!(value >= previous, "{} went down: {previous} → {value}", sensor.key);
                         // Readings are at most 2 minutes old, the gas register at most 2 hours,
-                        // and up to an hour ahead is tolerated: 4 hours of slack in all.
+                        // and a few minutes ahead are tolerated: 4 hours of slack is ample.
                         let hours = (now - then).as_seconds_f64() / 3600.0 + 4.0;
                         prop_assert!(
                             value - previous <= max_per_hour * hours,

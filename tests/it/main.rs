@@ -7,5 +7,6 @@ mod bridge;
 mod demo;
 mod faults;
 mod harness;
+mod outliers;
 mod restart;
 mod security;
