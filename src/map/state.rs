@@ -351,6 +351,13 @@ impl MeterState {
                 None => return Ok(None),
             },
         };
+        if sensor.non_negative
+            && let Some(text) = &text
+            && text.starts_with('-')
+            && text.parse::<f64>().is_ok_and(|v| v < 0.0)
+        {
+            return Err(Rejection::Negative);
+        }
         let register = match sensor.register_max_per_hour {
             Some(max_per_hour) => {
                 let shown = text.as_deref().or(current).ok_or(Rejection::Malformed)?;
@@ -679,6 +686,39 @@ mod tests {
             "0.700",
             set_back
         ));
+    }
+
+    /// Negative power, day totals, gas and phase values cannot be: held back (the last value
+    /// stays); a signed value such as today's total cost still goes out.
+    #[test]
+    fn impossible_negative_values_are_held_back() {
+        let mut state = MeterState::new("x");
+        state.apply(&fixture_snapshot(), NOW);
+        let mut next = fixture_snapshot();
+        let reading = next.reading.as_mut().unwrap();
+        reading.insert("electricity_currently_delivered".into(), json!("-0.404"));
+        reading.insert("phase_currently_returned_l1".into(), json!("-0.100"));
+        let today = next.today.as_mut().unwrap();
+        today.insert("electricity_merged".into(), json!(-1.5));
+        today.insert("gas".into(), json!(-0.2));
+        today.insert("total_cost".into(), json!(-0.75));
+        let offered = state.apply(&next, NOW);
+        for key in [
+            "electricity_currently_delivered",
+            "phase_currently_returned_l1",
+            "electricity_merged",
+            "gas_today",
+        ] {
+            let index = catalog::index_of(key).unwrap();
+            assert!(!offered.contains(&index), "{key} offered");
+            assert!(
+                !state.value(index).unwrap().starts_with('-'),
+                "{key} kept its last value"
+            );
+        }
+        let cost = catalog::index_of("total_cost").unwrap();
+        assert!(offered.contains(&cost));
+        assert_eq!(state.value(cost), Some("-0.75"));
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub enum Rejection {
     Decrease,
     /// A register rising faster than any household can consume.
     Jump,
+    /// Below 0 where the table says the value cannot be (`Sensor::non_negative`).
+    Negative,
     /// A register's first value since the start, waiting for a second reading that agrees.
     Unconfirmed,
     /// A register's first value since the start, lower than what the broker retained from an
@@ -70,6 +72,12 @@ impl Rejection {
                 value = %value,
                 last,
                 "Not published: meter register rose more than any household can consume in that time"
+            ),
+            Self::Negative => warn!(
+                field,
+                value = %value,
+                last,
+                "Not published: value is negative, which this sensor cannot be"
             ),
             // The normal start: the next poll decides.
             Self::Unconfirmed => {}

@@ -660,3 +660,24 @@ async fn a_register_above_the_retained_value_is_published_once_confirmed() {
     h.poll(poll_with_register("37562.774", 5)).await;
     assert_eq!(payloads_on(&h.broker, REGISTER), vec!["37562.774"]);
 }
+
+/// Negative power or a negative day total cannot be: the broker keeps the last real value,
+/// and the next real value goes out.
+#[tokio::test(start_paused = true)]
+async fn impossible_negative_values_are_not_published() {
+    let h = Harness::running().await;
+    const TODAY: &str = "dsmr-bridge/day-consumption/electricity_merged";
+    let today = h.broker.retained(TODAY);
+    assert!(today.is_some());
+    let mut negative = poll_with_power("-0.404", 5);
+    negative
+        .today
+        .as_mut()
+        .unwrap()
+        .insert("electricity_merged".into(), (-1.5).into());
+    h.poll(negative).await;
+    assert_eq!(h.broker.retained(POWER).as_deref(), Some("0.404"));
+    assert_eq!(h.broker.retained(TODAY), today);
+    h.poll(poll_with_power("0.500", 10)).await;
+    assert_eq!(payloads_on(&h.broker, POWER), vec!["0.404", "0.500"]);
+}
