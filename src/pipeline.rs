@@ -13,15 +13,16 @@ use tracing::{debug, info};
 
 use crate::config::Config;
 use crate::dedup::{Dedup, Stats};
-use crate::map::catalog;
+use crate::map::catalog::{self, SENSORS};
 use crate::map::discovery::Discovery;
-use crate::map::{self, MeterState, Topics};
+use crate::map::{self, MeterState, RetainedRegister, Topics};
 use crate::model::Message;
 use crate::sink::{Sink, SinkEvent};
 use crate::source::{self, SourceEvent, SourceRequest};
 use crate::status::StatusReporter;
 
-/// How long to collect retained discovery configs at startup before cleaning up leftovers.
+/// How long to collect retained discovery configs and meter registers at startup before
+/// cleaning up leftovers and publishing registers.
 const SCAN_WINDOW: Duration = Duration::from_secs(2);
 /// Home Assistant needs a moment after its birth message before it takes configs; a random
 /// part spreads the load when several bridges restart together.
@@ -45,6 +46,8 @@ pub struct Pipeline<S> {
     ha_status_topic: String,
     discovery: Option<Discovery>,
     scan: Scan,
+    /// Register values found retained during the scan: `(table index, payload)`.
+    retained_registers: Vec<(usize, String)>,
     state: MeterState,
     dedup: Dedup,
     sink: S,
@@ -79,16 +82,16 @@ impl<S: Sink> Pipeline<S> {
                 Some(url.to_string()),
             )
         });
+        // What an earlier run published stays the floor of every register, across restarts.
+        let mut state = MeterState::new(&instance);
+        state.expect_retained_registers();
         Self {
             topics,
             ha_status_topic: format!("{}/status", config.topics.discovery_prefix),
-            scan: if discovery.is_some() {
-                Scan::NotStarted
-            } else {
-                Scan::Done
-            },
+            scan: Scan::NotStarted,
+            retained_registers: Vec::new(),
             discovery,
-            state: MeterState::new(&instance),
+            state,
             dedup: Dedup::new(config.cache_ttl),
             sink,
             republish_at: None,
@@ -137,8 +140,13 @@ impl<S: Sink> Pipeline<S> {
             SinkEvent::Connected => {
                 self.status.set_connected(true);
                 self.sink.subscribe(&self.ha_status_topic);
-                if let (Scan::NotStarted, Some(discovery)) = (&self.scan, &self.discovery) {
-                    self.sink.subscribe(&discovery.scan_filter());
+                if let Scan::NotStarted = self.scan {
+                    if let Some(discovery) = &self.discovery {
+                        self.sink.subscribe(&discovery.scan_filter());
+                    }
+                    for index in catalog::register_indices() {
+                        self.sink.subscribe(self.topics.state(index));
+                    }
                     self.scan = Scan::Collecting {
                         until: Instant::now() + SCAN_WINDOW,
                     };
@@ -171,14 +179,26 @@ impl<S: Sink> Pipeline<S> {
                         );
                         self.republish_at = Some(Instant::now() + delay);
                     }
-                } else if retained
-                    && matches!(self.scan, Scan::Collecting { .. })
-                    && let Some(discovery) = &mut self.discovery
-                    && discovery.observe_retained(&topic, &payload, &self.topics)
-                {
-                    debug!(topic = %topic, "found a retained discovery config of this bridge");
+                } else if retained && matches!(self.scan, Scan::Collecting { .. }) {
+                    self.on_retained(&topic, payload);
                 }
             }
+        }
+    }
+
+    /// A retained message found by the startup scan: a register or a discovery config an
+    /// earlier run left on the broker.
+    fn on_retained(&mut self, topic: &str, payload: Vec<u8>) {
+        if let Some(index) = catalog::register_indices().find(|&i| &**self.topics.state(i) == topic)
+        {
+            if let Ok(text) = String::from_utf8(payload) {
+                debug!(topic = %topic, payload = %text, "found a retained register of this bridge");
+                self.retained_registers.push((index, text));
+            }
+        } else if let Some(discovery) = &mut self.discovery
+            && discovery.observe_retained(topic, &payload, &self.topics)
+        {
+            debug!(topic = %topic, "found a retained discovery config of this bridge");
         }
     }
 
@@ -247,6 +267,26 @@ impl<S: Sink> Pipeline<S> {
         if let Some(discovery) = &self.discovery {
             self.sink.unsubscribe(&discovery.scan_filter());
         }
+        for index in catalog::register_indices() {
+            self.sink.unsubscribe(self.topics.state(index));
+        }
+        let retained = std::mem::take(&mut self.retained_registers)
+            .into_iter()
+            .filter_map(|(index, text)| {
+                let value: f64 = text.parse().ok().filter(|v: &f64| v.is_finite())?;
+                let device = self
+                    .discovery
+                    .as_ref()
+                    .and_then(|d| d.retained_device_of(SENSORS[index].device));
+                Some(RetainedRegister {
+                    index,
+                    value,
+                    text,
+                    device,
+                })
+            })
+            .collect();
+        self.state.retained_registers(retained);
         self.scan = Scan::Done;
         if self.state.has_data() {
             self.offer_discovery();

@@ -122,6 +122,9 @@ pub struct Sensor {
     /// A meter register Home Assistant sums as `total_increasing`: the largest plausible rise per
     /// hour. A 0, a drop or a larger jump is never published (it would be read as a meter reset).
     pub register_max_per_hour: Option<f64>,
+    /// A value that cannot be negative (power, voltage, current, counters, today's energy and
+    /// gas): a negative one is garbage and is held back, the last value stays.
+    pub non_negative: bool,
     /// Published for compatibility with DSMR-reader's topic layout, but not announced as an
     /// entity (another key announces the same value).
     pub announce: bool,
@@ -160,6 +163,7 @@ impl Sensor {
         enabled: true,
         diagnostic: false,
         register_max_per_hour: None,
+        non_negative: false,
         announce: true,
         tariff: None,
         bridge_availability_only: false,
@@ -181,11 +185,13 @@ const REGISTER: Sensor = Sensor {
     ..Sensor::DEFAULT
 };
 
+/// Consumed and returned power are separate values in DSMR, each 0 or more.
 const POWER: Sensor = Sensor {
     unit: Some("kW"),
     device_class: Some("power"),
     state_class: Some("measurement"),
     precision: Some(3),
+    non_negative: true,
     ..Sensor::DEFAULT
 };
 
@@ -197,6 +203,7 @@ const PHASE_VOLTAGE: Sensor = Sensor {
     precision: Some(1),
     enabled: false,
     diagnostic: true,
+    non_negative: true,
     ..Sensor::DEFAULT
 };
 
@@ -213,6 +220,7 @@ const PHASE_CURRENT: Sensor = Sensor {
 const COUNTER: Sensor = Sensor {
     endpoint: Endpoint::MeterStats,
     kind: Kind::Integer,
+    non_negative: true,
     enabled: false,
     diagnostic: true,
     ..Sensor::DEFAULT
@@ -225,6 +233,7 @@ const DAY_ENERGY: Sensor = Sensor {
     device_class: Some("energy"),
     state_class: Some("total_increasing"),
     precision: Some(3),
+    non_negative: true,
     ..Sensor::DEFAULT
 };
 
@@ -528,6 +537,7 @@ pub static SENSORS: &[Sensor] = &[
         kind: Kind::Integer,
         device: Device::Reader,
         name: "Rejected telegrams",
+        non_negative: true,
         enabled: false,
         diagnostic: true,
         ..Sensor::DEFAULT
@@ -594,6 +604,7 @@ pub static SENSORS: &[Sensor] = &[
         device_class: Some("gas"),
         state_class: Some("total_increasing"),
         precision: Some(3),
+        non_negative: true,
         ..Sensor::DEFAULT
     },
     Sensor {
@@ -697,6 +708,7 @@ pub static SENSORS: &[Sensor] = &[
         device_class: Some("power"),
         state_class: Some("measurement"),
         precision: Some(3),
+        non_negative: true,
         ..Sensor::DEFAULT
     },
     Sensor {
@@ -766,6 +778,11 @@ pub static SENSORS: &[Sensor] = &[
 /// Index of a key in `SENSORS`.
 pub fn index_of(key: &str) -> Option<usize> {
     SENSORS.iter().position(|s| s.key == key)
+}
+
+/// Table indices of the meter registers (`register_max_per_hour`).
+pub fn register_indices() -> impl Iterator<Item = usize> {
+    (0..SENSORS.len()).filter(|&i| SENSORS[i].register_max_per_hour.is_some())
 }
 
 /// The table index of DSMR-reader's reachability.
@@ -859,6 +876,23 @@ mod tests {
             register.name_for(TariffConvention::Belgian),
             "Energy consumption (tariff 2, night)"
         );
+    }
+
+    /// What cannot be negative is marked so; money and prices can be (feed-in, dynamic tariffs).
+    #[test]
+    fn impossible_negatives_are_marked() {
+        for s in SENSORS {
+            let physical = matches!(
+                s.device_class,
+                Some("power" | "voltage" | "current" | "energy" | "gas")
+            );
+            if physical && s.register_max_per_hour.is_none() {
+                assert!(s.non_negative, "{} may go negative", s.key);
+            }
+            if s.unit.is_some_and(|u| u.starts_with("EUR")) {
+                assert!(!s.non_negative, "{} is money", s.key);
+            }
+        }
     }
 
     /// DSMR-reader's own split topics name the field: a typo in either shows here.

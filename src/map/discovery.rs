@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
+use tracing::info;
 
 use super::catalog::{Device, Platform, SENSORS, Sensor, Tariff, TariffConvention};
 use super::{MeterState, Topics};
@@ -122,6 +123,8 @@ pub struct Discovery {
     configuration_url: Option<String>,
     /// Components per device id that Home Assistant has (or had, for removal stubs).
     known: BTreeMap<Arc<str>, BTreeSet<String>>,
+    /// Whether the wait for the meter's identity was logged.
+    told_waiting: bool,
 }
 
 impl Discovery {
@@ -131,6 +134,7 @@ impl Discovery {
             qos,
             configuration_url,
             known: BTreeMap::new(),
+            told_waiting: false,
         }
     }
 
@@ -181,14 +185,45 @@ impl Discovery {
         true
     }
 
+    /// The device id of the retained config (found at startup) that holds `device`'s entities,
+    /// when exactly one does.
+    pub fn retained_device_of(&self, device: Device) -> Option<Arc<str>> {
+        let mut owners = self.known.iter().filter(|(_, components)| {
+            components.iter().any(|key| {
+                SENSORS
+                    .iter()
+                    .any(|s| s.key == key && s.device == device && s.announce)
+            })
+        });
+        match (owners.next(), owners.next()) {
+            (Some((id, _)), None) => Some(id.clone()),
+            _ => None,
+        }
+    }
+
     /// Discovery messages for the current state, in `ANNOUNCE_ORDER`: a config per device that
     /// has entities (with removal stubs for components it had before), then an empty config
     /// for each device that no longer has any.
+    ///
+    /// Until a telegram names the meters, devices the broker retains from an earlier run may be
+    /// those very meters: then the meter devices are neither announced under the fallback ids
+    /// nor removed, since Home Assistant would delete the real ones with the user's entity ids
+    /// and areas. DSMR-reader's device goes out as usual.
     pub fn messages(&mut self, state: &MeterState, topics: &Topics) -> Vec<Message> {
         let identity = state.identity();
         let mut messages = Vec::new();
         let mut desired: BTreeSet<Arc<str>> = BTreeSet::new();
+        let ours = [&identity.reader, &identity.electricity, &identity.gas];
+        let waiting = !state.identity_known() && self.known.keys().any(|id| !ours.contains(&id));
+        if waiting && !std::mem::replace(&mut self.told_waiting, true) {
+            info!(
+                "Meter statistics have no telegram yet; keeping the meter devices the broker holds until it names the meter"
+            );
+        }
         for device in ANNOUNCE_ORDER {
+            if waiting && device != Device::Reader {
+                continue;
+            }
             let indices: Vec<usize> = (0..SENSORS.len())
                 .filter(|&i| {
                     SENSORS[i].device == device && SENSORS[i].announce && state.entity_exists(i)
@@ -209,7 +244,7 @@ impl Discovery {
         let gone: Vec<Arc<str>> = self
             .known
             .keys()
-            .filter(|id| !desired.contains(*id))
+            .filter(|id| !waiting && !desired.contains(*id))
             .cloned()
             .collect();
         for device_id in gone {
@@ -438,6 +473,39 @@ mod tests {
         let reachable = &reader["components"]["reachable"];
         assert_eq!(reachable["platform"], "binary_sensor");
         assert_eq!(reachable["availability"][0]["topic"], "dsmr-bridge/status");
+    }
+
+    /// After a restart DSMR-reader may have no telegram yet: the meter devices the broker
+    /// retains are kept (not emptied, no placeholder announced) until the telegram names them.
+    #[test]
+    fn retained_meter_devices_are_kept_until_the_telegram_names_the_meter() {
+        let topics = Topics::new("dsmr-bridge");
+        let mut discovery = Discovery::new("homeassistant", 1, None);
+        let retained = r#"{"availability":[{"topic":"dsmr-bridge/status"}],"components":{"electricity_delivered_1":{}}}"#;
+        let meter = "homeassistant/device/dsmrbridge_12345678901234567890123456789000/config";
+        assert!(discovery.observe_retained(meter, retained.as_bytes(), &topics));
+        let mut state = MeterState::new("dsmr-bridge");
+        let mut stats = fixtures::meter_stats();
+        stats.insert("latest_telegram".into(), Value::Null);
+        let mut first = fixtures::snapshot();
+        first.meter_stats = Some(stats);
+        state.apply(&first, NOW);
+        assert!(!state.identity_known());
+        let messages = discovery.messages(&state, &topics);
+        let topics_sent: Vec<&str> = messages.iter().map(|m| &*m.topic).collect();
+        assert_eq!(
+            topics_sent,
+            ["homeassistant/device/dsmrbridge_dsmr-bridge_reader/config"]
+        );
+
+        state.take_entities_changed();
+        state.apply(&fixtures::snapshot(), NOW);
+        assert!(state.identity_known());
+        assert!(state.take_entities_changed());
+        let messages = discovery.messages(&state, &topics);
+        assert_eq!(messages.len(), 3);
+        assert!(messages.iter().all(|m| !m.payload.is_empty()));
+        assert!(messages.iter().any(|m| &*m.topic == meter));
     }
 
     #[test]

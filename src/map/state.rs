@@ -10,13 +10,15 @@ use time::OffsetDateTime;
 use tracing::{info, warn};
 
 use super::catalog::{self, Device, Endpoint, Kind, SENSORS, Sensor};
-use super::guard::RegisterGuard;
+use super::guard::{Reader, RegisterGuard, RetainedRegister};
 use super::telegram::{self, MeterIdentity};
 use super::value::{Accepted, Rejection, displays_as, parse_timestamp, parse_value};
 use crate::model::{Object, Snapshot};
 
-/// Readings stamped further ahead than this are a broken clock, not a fast meter.
-const MAX_FUTURE: time::Duration = time::Duration::hours(1);
+/// Readings stamped further ahead of the wall clock than this are an outlier (or a broken
+/// clock), not a fast meter. Taken, one would make every real reading after it "older than one
+/// already published" until the wall clock caught up with it.
+pub const MAX_FUTURE: time::Duration = time::Duration::minutes(5);
 /// The gas register's own timestamp lags the reading by up to an hour (hourly DSMR 4 gas). One
 /// after the reading, or further behind, is the gas meter's clock being wrong: taken as is it
 /// would widen (or, far ahead, switch off) the jump check for the next value.
@@ -33,6 +35,8 @@ pub struct MeterState {
     identity: MeterIdentity,
     /// Of the telegram lines the identity was last read from.
     identity_fingerprint: Option<u64>,
+    /// Meter statistics have carried a telegram: the identity is the meter's, not a guess.
+    identity_known: bool,
     reader_version: Option<String>,
     guard: RegisterGuard,
     last_reading_at: Option<OffsetDateTime>,
@@ -58,6 +62,7 @@ impl MeterState {
             exists,
             identity: MeterIdentity::fallback(fallback_id),
             identity_fingerprint: None,
+            identity_known: false,
             reader_version: None,
             guard: RegisterGuard::default(),
             last_reading_at: None,
@@ -72,6 +77,12 @@ impl MeterState {
 
     pub fn identity(&self) -> &MeterIdentity {
         &self.identity
+    }
+
+    /// Whether a telegram has named the meters (after a restart DSMR-reader has none for a
+    /// while, and the identity is the fallback until then).
+    pub fn identity_known(&self) -> bool {
+        self.identity_known
     }
 
     pub fn reader_version(&self) -> Option<&str> {
@@ -164,6 +175,18 @@ impl MeterState {
         }
     }
 
+    /// From now on, no meter register's first value is published before `retained_registers`
+    /// says what the broker holds from an earlier run.
+    pub fn expect_retained_registers(&mut self) {
+        self.guard.expect_retained();
+    }
+
+    /// The registers the broker retained from an earlier run: a first value lower than these
+    /// is held back (for the same meter), as Home Assistant would count a meter reset.
+    pub fn retained_registers(&mut self, retained: Vec<RetainedRegister>) {
+        self.guard.retained_registers(retained);
+    }
+
     /// Sets DSMR-reader's reachability and returns its table index.
     pub fn set_reachable(&mut self, reachable: bool) -> usize {
         let index = catalog::health_index();
@@ -183,6 +206,11 @@ impl MeterState {
         let Some(Value::String(telegram)) = stats.get("latest_telegram") else {
             return;
         };
+        if !self.identity_known {
+            self.identity_known = true;
+            // Discovery held the meter devices back until now.
+            self.entities_changed = true;
+        }
         let fingerprint = telegram::identity_fingerprint(telegram);
         if self.identity_fingerprint == Some(fingerprint) {
             return;
@@ -210,6 +238,13 @@ impl MeterState {
                 "Tariffs labelled by the meter's country (from its telegram)"
             );
         }
+        // The telegram names the meters the fallback ids stood for: the same registers.
+        for device in [Device::Electricity, Device::Gas] {
+            let (old, new) = (self.identity.id_of(device), found.id_of(device));
+            if old != new && !self.identity.is_identified(device) {
+                self.guard.rename(old, new);
+            }
+        }
         if found != self.identity {
             self.identity = found;
             self.entities_changed = true;
@@ -217,6 +252,8 @@ impl MeterState {
     }
 
     /// A reading older than the last one, or stamped in the future, is skipped as a whole.
+    /// The last one only counts while it is not itself ahead of the wall clock (the bridge's
+    /// clock was set back): otherwise it would hold every reading back until then.
     fn accept_reading(&mut self, reading: &Object, now: OffsetDateTime) -> Option<OffsetDateTime> {
         let at = match reading.get("timestamp") {
             Some(Value::String(s)) => parse_timestamp(s),
@@ -225,7 +262,11 @@ impl MeterState {
         let skipped = match at {
             None => Some(SkippedReading::NoTimestamp),
             Some(at) if at > now + MAX_FUTURE => Some(SkippedReading::Future),
-            Some(at) if self.last_reading_at.is_some_and(|last| at < last) => {
+            Some(at)
+                if self
+                    .last_reading_at
+                    .is_some_and(|last| at < last && last <= now + MAX_FUTURE) =>
+            {
                 Some(SkippedReading::Older)
             }
             Some(_) => None,
@@ -278,10 +319,18 @@ impl MeterState {
                 // Null: the meter does not report it now; keep the last value, offer nothing.
                 Ok(None) => {}
                 Err(rejection) => {
+                    if rejection.keeps_entity() && !self.exists[index] {
+                        self.exists[index] = true;
+                        self.entities_changed |= sensor.announce;
+                    }
                     self.identity_doubt |= rejection.by_register_guard();
                     if self.warned.insert((index, rejection)) {
-                        let last = self.values[index].as_deref().unwrap_or("none");
-                        rejection.warn(sensor.field, raw, last);
+                        let retained = self.guard.retained(index).map(|r| r.text.as_str());
+                        let last = match rejection {
+                            Rejection::BelowRetained => retained,
+                            _ => self.values[index].as_deref(),
+                        };
+                        rejection.warn(sensor.field, raw, last.unwrap_or("none"));
                     }
                 }
             }
@@ -289,9 +338,10 @@ impl MeterState {
     }
 
     /// Checks a field's value against its kind and, for a meter register, against the register
-    /// guard. Changes nothing: what a register reading must be recorded as comes back with it.
+    /// guard. Changes nothing but the guard's first value in waiting: what a register reading
+    /// must be recorded as comes back with it.
     fn check<'v>(
-        &self,
+        &mut self,
         index: usize,
         sensor: &Sensor,
         raw: &'v Value,
@@ -313,6 +363,13 @@ impl MeterState {
                 None => return Ok(None),
             },
         };
+        if sensor.non_negative
+            && let Some(text) = &text
+            && text.starts_with('-')
+            && text.parse::<f64>().is_ok_and(|v| v < 0.0)
+        {
+            return Err(Rejection::Negative);
+        }
         let register = match sensor.register_max_per_hour {
             Some(max_per_hour) => {
                 let shown = text.as_deref().or(current).ok_or(Rejection::Malformed)?;
@@ -326,7 +383,16 @@ impl MeterState {
                     _ => at,
                 };
                 let device = self.identity.id_of(sensor.device);
-                self.guard.check(device, index, value, at, max_per_hour)?;
+                let reader = Reader {
+                    device,
+                    identified: self.identity.is_identified(sensor.device),
+                };
+                if let Err(rejection) = self.guard.check(reader, index, value, at, max_per_hour) {
+                    if rejection == Rejection::Unconfirmed {
+                        self.guard.propose(device, index, value, at);
+                    }
+                    return Err(rejection);
+                }
                 Some(RegisterReading {
                     device: device.clone(),
                     value,
@@ -371,7 +437,7 @@ impl SkippedReading {
             }
             Self::Future => warn!(
                 timestamp = %timestamp,
-                "reading is stamped more than an hour in the future; skipped (check the meter's or DSMR-reader's clock)"
+                "reading is stamped more than 5 minutes in the future; skipped (check the meter's, DSMR-reader's and this host's clocks)"
             ),
             Self::Older => warn!(
                 timestamp = %timestamp,
@@ -397,6 +463,8 @@ mod tests {
     fn unchanged_values_keep_their_text_and_changed_ones_replace_it() {
         let mut state = MeterState::new("x");
         let snapshot = fixture_snapshot();
+        // Twice: a register's first value waits for a second reading.
+        state.apply(&snapshot, NOW);
         state.apply(&snapshot, NOW);
         let before = state.values.clone();
         let mut next = snapshot.clone();
@@ -452,6 +520,11 @@ mod tests {
         let mut state = MeterState::new("x");
         let t0 = "2026-11-26T14:02:14+01:00";
         assert_eq!(
+            register_value(&mut state, &reading_with(t0, json!("100.000")), NOW),
+            None,
+            "a first value waits for a second reading"
+        );
+        assert_eq!(
             register_value(&mut state, &reading_with(t0, json!("100.000")), NOW).as_deref(),
             Some("100.000")
         );
@@ -489,11 +562,19 @@ mod tests {
     #[test]
     fn a_register_held_back_by_the_guard_raises_identity_doubt_once() {
         let mut state = MeterState::new("x");
+        // The meter's telegram is known: a new one in it later is a swap.
+        let stats = Snapshot {
+            meter_stats: Some(fixtures::meter_stats()),
+            ..Snapshot::default()
+        };
+        state.apply(&stats, NOW);
         let t0 = "2026-11-26T14:02:14+01:00";
         let t1 = "2026-11-26T14:02:19+01:00";
         assert!(!state.take_identity_doubt());
         register_value(&mut state, &reading_with(t0, json!("100.000")), NOW);
         assert!(!state.take_identity_doubt(), "a first value is no doubt");
+        register_value(&mut state, &reading_with(t0, json!("100.000")), NOW);
+        assert!(!state.take_identity_doubt(), "nor its confirmation");
         for held_back in ["0.000", "99.000", "5000.000"] {
             assert_eq!(
                 register_value(&mut state, &reading_with(t1, json!(held_back)), NOW),
@@ -516,6 +597,8 @@ mod tests {
         let mut swapped = reading_with("2026-11-26T14:02:24+01:00", json!("0.010"));
         swapped.meter_stats = Some(fixtures::meter_stats());
         let swapped = fixtures::swapped_meter(swapped);
+        assert_eq!(register_value(&mut state, &swapped, NOW), None);
+        assert!(!state.take_identity_doubt());
         assert_eq!(
             register_value(&mut state, &swapped, NOW).as_deref(),
             Some("0.010")
@@ -526,6 +609,11 @@ mod tests {
     #[test]
     fn old_and_future_readings_are_skipped() {
         let mut state = MeterState::new("x");
+        register_value(
+            &mut state,
+            &reading_with("2026-11-26T14:02:14+01:00", json!("100.000")),
+            NOW,
+        );
         assert!(
             register_value(
                 &mut state,
@@ -577,6 +665,91 @@ mod tests {
         assert!(state.entity_exists(register));
         state.forget(Endpoint::Peak);
         assert!(!state.take_entities_changed(), "nothing left to remove");
+    }
+
+    /// One reading stamped 50 minutes ahead of the wall clock is held back, and the real
+    /// readings after it go out: a single outlier does not hold the meter hostage.
+    #[test]
+    fn a_reading_stamped_ahead_of_the_clock_does_not_hold_the_meter_hostage() {
+        let power = catalog::index_of("electricity_currently_delivered").unwrap();
+        let poll = |state: &mut MeterState, at: &str, value: &str, now: OffsetDateTime| {
+            let mut reading = fixtures::reading();
+            reading.insert("timestamp".into(), json!(at));
+            reading.insert("electricity_currently_delivered".into(), json!(value));
+            let snapshot = Snapshot {
+                reading: Some(reading),
+                ..Snapshot::default()
+            };
+            let offered = state.apply(&snapshot, now);
+            offered.contains(&power)
+        };
+        let mut state = MeterState::new("x");
+        assert!(poll(&mut state, "2026-11-26T14:02:14+01:00", "0.404", NOW));
+        let later = NOW + time::Duration::seconds(5);
+        assert!(!poll(
+            &mut state,
+            "2026-11-26T14:52:19+01:00",
+            "9.999",
+            later
+        ));
+        assert_eq!(state.value(power), Some("0.404"));
+        let later = NOW + time::Duration::seconds(10);
+        assert!(poll(
+            &mut state,
+            "2026-11-26T14:02:24+01:00",
+            "0.500",
+            later
+        ));
+        assert_eq!(state.value(power), Some("0.500"));
+        // A few minutes ahead is a clock that is a little off, not an outlier.
+        assert!(poll(
+            &mut state,
+            "2026-11-26T14:06:24+01:00",
+            "0.600",
+            later
+        ));
+        // This host's clock set back by ten minutes: what was published is now ahead of it, and
+        // holds nothing back.
+        let set_back = NOW - time::Duration::minutes(10);
+        assert!(poll(
+            &mut state,
+            "2026-11-26T13:52:20+01:00",
+            "0.700",
+            set_back
+        ));
+    }
+
+    /// Negative power, day totals, gas and phase values cannot be: held back (the last value
+    /// stays); a signed value such as today's total cost still goes out.
+    #[test]
+    fn impossible_negative_values_are_held_back() {
+        let mut state = MeterState::new("x");
+        state.apply(&fixture_snapshot(), NOW);
+        let mut next = fixture_snapshot();
+        let reading = next.reading.as_mut().unwrap();
+        reading.insert("electricity_currently_delivered".into(), json!("-0.404"));
+        reading.insert("phase_currently_returned_l1".into(), json!("-0.100"));
+        let today = next.today.as_mut().unwrap();
+        today.insert("electricity_merged".into(), json!(-1.5));
+        today.insert("gas".into(), json!(-0.2));
+        today.insert("total_cost".into(), json!(-0.75));
+        let offered = state.apply(&next, NOW);
+        for key in [
+            "electricity_currently_delivered",
+            "phase_currently_returned_l1",
+            "electricity_merged",
+            "gas_today",
+        ] {
+            let index = catalog::index_of(key).unwrap();
+            assert!(!offered.contains(&index), "{key} offered");
+            assert!(
+                !state.value(index).unwrap().starts_with('-'),
+                "{key} kept its last value"
+            );
+        }
+        let cost = catalog::index_of("total_cost").unwrap();
+        assert!(offered.contains(&cost));
+        assert_eq!(state.value(cost), Some("-0.75"));
     }
 
     #[test]
@@ -644,6 +817,14 @@ mod tests {
         let topics = Topics::new("b");
         let offered = state.apply(&swapped, NOW + time::Duration::minutes(3));
         assert!(state.take_entities_changed());
+        let messages = published(&state, &topics, offered);
+        assert!(
+            !messages
+                .iter()
+                .any(|(t, _)| t == "b/reading/electricity_delivered_1"),
+            "the new meter's first value waits for a second reading"
+        );
+        let offered = state.apply(&swapped, NOW + time::Duration::minutes(3));
         assert_eq!(
             state.identity().electricity.as_ref(),
             format!("dsmrbridge_{}", fixtures::NEW_METER)
@@ -767,7 +948,7 @@ mod fuzz {
     }
 
     /// Every offered index holds the valid text of its own field in this poll's answer from
-    /// its own endpoint; a reading only counts with a valid timestamp at most an hour ahead.
+    /// its own endpoint; a reading only counts with a valid timestamp at most `MAX_FUTURE` ahead.
     fn check_offered(
         state: &MeterState,
         snapshot: &Snapshot,
@@ -796,7 +977,7 @@ mod fuzz {
                         _ => None,
                     });
                 prop_assert!(
-                    stamped.is_some_and(|at| at <= now + time::Duration::hours(1)),
+                    stamped.is_some_and(|at| at <= now + MAX_FUTURE),
                     "{} offered from a reading without a valid, current timestamp",
                     sensor.key
                 );
@@ -895,6 +1076,13 @@ mod fuzz {
                 state.apply(&snapshot, NOW + time::Duration::minutes(10));
                 state.value(gas).map(str::to_owned)
             };
+            // Twice: a first value waits for a second reading.
+            poll(
+                "2026-11-26T14:00:05+01:00",
+                "2026-11-26T14:00:00+01:00",
+                "11268.833",
+                &mut state,
+            );
             let ok = poll(
                 "2026-11-26T14:00:10+01:00",
                 "2026-11-26T14:00:00+01:00",
@@ -956,7 +1144,7 @@ mod fuzz {
                     if let Some(&(previous, then)) = last.get(&(device.clone(), index)) {
                         prop_assert!(value >= previous, "{} went down: {previous} → {value}", sensor.key);
                         // Readings are at most 2 minutes old, the gas register at most 2 hours,
-                        // and up to an hour ahead is tolerated: 4 hours of slack in all.
+                        // and a few minutes ahead are tolerated: 4 hours of slack is ample.
                         let hours = (now - then).as_seconds_f64() / 3600.0 + 4.0;
                         prop_assert!(
                             value - previous <= max_per_hour * hours,

@@ -48,6 +48,15 @@ impl MeterIdentity {
         }
     }
 
+    /// Whether the telegram named this device (its id is not the fallback one).
+    pub fn is_identified(&self, device: Device) -> bool {
+        match device {
+            Device::Electricity => self.electricity_serial.is_some(),
+            Device::Gas => self.gas_serial.is_some(),
+            Device::Reader => true,
+        }
+    }
+
     /// Reads the telegram; what it lacks is kept from `current`.
     pub fn from_telegram(telegram: &str, current: &MeterIdentity) -> Self {
         let mut found = current.clone();

@@ -21,12 +21,28 @@ pub enum Rejection {
     Decrease,
     /// A register rising faster than any household can consume.
     Jump,
+    /// Below 0 where the table says the value cannot be (`Sensor::non_negative`).
+    Negative,
+    /// A register's first value since the start, waiting for a second reading that agrees.
+    Unconfirmed,
+    /// A register's first value since the start, lower than what the broker retained from an
+    /// earlier run for the same meter.
+    BelowRetained,
 }
 
 impl Rejection {
     /// Whether the register guard held the value back (rather than the field being invalid).
     pub fn by_register_guard(self) -> bool {
-        matches!(self, Self::Zero | Self::Decrease | Self::Jump)
+        matches!(
+            self,
+            Self::Zero | Self::Decrease | Self::Jump | Self::BelowRetained
+        )
+    }
+
+    /// Whether the entity exists all the same: the value is a real one, only not (yet) safe
+    /// to publish.
+    pub(super) fn keeps_entity(self) -> bool {
+        matches!(self, Self::Unconfirmed | Self::BelowRetained)
     }
 
     /// Logs why `value` of `field` was not published; `last` is what stays published.
@@ -56,6 +72,20 @@ impl Rejection {
                 value = %value,
                 last,
                 "Not published: meter register rose more than any household can consume in that time"
+            ),
+            Self::Negative => warn!(
+                field,
+                value = %value,
+                last,
+                "Not published: value is negative, which this sensor cannot be"
+            ),
+            // The normal start: the next poll decides.
+            Self::Unconfirmed => {}
+            Self::BelowRetained => warn!(
+                field,
+                value = %value,
+                retained = last,
+                "Not published: meter register is lower than the value the broker retained from before the start; Home Assistant would count a meter reset. Holding it back while the meter reads less (see DOCS.md if the retained value is wrong)"
             ),
         }
     }

@@ -243,7 +243,15 @@ impl Poller {
                     .await
                     .map(|o| snapshot.meter_stats = Some(o)),
                 Endpoint::Reading => {
-                    match self.client.latest_reading(self.since.as_deref()).await {
+                    // The map stage skips readings further ahead of the wall clock than
+                    // this; asking only up to it lets the newest plausible one through.
+                    let until = filter_time(OffsetDateTime::now_utc() + crate::map::MAX_FUTURE)
+                        .unwrap_or_default();
+                    match self
+                        .client
+                        .latest_reading(self.since.as_deref(), &until)
+                        .await
+                    {
                         Ok(reading) => {
                             snapshot.reading = reading;
                             self.follow(snapshot.reading.as_ref());

@@ -8,5 +8,7 @@ mod broker_limits;
 mod demo;
 mod faults;
 mod harness;
+mod outliers;
+mod restart;
 mod security;
 mod source;

@@ -473,6 +473,14 @@ impl Simulator {
         self.state().timestamp_shift = offset;
     }
 
+    /// Leaves one reading stamped `ahead` of now in the readings table, with
+    /// `currently_delivered` W; the meter goes on as before.
+    pub fn insert_stray_reading(&self, ahead: Duration, currently_delivered: u32) {
+        let mut state = self.state();
+        state.sync();
+        state.model.push_stray(ahead, currently_delivered);
+    }
+
     /// The meter's latest reading at the current simulated time.
     pub fn latest_reading(&self) -> Reading {
         let mut state = self.state();

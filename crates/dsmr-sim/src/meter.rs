@@ -296,6 +296,23 @@ impl MeterModel {
     }
 
     /// Recent readings, oldest first.
+    /// Stores one extra reading stamped `ahead` of the latest, with `currently_delivered` W,
+    /// as a meter with a wrong clock for one telegram leaves it in DSMR-reader's table: it
+    /// stays the newest row until the clock passes it.
+    pub fn push_stray(&mut self, ahead: time::Duration, currently_delivered: u32) {
+        let mut stray = self.latest.clone();
+        stray.id = self.next_id;
+        self.next_id += 1;
+        stray.timestamp += ahead;
+        stray.currently_delivered = currently_delivered;
+        if self.history.len() == READING_HISTORY {
+            self.history.pop_front();
+        }
+        // Second to last: later readings update the last row's registers in place.
+        let at = self.history.len().saturating_sub(1);
+        self.history.insert(at, stray);
+    }
+
     pub fn history(&self) -> &VecDeque<Reading> {
         &self.history
     }
