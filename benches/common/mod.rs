@@ -77,11 +77,7 @@ pub async fn snapshots(
                 Endpoint::MeterStatistics => {
                     snapshot.meter_stats = Some(client.meter_statistics().await?);
                 }
-                Endpoint::Reading => {
-                    snapshot.reading = client
-                        .latest_reading(None, "9999-12-31T23:59:59+00:00")
-                        .await?
-                }
+                Endpoint::Reading => snapshot.reading = client.latest_reading(None, None).await?,
                 Endpoint::Today => snapshot.today = client.today().await?,
                 Endpoint::Peak => snapshot.peak = client.quarter_hour_peak().await?,
                 Endpoint::Monitoring => snapshot.monitoring = Some(client.monitoring().await?),

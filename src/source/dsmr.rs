@@ -88,21 +88,23 @@ impl DsmrClient {
         })
     }
 
-    /// The newest reading stamped at or before `until`, optionally only if stamped at or
-    /// after `since` (both ISO 8601 with an offset). `since` keeps DSMR-reader from counting
+    /// The newest reading, optionally only if stamped at or after `since` and at or before
+    /// `until` (both ISO 8601 with an offset). `since` keeps DSMR-reader from counting
     /// its whole table; `until` keeps a row stamped in the future (one telegram from a meter
     /// with a wrong clock) from being the newest reading until the clock passes it.
     /// `None` when no reading matches.
     pub async fn latest_reading(
         &self,
         since: Option<&str>,
-        until: &str,
+        until: Option<&str>,
     ) -> Result<Option<Object>, SourceError> {
         let mut query = vec![("ordering", "-timestamp"), ("limit", "1")];
         if let Some(since) = since {
             query.push(("timestamp__gte", since));
         }
-        query.push(("timestamp__lte", until));
+        if let Some(until) = until {
+            query.push(("timestamp__lte", until));
+        }
         let body = self.get(Endpoint::Reading, &query).await?;
         first_result(Endpoint::Reading, body)
     }

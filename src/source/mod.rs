@@ -21,7 +21,7 @@ pub use dsmr::{DsmrClient, MAX_BODY, without_credentials};
 pub use error::SourceError;
 pub use schedule::{Cadence, Due, Endpoint, Schedule};
 
-use crate::model::Snapshot;
+use crate::model::{Object, Snapshot};
 use outage::{Availability, Outage, next_poll};
 use side::SideHealth;
 
@@ -243,22 +243,9 @@ impl Poller {
                     .await
                     .map(|o| snapshot.meter_stats = Some(o)),
                 Endpoint::Reading => {
-                    // The map stage skips readings further ahead of the wall clock than
-                    // this; asking only up to it lets the newest plausible one through.
-                    let until = filter_time(OffsetDateTime::now_utc() + crate::map::MAX_FUTURE)
-                        .unwrap_or_default();
-                    match self
-                        .client
-                        .latest_reading(self.since.as_deref(), &until)
-                        .await
-                    {
-                        Ok(reading) => {
-                            snapshot.reading = reading;
-                            self.follow(snapshot.reading.as_ref());
-                            Ok(())
-                        }
-                        Err(error) => return Err(error),
-                    }
+                    snapshot.reading = self.latest_reading().await?;
+                    self.follow(snapshot.reading.as_ref());
+                    Ok(())
                 }
                 Endpoint::Today => self.client.today().await.map(|o| snapshot.today = o),
                 Endpoint::Peak => self
@@ -341,14 +328,38 @@ impl Poller {
         }
     }
 
-    /// Sets the filter of the next reading request from this one.
-    fn follow(&mut self, reading: Option<&crate::model::Object>) {
+    /// The newest reading the map stage can take: stamped at most `MAX_FUTURE` ahead of the
+    /// wall clock. A row stamped further ahead (one telegram from a meter with a wrong clock)
+    /// stays the newest in DSMR-reader's table until the clock passes it, and would hide the
+    /// real readings until then.
+    async fn latest_reading(&self) -> Result<Option<Object>, SourceError> {
+        let until = filter_time(OffsetDateTime::now_utc() + crate::map::MAX_FUTURE);
+        let reading = self
+            .client
+            .latest_reading(self.since.as_deref(), until.as_deref())
+            .await?;
+        if reading.is_some() || self.since.is_some() {
+            return Ok(reading);
+        }
+        // Nothing at all up to a few minutes ahead: DSMR-reader has no readings, or every one
+        // is ahead of this host's clock. The newest tells which, and the map stage skips it as
+        // stamped in the future and says so: a clock that is off shows in the log.
+        self.client.latest_reading(None, None).await
+    }
+
+    /// Sets the filter of the next reading request from this one; a reading stamped in the
+    /// future (which the map stage skips) leaves it as it is.
+    fn follow(&mut self, reading: Option<&Object>) {
         match reading {
             Some(r) => {
-                self.since = match r.get("timestamp") {
-                    Some(Value::String(s)) => crate::map::parse_timestamp(s).and_then(filter_time),
+                let at = match r.get("timestamp") {
+                    Some(Value::String(s)) => crate::map::parse_timestamp(s),
                     _ => None,
                 };
+                if at.is_some_and(|at| at > OffsetDateTime::now_utc() + crate::map::MAX_FUTURE) {
+                    return;
+                }
+                self.since = at.and_then(filter_time);
             }
             // Nothing at or after the last timestamp: the meter clock went back or the row is
             // gone. Ask once without the filter to catch up.

@@ -399,11 +399,7 @@ mod answers {
                 let snapshot = runtime.block_on(async {
                     Snapshot {
                         meter_stats: client.meter_statistics().await.ok(),
-                        reading: client
-                            .latest_reading(None, "9999-12-31T23:59:59+00:00")
-                            .await
-                            .ok()
-                            .flatten(),
+                        reading: client.latest_reading(None, None).await.ok().flatten(),
                         today: client.today().await.ok().flatten(),
                         peak: client.quarter_hour_peak().await.ok().flatten(),
                         version: client.version().await.ok(),
