@@ -10,6 +10,7 @@
 //! clock runs at `SimOptions::speed` and can be paused or set by tests.
 
 mod api;
+pub mod history;
 pub mod meter;
 mod telegram;
 
@@ -34,6 +35,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use url::Url;
 
+pub use history::{Archive, HistoryOptions};
 pub use meter::{MeterModel, Reading, Registers};
 
 /// The fields of a DSMR-reader 5.11 reading (`/api/v2/datalogger/dsmrreading`), in the order
@@ -184,6 +186,7 @@ struct State {
     timestamp_shift: Duration,
     counts: HashMap<String, u64>,
     log: VecDeque<String>,
+    archive: Option<Archive>,
 }
 
 /// Simulated time: real elapsed time times `speed`, from an anchor that `set` moves.
@@ -248,6 +251,7 @@ impl State {
             timestamp_shift: Duration::ZERO,
             counts: HashMap::new(),
             log: VecDeque::with_capacity(LOG_LINES),
+            archive: None,
         }
     }
 
@@ -300,6 +304,7 @@ impl State {
                     shift: self.timestamp_shift,
                     now: self.clock.now(),
                     host,
+                    archive: self.archive.as_ref(),
                 };
                 api::respond(&ctx, req)
             }
@@ -459,6 +464,23 @@ impl Simulator {
     /// clock ran behind (negative) or ahead (positive); filters apply to shifted values.
     pub fn set_reading_timestamp_offset(&self, offset: Duration) {
         self.state().timestamp_shift = offset;
+    }
+
+    /// Serves `opts`' archive from `statistics/hour` and `statistics/day` from now on.
+    pub fn set_history(&self, opts: HistoryOptions) {
+        self.state().archive = Some(Archive::new(opts));
+    }
+
+    /// Archives `hours` more hours, as DSMR-reader does once each hour has passed.
+    pub fn extend_history(&self, hours: u32) {
+        if let Some(archive) = self.state().archive.as_mut() {
+            archive.extend(hours);
+        }
+    }
+
+    /// A copy of the archive, to check what a client made of it.
+    pub fn archive(&self) -> Option<Archive> {
+        self.state().archive.clone()
     }
 
     /// The meter's latest reading at the current simulated time.
