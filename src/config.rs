@@ -618,26 +618,32 @@ fn history(
 ) -> Result<Option<HistoryConfig>, ConfigError> {
     use secrecy::ExposeSecret;
 
-    let url = url.map(str::trim).filter(|u| !u.is_empty());
-    let token = token.filter(|t| !t.expose_secret().trim().is_empty());
+    // Each given value is checked on its own first, so that an error names the option at fault.
+    let url = url
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(homeassistant_url)
+        .transpose()?;
+    let token = token
+        .map(|t| t.expose_secret().trim().to_owned())
+        .filter(|t| !t.is_empty());
+    if let Some(secret) = &token
+        && (secret.chars().any(|c| c.is_control() || c == ' ') || !secret.is_ascii())
+    {
+        return Err(invalid(
+            "homeassistant_token",
+            "contains spaces or characters a token does not have",
+        ));
+    }
     if enabled == Some(false) {
         return Ok(None);
     }
     let target = match (url, token, supervisor_token.filter(|t| !t.is_empty())) {
-        (Some(url), Some(token), _) => {
-            let secret = token.expose_secret().trim();
-            if secret.chars().any(|c| c.is_control() || c == ' ') || !secret.is_ascii() {
-                return Err(invalid(
-                    "homeassistant_token",
-                    "contains spaces or characters a token does not have",
-                ));
-            }
-            HaTarget {
-                url: homeassistant_url(url)?,
-                token: SecretString::from(secret),
-                token_source: "homeassistant_token",
-            }
-        }
+        (Some(url), Some(token), _) => HaTarget {
+            url,
+            token: SecretString::from(token),
+            token_source: "homeassistant_token",
+        },
         (Some(_), None, _) => {
             return Err(invalid(
                 "homeassistant_token",
