@@ -7,4 +7,5 @@ mod bridge;
 mod demo;
 mod faults;
 mod harness;
+mod history;
 mod security;
