@@ -482,6 +482,31 @@ async fn resume_reimport_and_new_hours() {
     }
 }
 
+/// DSMR-reader goes away in the middle of an import (it restarts on every update): the run
+/// fails, and the next one continues to the same result as an uninterrupted import.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dsmr_reader_outage_midway_only_delays_the_import() {
+    let core = core(VERSIONS[1]);
+    let sim = sim_with(HistoryOptions {
+        first_day: date!(2025 - 02 - 01),
+        days: 40,
+        ..HistoryOptions::default()
+    })
+    .await;
+    let mut importer = importer(core, &sim, "outage");
+    let faulty = sim.clone();
+    importer.on_chunk = Some(Box::new(move |_| {
+        faulty.set_fault(Some(dsmr_sim::Fault::Status(502)));
+    }));
+    let error = importer.sync().await.expect_err("DSMR-reader went away");
+    assert!(error.to_string().contains("502"), "{error}");
+    importer.on_chunk = None;
+    sim.set_fault(None);
+    let resumed = sync(&mut importer).await;
+    assert!(!resumed.from_scratch);
+    assert_matches_archive(core, &importer, &sim).await;
+}
+
 /// Home Assistant is not there when the bridge starts: the import waits, retries, and runs
 /// once Home Assistant answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -605,4 +630,121 @@ async fn a_rejected_token_names_the_option_and_the_bridge_keeps_running() {
                 .any(|s| s.topic == "hist-token/reading/electricity_delivered_1")
         })
         .await;
+}
+
+/// Peak resident memory (`VmHWM`, KiB) and CPU time (user + system) of a running process.
+fn footprint(pid: u32) -> (u64, Duration) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|t| t.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    (hwm, Duration::from_millis(ticks * 10))
+}
+
+/// The benchmark of BENCHMARKS.md's history section (`scripts/bench-history`): two years of
+/// DSMR-reader's archive imported by the bridge binary into Home Assistant 2026.2.3 on this
+/// machine. Prints a Markdown table; asserts the targets (3 minutes, 10 MiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: scripts/bench-history"]
+async fn benchmark_two_years() {
+    let version = std::env::var("HISTORY_BENCH_CORE").unwrap_or_else(|_| VERSIONS[1].to_owned());
+    let version: &'static str = VERSIONS
+        .into_iter()
+        .find(|v| *v == version)
+        .expect("HISTORY_BENCH_CORE is a tested version");
+    let core = core(version);
+    let sim = sim_with(HistoryOptions::default()).await;
+    let archive = sim.archive().expect("archive");
+    let hours = archive.hour_rows().len();
+    let broker = Broker::start();
+    let binary = std::env::var("DSMR_BRIDGE_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_dsmr-bridge").to_owned());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log_path = dir.path().join("bridge.log");
+    let log = std::fs::File::create(&log_path).expect("log");
+    let url = format!("http://127.0.0.1:{}/", core.port);
+    let mut args = harness::args(
+        &sim.url(),
+        broker.port,
+        "bench-history",
+        &["--homeassistant-url", &url],
+    );
+    // At the level a user runs it.
+    if let Some(level) = args.iter_mut().find(|a| *a == "debug") {
+        *level = "info".to_owned();
+    }
+    let mut child = Command::new(&binary)
+        .args(args)
+        .env("HOMEASSISTANT_TOKEN", &core.token)
+        .env_remove("SUPERVISOR_TOKEN")
+        .env("DSMR_BRIDGE_HEALTH_FILE", dir.path().join("health"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start the bridge");
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(300);
+    let read = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    while !read().contains("history: done") {
+        assert!(
+            Instant::now() < deadline,
+            "no end of the import:\n{}",
+            read()
+        );
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the bridge exited ({status}):\n{}", read());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let wall = started.elapsed();
+    let (hwm_kib, cpu) = footprint(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    let hour_requests = sim.requests("/api/v2/statistics/hour");
+    let day_requests = sim.requests("/api/v2/statistics/day");
+    let progress = read().matches("hours imported, up to").count();
+    let rows = hours * 5 + archive.day_rows().len() * 3;
+    // Libtest's "test … " may open the line; the table starts on a line of its own.
+    println!();
+    println!("| Home Assistant Core | {version} (this machine, SQLite) |");
+    println!("|---|---|");
+    println!(
+        "| Archive | {hours} hours, {} days: {rows} statistic rows (5 registers hourly, 3 costs daily) |",
+        archive.day_rows().len()
+    );
+    println!(
+        "| Import, start of the bridge to `history: done` | {:.1} s ({:.0} hours/s) |",
+        wall.as_secs_f64(),
+        hours as f64 / wall.as_secs_f64()
+    );
+    println!(
+        "| The bridge's own CPU time (fetching, ledger, sending) | {:.2} s |",
+        cpu.as_secs_f64()
+    );
+    println!(
+        "| Requests to DSMR-reader | {} (statistics/hour {hour_requests}, statistics/day {day_requests}) |",
+        hour_requests + day_requests
+    );
+    println!(
+        "| Peak RSS of the bridge (VmHWM) | {:.1} MiB |",
+        hwm_kib as f64 / 1024.0
+    );
+    println!("| Progress lines | {progress} |");
+    assert!(wall < Duration::from_secs(180), "{wall:?}");
+    assert!(hwm_kib < 10 * 1024, "{hwm_kib} KiB");
 }
