@@ -585,6 +585,56 @@ async fn home_assistant_down_at_start_delays_the_import() {
     forwarder.abort();
 }
 
+/// The bridge binary as a user runs it outside Home Assistant: the live values reach the
+/// broker while the archive goes into Home Assistant, and the log says once that it is done,
+/// without the token even at debug level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bridge_imports_beside_its_live_values() {
+    let core = core(VERSIONS[0]);
+    let sim = sim_with(HistoryOptions {
+        first_day: date!(2025 - 07 - 01),
+        days: 10,
+        ..HistoryOptions::default()
+    })
+    .await;
+    let broker = Broker::start();
+    let url = format!("http://127.0.0.1:{}/", core.port);
+    let args = harness::args(
+        &sim.url(),
+        broker.port,
+        "hist-live",
+        &["--homeassistant-url", &url],
+    );
+    let bridge = Bridge::start_with_env(&args, &[("HOMEASSISTANT_TOKEN", core.token.clone())]);
+    let watcher = harness::Watcher::connect(broker.port, &["hist-live/#"]).await;
+    bridge
+        .wait_log(
+            "history: done, 240 hours in Home Assistant's statistics, up to 2025-07-10",
+            Duration::from_secs(120),
+        )
+        .await;
+    watcher
+        .wait_for("a live value", Duration::from_secs(30), |seen| {
+            seen.iter()
+                .any(|s| s.topic == "hist-live/reading/electricity_delivered_1")
+        })
+        .await;
+    let log = bridge.log();
+    assert_eq!(log.matches("history: done").count(), 1, "{log}");
+    assert!(!log.contains(&core.token), "the token is never logged");
+    let mut ha = core.client().await;
+    let rows = ha
+        .rows(
+            &["dsmr_bridge:gas_delivered"],
+            datetime!(2025-06-30 00:00 UTC),
+            None,
+            "hour",
+        )
+        .await
+        .expect("rows");
+    assert_eq!(rows[0].len(), 240, "the product's statistic ids");
+}
+
 /// A rejected token: one error naming the option, never the token, and the live values keep
 /// flowing to the broker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
