@@ -217,7 +217,9 @@ impl Importer {
         }
         let from_scratch = start.is_none();
         let total = self.archive.hour_count(start.map(|s| s.1)).await?;
-        let loud = from_scratch || total > LOUD_HOURS;
+        // A first import (or a long catch-up) is worth the user's attention; the hourly update
+        // and an empty archive are not.
+        let loud = (from_scratch && total > 0) || total > LOUD_HOURS;
         let mut summary = Summary {
             from_scratch,
             ..Summary::default()
