@@ -30,6 +30,8 @@ use ledger::{COSTS, GAS, Point, REGISTERS, Seeds};
 const CHUNK_DAYS: usize = 31;
 /// How far back each run starts before the last imported hour.
 const STEP_BACK: time::Duration = time::Duration::days(2);
+/// How many days before that to look for a day row to restart from.
+const RESUME_DAYS_BACK: time::Duration = time::Duration::days(3);
 /// How far back from there to look for the sums to continue from.
 const SEED_WINDOW: time::Duration = time::Duration::days(40);
 /// DSMR-reader computes an hour's statistics a few minutes after it ends.
@@ -185,9 +187,15 @@ impl Importer {
             let from = t - STEP_BACK;
             let days = self
                 .archive
-                .days(Some(from.date().previous_day().unwrap_or(from.date())), 4)
+                .days(Some(from.date() - RESUME_DAYS_BACK), 8)
                 .await?;
-            let day = days.iter().find(|d| d.start >= from);
+            // Runs restart at a day DSMR-reader has a row for: booked from the middle of a day,
+            // that day's missing energy (a gap) would be lost. Just after midnight yesterday's
+            // row is not out yet, so the day before it is the one to restart from.
+            let day = days
+                .iter()
+                .find(|d| d.start >= from)
+                .or_else(|| days.iter().rev().find(|d| d.start < from));
             let cursor = day.map_or((from.date(), from), |d| (d.day, d.start));
             let stored = ha
                 .rows(&ids, cursor.1 - SEED_WINDOW, Some(cursor.1), "hour")

@@ -247,7 +247,7 @@ fn dsmr_days(archive: &Archive) -> Vec<BTreeMap<i64, i64>> {
     (0..5)
         .map(|k| {
             archive
-                .day_rows()
+                .published_day_rows()
                 .iter()
                 .map(|d: &DayRow| (ms(d.start), i64::try_from(d.consumption[k]).unwrap()))
                 .collect()
@@ -504,6 +504,31 @@ async fn a_dsmr_reader_outage_midway_only_delays_the_import() {
     sim.set_fault(None);
     let resumed = sync(&mut importer).await;
     assert!(!resumed.from_scratch);
+    assert_matches_archive(core, &importer, &sim).await;
+}
+
+/// Just after midnight DSMR-reader has archived the new day's first hours but not yet computed
+/// yesterday's day row: the hourly update re-books from a day it has a row for, so a gap's energy
+/// booked by the first import stays where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_before_yesterdays_day_row_keep_earlier_days_intact() {
+    let core = core(VERSIONS[1]);
+    let sim = sim_with(HistoryOptions {
+        first_day: date!(2025 - 09 - 01),
+        days: 6,
+        gaps: vec![(datetime!(2025-09-05 08:00 UTC), 3)],
+        day_row_delay: 6,
+        ..HistoryOptions::default()
+    })
+    .await;
+    // At midnight the sixth day's row is not out yet; six hours later it is. The hour-by-hour
+    // updates in between step back two days to the middle of the fifth day, the one with a gap.
+    let mut importer = importer(core, &sim, "lag");
+    sync(&mut importer).await;
+    for _ in 0..7 {
+        sim.extend_history(1);
+        sync(&mut importer).await;
+    }
     assert_matches_archive(core, &importer, &sim).await;
 }
 

@@ -344,7 +344,7 @@ fn hour_statistics(ctx: &Context<'_>, req: &Request<'_>, query: &Query) -> Reply
 }
 
 fn day_statistics(ctx: &Context<'_>, req: &Request<'_>, query: &Query) -> Reply {
-    let rows: &[DayRow] = ctx.archive.map_or(&[], Archive::day_rows);
+    let rows: &[DayRow] = ctx.archive.map_or(&[], Archive::published_day_rows);
     let gas_meter = ctx.archive.is_some_and(|a| a.options().gas);
     let spec = ListSpec {
         filters: ["day", "day__gte", "day__lte"],

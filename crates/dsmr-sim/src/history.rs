@@ -38,6 +38,9 @@ pub struct HistoryOptions {
     /// Without a gas meter the gas fields are null in day rows and 0 in hour rows.
     pub gas: bool,
     pub seed: u64,
+    /// Hours after midnight before a day's row appears (DSMR-reader computes it a few hours
+    /// into the next day); 0 shows it at once.
+    pub day_row_delay: u32,
 }
 
 /// Registers of the swapped-in meter, in Wh (as `Registers::NEW_METER`).
@@ -55,6 +58,7 @@ impl Default for HistoryOptions {
             solar: true,
             gas: true,
             seed: 7,
+            day_row_delay: 0,
         }
     }
 }
@@ -77,6 +81,8 @@ pub struct DayRow {
     /// Registers at the day's start (Amsterdam midnight).
     pub registers: [u64; FIELDS],
     pub start: OffsetDateTime,
+    /// The next day's start.
+    pub end: OffsetDateTime,
     pub electricity1_cost: i64,
     pub electricity2_cost: i64,
     pub gas_cost: i64,
@@ -152,12 +158,12 @@ impl Archive {
             }
             next += Duration::HOUR;
             if to_local(next).hour() == 0 {
-                self.close_day();
+                self.close_day(to_local(next));
             }
         }
     }
 
-    fn close_day(&mut self) {
+    fn close_day(&mut self, end: OffsetDateTime) {
         let Some((day, start, registers, consumption)) = self.day.take() else {
             return;
         };
@@ -176,6 +182,7 @@ impl Archive {
             consumption,
             registers,
             start,
+            end,
             electricity1_cost: costs.electricity1,
             electricity2_cost: costs.electricity2,
             gas_cost: costs.gas,
@@ -225,8 +232,24 @@ impl Archive {
         &self.hour_rows
     }
 
+    /// Every complete day's row, also those DSMR-reader has not computed yet.
     pub fn day_rows(&self) -> &[DayRow] {
         &self.day_rows
+    }
+
+    /// The day rows DSMR-reader serves by now (`day_row_delay` hours into the next day).
+    pub fn published_day_rows(&self) -> &[DayRow] {
+        let Some((last, _)) = self.hours.last() else {
+            return &[];
+        };
+        let archived_until = *last + Duration::HOUR;
+        let delay = Duration::hours(i64::from(self.opts.day_row_delay));
+        let shown = self
+            .day_rows
+            .iter()
+            .take_while(|d| d.end + delay <= archived_until)
+            .count();
+        &self.day_rows[..shown]
     }
 
     pub fn options(&self) -> &HistoryOptions {
