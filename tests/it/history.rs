@@ -388,6 +388,21 @@ async fn full_import_across_autumn_dst_a_gap_and_a_meter_swap() {
             "{version}: new meter {states:?}"
         );
         assert_energy_dashboard_accepts(core, &importer).await;
+        // The metadata form fits the Core: no "called without specifying mean_type / unit_class"
+        // deprecation warning from the new one (the old one rejects those keys outright).
+        let log = std::fs::read_to_string(core._dir.path().join("hass.log")).unwrap_or_default();
+        assert!(
+            log.contains("Home Assistant initialized") || !log.is_empty(),
+            "{version}: no log"
+        );
+        assert!(
+            !log.contains("without specifying"),
+            "{version}: {}",
+            log.lines()
+                .filter(|l| l.contains("without specifying"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
     }
 }
 
