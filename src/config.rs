@@ -10,6 +10,9 @@ use serde::Deserialize;
 use tracing::level_filters::LevelFilter;
 use url::Url;
 
+use crate::history::HistoryConfig;
+use crate::history::ha::HaTarget;
+
 /// Where the Home Assistant Supervisor writes the app's options.
 pub const HA_OPTIONS_FILE: &str = "/data/options.json";
 
@@ -141,6 +144,18 @@ pub struct RawOptions {
     /// trace, debug, info, warn or error [default: info]
     #[arg(long)]
     pub log_level: Option<String>,
+
+    // History import into Home Assistant's long-term statistics.
+    /// Import DSMR-reader's archive into Home Assistant's statistics [default: true inside Home
+    /// Assistant, else when homeassistant_url and homeassistant_token are set]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub history: Option<bool>,
+    /// Home Assistant's address outside the app, e.g. http://homeassistant.local:8123/
+    #[arg(long)]
+    pub homeassistant_url: Option<String>,
+    /// A long-lived access token of an administrator (Home Assistant profile → Security).
+    #[arg(long, env = "HOMEASSISTANT_TOKEN", hide_env_values = true)]
+    pub homeassistant_token: Option<SecretString>,
 }
 
 macro_rules! layer {
@@ -171,13 +186,16 @@ impl RawOptions {
             discovery_prefix,
             cache_ttl,
             device_id,
-            log_level
+            log_level,
+            history,
+            homeassistant_url,
+            homeassistant_token
         )
     }
 
     /// The option names, as users write them (the app contract test checks them against
     /// `config.yaml`, the translations and the docs).
-    pub const NAMES: [&'static str; 17] = [
+    pub const NAMES: [&'static str; 20] = [
         "dsmr_reader_url",
         "dsmr_reader_api_key",
         "dsmr_reader_ca_file",
@@ -195,6 +213,9 @@ impl RawOptions {
         "cache_ttl",
         "device_id",
         "log_level",
+        "history",
+        "homeassistant_url",
+        "homeassistant_token",
     ];
 }
 
@@ -246,6 +267,8 @@ pub struct Config {
     pub cache_ttl: Duration,
     pub device_id: Option<String>,
     pub log_level: LevelFilter,
+    /// Where to import DSMR-reader's archive; `None` when the history is off.
+    pub history: Option<HistoryConfig>,
 }
 
 #[derive(Clone)]
@@ -319,7 +342,11 @@ fn read_file(path: &Path) -> Result<String, ConfigError> {
 }
 
 /// Options whose values are never shown, not even in an error about them.
-const SECRET_OPTIONS: [&str; 2] = ["dsmr_reader_api_key", "mqtt_password"];
+const SECRET_OPTIONS: [&str; 3] = [
+    "dsmr_reader_api_key",
+    "mqtt_password",
+    "homeassistant_token",
+];
 
 /// Names the option in a parse error: `mqtt_port: invalid type: string "x", expected u16`.
 /// Errors not about one option (syntax, an unknown key, not an object) name the file.
@@ -636,6 +663,12 @@ impl TryFrom<RawOptions> for Config {
         }
 
         let log_level = log_level(raw.log_level.as_deref())?;
+        let history = history(
+            raw.history,
+            raw.homeassistant_url.as_deref(),
+            raw.homeassistant_token,
+            std::env::var("SUPERVISOR_TOKEN").ok(),
+        )?;
 
         Ok(Config {
             dsmr: DsmrConfig {
@@ -661,8 +694,117 @@ impl TryFrom<RawOptions> for Config {
             cache_ttl: Duration::from_secs(cache_ttl),
             device_id,
             log_level,
+            history,
         })
     }
+}
+
+/// Core's WebSocket API as the Supervisor proxies it for an app with `homeassistant_api: true`.
+pub const SUPERVISOR_CORE_WEBSOCKET: &str = "ws://supervisor/core/websocket";
+
+/// The history's target: the Supervisor's proxy inside Home Assistant (unless an address is
+/// given), else `homeassistant_url` with `homeassistant_token`.
+fn history(
+    enabled: Option<bool>,
+    url: Option<&str>,
+    token: Option<SecretString>,
+    supervisor_token: Option<String>,
+) -> Result<Option<HistoryConfig>, ConfigError> {
+    use secrecy::ExposeSecret;
+
+    // Each given value is checked on its own first, so that an error names the option at fault.
+    let url = url
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(homeassistant_url)
+        .transpose()?;
+    let token = token
+        .map(|t| t.expose_secret().trim().to_owned())
+        .filter(|t| !t.is_empty());
+    if let Some(secret) = &token
+        && (secret.chars().any(|c| c.is_control() || c == ' ') || !secret.is_ascii())
+    {
+        return Err(invalid(
+            "homeassistant_token",
+            "contains spaces or characters a token does not have",
+        ));
+    }
+    if enabled == Some(false) {
+        return Ok(None);
+    }
+    let target = match (url, token, supervisor_token.filter(|t| !t.is_empty())) {
+        (Some(url), Some(token), _) => HaTarget {
+            url,
+            token: SecretString::from(token),
+            token_source: "homeassistant_token",
+        },
+        (Some(_), None, _) => {
+            return Err(invalid(
+                "homeassistant_token",
+                "missing: create a long-lived access token in Home Assistant (your profile, Security) and set it here",
+            ));
+        }
+        (None, Some(_), None) => {
+            return Err(invalid(
+                "homeassistant_url",
+                "missing: set it to Home Assistant's address, e.g. http://homeassistant.local:8123/",
+            ));
+        }
+        (None, _, Some(supervisor)) => HaTarget {
+            url: Url::parse(SUPERVISOR_CORE_WEBSOCKET).expect("a valid constant URL"),
+            token: SecretString::from(supervisor),
+            token_source: "the app's access to Home Assistant (homeassistant_api in config.yaml)",
+        },
+        (None, None, None) if enabled == Some(true) => {
+            return Err(invalid(
+                "history",
+                "needs homeassistant_url and homeassistant_token outside Home Assistant",
+            ));
+        }
+        (None, None, None) => return Ok(None),
+    };
+    Ok(Some(HistoryConfig {
+        target,
+        id_tag: String::new(),
+    }))
+}
+
+/// `http://ha:8123/` → `ws://ha:8123/api/websocket`; a `ws://` or `wss://` address is taken as
+/// the WebSocket endpoint itself.
+fn homeassistant_url(text: &str) -> Result<Url, ConfigError> {
+    let option = "homeassistant_url";
+    let mut url = Url::parse(text).map_err(|e| match e {
+        url::ParseError::RelativeUrlWithoutBase => {
+            invalid(option, format!("no scheme; did you mean http://{text} ?"))
+        }
+        e => invalid(option, e.to_string()),
+    })?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid(option, "has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(
+            option,
+            "must not hold a user name or password; the token logs in",
+        ));
+    }
+    let scheme = match url.scheme() {
+        "http" | "ws" => "ws",
+        "https" | "wss" => "wss",
+        other => {
+            return Err(invalid(
+                option,
+                format!("scheme {other} is not http, https, ws or wss"),
+            ));
+        }
+    };
+    if matches!(url.scheme(), "http" | "https") {
+        let path = format!("{}/api/websocket", url.path().trim_end_matches('/'));
+        url.set_path(&path);
+    }
+    url.set_scheme(scheme)
+        .map_err(|()| invalid(option, "cannot be turned into a WebSocket address"))?;
+    Ok(url)
 }
 
 #[cfg(test)]
@@ -696,6 +838,78 @@ mod tests {
         assert_eq!(cfg.cache_ttl, Duration::from_secs(3600));
         assert_eq!(cfg.log_level, LevelFilter::INFO);
         assert!(cfg.mqtt.host.is_none());
+    }
+
+    #[test]
+    fn history_targets_the_supervisor_inside_and_the_given_address_outside() {
+        let token = || Some(SecretString::from("abc.def"));
+        let inside = history(None, None, None, Some("sup".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(inside.target.url.as_str(), SUPERVISOR_CORE_WEBSOCKET);
+        assert!(
+            history(Some(false), None, None, Some("sup".into()))
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            history(None, None, None, None).unwrap().is_none(),
+            "off outside by default"
+        );
+        let outside = history(None, Some("http://ha.local:8123/"), token(), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            outside.target.url.as_str(),
+            "ws://ha.local:8123/api/websocket"
+        );
+        assert_eq!(outside.target.token_source, "homeassistant_token");
+        let tls = history(None, Some("https://ha.example/base"), token(), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            tls.target.url.as_str(),
+            "wss://ha.example/base/api/websocket"
+        );
+        let ws = history(
+            None,
+            Some("ws://127.0.0.1:8123/api/websocket"),
+            token(),
+            None,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(ws.target.url.as_str(), "ws://127.0.0.1:8123/api/websocket");
+    }
+
+    #[test]
+    fn history_errors_name_the_option_and_never_the_token() {
+        let err = |e: Result<Option<HistoryConfig>, ConfigError>| e.unwrap_err().to_string();
+        let secret = || Some(SecretString::from("very-secret token"));
+        assert!(err(history(Some(true), None, None, None)).starts_with("history: "));
+        assert!(
+            err(history(None, Some("http://ha:8123"), None, None))
+                .starts_with("homeassistant_token: missing")
+        );
+        assert!(
+            err(history(None, None, Some(SecretString::from("t")), None))
+                .starts_with("homeassistant_url: missing")
+        );
+        let bad = err(history(None, Some("http://ha:8123"), secret(), None));
+        assert!(bad.starts_with("homeassistant_token: "), "{bad}");
+        assert!(!bad.contains("very-secret"));
+        assert!(
+            err(history(None, Some("ha.local:8123"), Some("t".into()), None))
+                .starts_with("homeassistant_url: ")
+        );
+        assert!(
+            err(history(None, Some("ftp://ha"), Some("t".into()), None))
+                .contains("not http, https, ws or wss")
+        );
+        let cfg = history(None, Some("http://ha:8123"), Some("tok-123".into()), None)
+            .unwrap()
+            .unwrap();
+        assert!(!format!("{cfg:?}").contains("tok-123"));
     }
 
     #[test]

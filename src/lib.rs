@@ -20,6 +20,7 @@ pub mod dedup;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod health;
+pub mod history;
 pub mod map;
 pub mod model;
 pub mod pipeline;
@@ -86,6 +87,17 @@ pub async fn run_with(
         "Starting dsmr-bridge"
     );
     let sink = MqttSink::start(&broker)?;
+    // The history import runs beside the poll loop and never holds it up.
+    let history = match config.history.clone() {
+        Some(history_config) => match history::Importer::new(history_config, &config.dsmr) {
+            Ok(importer) => Some(tokio::spawn(history::run(importer, shutdown.child_token()))),
+            Err(e) => {
+                tracing::error!(error = %e, "history: cannot start; the live values keep flowing");
+                None
+            }
+        },
+        None => None,
+    };
     let (events, source_events) = mpsc::channel(8);
     let source_stop = shutdown.child_token();
     // The pipeline asks for fresh meter statistics when a register looks wrong.
@@ -102,5 +114,9 @@ pub async fn run_with(
         .await;
     source_stop.cancel();
     let _ = source.await;
+    if let Some(history) = history {
+        history.abort();
+        let _ = history.await;
+    }
     Ok(stats)
 }

@@ -8,6 +8,7 @@ mod broker_limits;
 mod demo;
 mod faults;
 mod harness;
+mod history;
 mod outliers;
 mod restart;
 mod security;

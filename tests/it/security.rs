@@ -1055,6 +1055,28 @@ use Report::{Flag, Option as Opt};
 /// carry one (any text is a valid user name or password, so those two have no invalid flag).
 const TABLE: &[BadValue] = &[
     BadValue {
+        option: "history",
+        flags: &[("maybe", Flag), ("yes", Flag)],
+        yaml: &["maybe", "[true]"],
+        json: &[r#""true""#, "1"],
+    },
+    BadValue {
+        option: "homeassistant_url",
+        flags: &[
+            ("homeassistant.local:8123", Opt),
+            ("ftp://ha.local/", Opt),
+            ("http://", Opt),
+        ],
+        yaml: &["homeassistant.local:8123", "[x]"],
+        json: &["8123", "[]"],
+    },
+    BadValue {
+        option: "homeassistant_token",
+        flags: &[("has space", Opt), ("ключ", Opt)],
+        yaml: &["'has space'", "[t]", "{a: b}"],
+        json: &["42", "[]", "{}"],
+    },
+    BadValue {
         option: "dsmr_reader_url",
         flags: &[
             ("dsmr.local", Opt),

@@ -13,6 +13,7 @@ use serde_json::Value;
 use time::{Date, Duration, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
 use super::Fault;
+use super::history::{Archive, DayRow, HourRow};
 use super::meter::{MeterModel, PhaseReading, Reading};
 use super::telegram::{self, MeterIds};
 use super::zone::{TimeZone, Unplaceable};
@@ -95,6 +96,8 @@ pub(crate) struct Context<'a> {
     pub host: &'a str,
     /// The server's time zone: timestamps are printed in it, naive filter times placed in it.
     pub zone: &'a TimeZone,
+    /// The archive behind `statistics/hour` and `statistics/day`; empty lists without one.
+    pub archive: Option<&'a Archive>,
 }
 
 impl Context<'_> {
@@ -119,6 +122,8 @@ enum Endpoint {
     SupplierPrices,
     Version,
     Monitoring,
+    HourStatistics,
+    DayStatistics,
 }
 
 impl Endpoint {
@@ -134,6 +139,8 @@ impl Endpoint {
             "consumption/energy-supplier-prices" => Self::SupplierPrices,
             "application/version" => Self::Version,
             "application/monitoring" => Self::Monitoring,
+            "statistics/hour" => Self::HourStatistics,
+            "statistics/day" => Self::DayStatistics,
             _ => return None,
         };
         Some(endpoint)
@@ -144,6 +151,7 @@ impl Endpoint {
         match self {
             Self::DsmrReading => "GET, POST, HEAD, OPTIONS",
             Self::MeterStatistics => "GET, PATCH, HEAD, OPTIONS",
+            Self::DayStatistics => "GET, POST, HEAD, OPTIONS",
             _ => "GET, HEAD, OPTIONS",
         }
     }
@@ -173,6 +181,8 @@ pub(crate) fn respond(ctx: &Context<'_>, req: &Request<'_>) -> Reply {
         Endpoint::Gas => gas_consumption(ctx, req, &query),
         Endpoint::GasLive => Reply::json(200, &gas_live(ctx)),
         Endpoint::SupplierPrices => Reply::json(200, &supplier_prices(ctx)),
+        Endpoint::HourStatistics => hour_statistics(ctx, req, &query),
+        Endpoint::DayStatistics => day_statistics(ctx, req, &query),
         Endpoint::Version => Reply::json(200, &Obj::new().put("version", ctx.version)),
         Endpoint::Monitoring => Reply::json(
             200,
@@ -315,6 +325,77 @@ fn gas_consumption(ctx: &Context<'_>, req: &Request<'_>, query: &Query) -> Reply
     })
 }
 
+fn hour_statistics(ctx: &Context<'_>, req: &Request<'_>, query: &Query) -> Reply {
+    let rows: &[HourRow] = ctx.archive.map_or(&[], Archive::hour_rows);
+    let spec = ListSpec {
+        filters: ["hour_start", "hour_start__gte", "hour_start__lte"],
+        orderings: &["hour_start"],
+    };
+    let keys = rows.iter().map(|r| (r.hour_start, [0])).collect();
+    list(ctx, req, query, &spec, keys, None, |i| {
+        let row = &rows[i];
+        let [e1, e2, e1r, e2r, gas] = row.values;
+        Obj::new()
+            .put("id", row.id)
+            .put("hour_start", iso(row.hour_start))
+            .put("electricity1", thousandths(e1))
+            .put("electricity2", thousandths(e2))
+            .put("electricity1_returned", thousandths(e1r))
+            .put("electricity2_returned", thousandths(e2r))
+            .put("gas", thousandths(gas))
+    })
+}
+
+fn day_statistics(ctx: &Context<'_>, req: &Request<'_>, query: &Query) -> Reply {
+    let rows: &[DayRow] = ctx.archive.map_or(&[], Archive::published_day_rows);
+    let gas_meter = ctx.archive.is_some_and(|a| a.options().gas);
+    let spec = ListSpec {
+        filters: ["day", "day__gte", "day__lte"],
+        orderings: &["day"],
+    };
+    // A DateFilter compares dates; the server-local midnight of each day stands in for it.
+    let local = ctx.model.offset();
+    let keys = rows
+        .iter()
+        .map(|r| (r.day.midnight().assume_offset(local), [0]))
+        .collect();
+    list(ctx, req, query, &spec, keys, None, |i| {
+        let row = &rows[i];
+        let [e1, e2, e1r, e2r, gas] = row.consumption;
+        let [re1, re2, re1r, re2r, rgas] = row.registers;
+        let gas_or_null = |text: String| {
+            if gas_meter {
+                Value::from(text)
+            } else {
+                Value::Null
+            }
+        };
+        Obj::new()
+            .put("id", row.id)
+            .put("day", iso_date(row.day))
+            .put("electricity1", thousandths(e1))
+            .put("electricity2", thousandths(e2))
+            .put("electricity1_returned", thousandths(e1r))
+            .put("electricity2_returned", thousandths(e2r))
+            .put("electricity1_cost", euro_text(row.electricity1_cost))
+            .put("electricity2_cost", euro_text(row.electricity2_cost))
+            .put("gas", gas_or_null(thousandths(gas)))
+            .put("gas_cost", gas_or_null(euro_text(row.gas_cost)))
+            .put("lowest_temperature", "0.0")
+            .put("highest_temperature", "0.0")
+            .put("average_temperature", "0.0")
+            .put("fixed_cost", euro_text(row.fixed_cost))
+            .put("total_cost", euro_text(row.total_cost))
+            .put("electricity_reading_timestamp", iso(row.start))
+            .put("electricity1_reading", thousandths(re1))
+            .put("electricity2_reading", thousandths(re2))
+            .put("electricity1_returned_reading", thousandths(re1r))
+            .put("electricity2_returned_reading", thousandths(re2r))
+            .put("gas_reading_timestamp", gas_or_null(iso(row.start)))
+            .put("gas_reading", gas_or_null(thousandths(rgas)))
+    })
+}
+
 fn reading_json(ctx: &Context<'_>, r: &Reading) -> Obj {
     let phase = |i: usize, field: fn(&PhaseReading) -> Value| {
         r.phases[i].as_ref().map_or(Value::Null, field)
@@ -447,12 +528,18 @@ fn today(ctx: &Context<'_>) -> Reply {
 
 /// A day's costs in cents, rounded per item before the total as DSMR-reader does.
 #[derive(Debug, PartialEq, Eq)]
-struct DayCosts {
-    electricity1: i64,
-    electricity2: i64,
-    gas: i64,
-    fixed: i64,
-    total: i64,
+pub(crate) struct DayCosts {
+    pub electricity1: i64,
+    pub electricity2: i64,
+    pub gas: i64,
+    pub fixed: i64,
+    pub total: i64,
+}
+
+/// A day's costs in cents from its consumption (`energy` in Wh as delivered_1, returned_1,
+/// delivered_2, returned_2; `gas` in litres).
+pub(crate) fn day_costs(energy: [u64; 4], gas: u64) -> DayCosts {
+    DayCosts::new(energy, gas)
 }
 
 impl DayCosts {
@@ -1086,6 +1173,7 @@ mod tests {
         overrides: HashMap<String, Option<String>>,
         shift: Duration,
         zone: TimeZone,
+        archive: Option<Archive>,
     }
 
     impl Fixture {
@@ -1100,6 +1188,7 @@ mod tests {
                 model,
                 overrides: HashMap::new(),
                 shift: Duration::ZERO,
+                archive: None,
             }
         }
 
@@ -1138,6 +1227,7 @@ mod tests {
                 now: self.model.now(),
                 host: "127.0.0.1:8000",
                 zone: &self.zone,
+                archive: self.archive.as_ref(),
             };
             let req = Request {
                 method,
@@ -1163,6 +1253,92 @@ mod tests {
             .filter(|k| READING_FIELDS.contains(k))
             .map(str::to_owned)
             .collect()
+    }
+
+    /// Top-level keys and the first result's keys, sorted.
+    fn shape(v: &Value) -> Vec<String> {
+        let mut keys: Vec<String> = v
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.extend(
+            v["results"][0]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, _)| format!("results.{k}")),
+        );
+        keys.sort();
+        keys
+    }
+
+    fn with_archive(opts: super::super::HistoryOptions) -> Fixture {
+        let mut f = Fixture::default();
+        f.archive = Some(Archive::new(opts));
+        f
+    }
+
+    #[test]
+    fn statistics_have_the_fixture_shape_and_page_like_drf() {
+        let f = with_archive(super::super::HistoryOptions {
+            first_day: time::macros::date!(2026 - 10 - 24),
+            days: 4,
+            ..Default::default()
+        });
+        for (path, fixture) in [
+            (
+                "/api/v2/statistics/hour?ordering=-hour_start&limit=1",
+                include_str!("../../../tests/fixtures/v2_statistics_hour_latest.json"),
+            ),
+            (
+                "/api/v2/statistics/day?ordering=-day&limit=1",
+                include_str!("../../../tests/fixtures/v2_statistics_day_latest.json"),
+            ),
+        ] {
+            let reply = f.get(path);
+            assert_eq!(reply.status, 200);
+            let theirs: Value = serde_json::from_str(fixture).expect("fixture");
+            assert_eq!(shape(&json(&reply)), shape(&theirs), "{path}");
+            assert!(
+                json(&reply)["next"]
+                    .as_str()
+                    .is_some_and(|n| n.contains("limit=1&offset=1"))
+            );
+        }
+        let hours = json(&f.get("/api/v2/statistics/hour?ordering=hour_start&limit=30&offset=24"));
+        assert_eq!(hours["count"], 4 * 24 + 1, "the autumn day has 25 hours");
+        assert_eq!(
+            hours["results"][0]["hour_start"],
+            "2026-10-25T00:00:00+02:00"
+        );
+        assert_eq!(
+            hours["results"][2]["hour_start"],
+            "2026-10-25T02:00:00+02:00"
+        );
+        assert_eq!(
+            hours["results"][3]["hour_start"],
+            "2026-10-25T02:00:00+01:00"
+        );
+        assert!(
+            hours["results"][0]["electricity1"]
+                .as_str()
+                .is_some_and(|v| v.contains('.'))
+        );
+        let filtered = json(&f.get(
+            "/api/v2/statistics/hour?hour_start__gte=2026-10-27T00:00:00%2B01:00&ordering=hour_start",
+        ));
+        assert_eq!(filtered["count"], 24);
+        let days = json(&f.get("/api/v2/statistics/day?day__gte=2026-10-26&ordering=day"));
+        assert_eq!(days["count"], 2);
+        assert_eq!(days["results"][0]["day"], "2026-10-26");
+        assert_eq!(
+            days["results"][0]["electricity_reading_timestamp"],
+            "2026-10-26T00:00:00+01:00"
+        );
+        let empty = json(&Fixture::default().get("/api/v2/statistics/hour"));
+        assert_eq!(empty["count"], 0);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! clock runs at `SimOptions::speed` and can be paused or set by tests.
 
 mod api;
+pub mod history;
 pub mod meter;
 mod telegram;
 mod zone;
@@ -35,6 +36,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use url::Url;
 
+pub use history::{Archive, HistoryOptions};
 pub use meter::{MeterModel, Reading, Registers};
 pub use zone::TimeZone;
 
@@ -191,6 +193,7 @@ struct State {
     timestamp_shift: Duration,
     counts: HashMap<String, u64>,
     log: VecDeque<String>,
+    archive: Option<Archive>,
 }
 
 /// Simulated time: real elapsed time times `speed`, from an anchor that `set` moves.
@@ -259,6 +262,7 @@ impl State {
             timestamp_shift: Duration::ZERO,
             counts: HashMap::new(),
             log: VecDeque::with_capacity(LOG_LINES),
+            archive: None,
         }
     }
 
@@ -312,6 +316,7 @@ impl State {
                     now: self.clock.now(),
                     host,
                     zone: &self.zone,
+                    archive: self.archive.as_ref(),
                 };
                 api::respond(&ctx, req)
             }
@@ -479,6 +484,23 @@ impl Simulator {
         let mut state = self.state();
         state.sync();
         state.model.push_stray(ahead, currently_delivered);
+    }
+
+    /// Serves `opts`' archive from `statistics/hour` and `statistics/day` from now on.
+    pub fn set_history(&self, opts: HistoryOptions) {
+        self.state().archive = Some(Archive::new(opts));
+    }
+
+    /// Archives `hours` more hours, as DSMR-reader does once each hour has passed.
+    pub fn extend_history(&self, hours: u32) {
+        if let Some(archive) = self.state().archive.as_mut() {
+            archive.extend(hours);
+        }
+    }
+
+    /// A copy of the archive, to check what a client made of it.
+    pub fn archive(&self) -> Option<Archive> {
+        self.state().archive.clone()
     }
 
     /// The meter's latest reading at the current simulated time.

@@ -1,0 +1,468 @@
+//! History, pure core: DSMR-reader's hour and day statistics become Home Assistant's hourly
+//! long-term statistics rows (`state` = the register at the end of the hour, `sum` = energy
+//! since the first imported hour) and daily cost rows.
+//!
+//! Amounts stay in integer thousandths (Wh, litres) and cents, so that a day's change of the
+//! sum equals DSMR-reader's day statistics exactly, over years. The day rows anchor the hours:
+//! energy the hour rows miss (hours DSMR-reader did not archive) is booked on the first hour
+//! after the gap within that day, so no hour is invented and none is lost; the day rows'
+//! registers give `state` and reveal a meter swap (registers restart, the sum keeps growing).
+
+use time::{Date, Duration, OffsetDateTime, UtcOffset};
+
+/// Energy registers, in the order of DSMR-reader's hour statistics.
+pub const REGISTERS: usize = 5;
+/// The gas register's index.
+pub const GAS: usize = 4;
+/// Cost statistics: electricity tariff 1, tariff 2, gas.
+pub const COSTS: usize = 3;
+
+/// One `statistics/hour` row, amounts in thousandths (Wh, litres).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HourStat {
+    /// The hour's start in UTC, on the hour.
+    pub start: OffsetDateTime,
+    /// DSMR-reader's (local) day the hour belongs to.
+    pub day: Date,
+    pub values: [i64; REGISTERS],
+}
+
+/// One `statistics/day` row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DayStat {
+    pub day: Date,
+    /// The day's start (local midnight) in UTC.
+    pub start: OffsetDateTime,
+    /// The day's consumption per register, in thousandths.
+    pub consumption: [i64; REGISTERS],
+    /// The registers at the day's start, in thousandths; `None` where DSMR-reader has none.
+    pub registers: [Option<i64>; REGISTERS],
+    /// Costs in cents; `None` where DSMR-reader has none (gas without a gas meter).
+    pub costs: [Option<i64>; COSTS],
+}
+
+/// Where a statistic stands in Home Assistant before the rows to build.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Point {
+    pub sum: i64,
+    pub state: Option<i64>,
+}
+
+/// One long-term statistics row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Row {
+    /// UTC, on the hour.
+    pub start: OffsetDateTime,
+    pub state: Option<i64>,
+    pub sum: i64,
+}
+
+/// The rows of every statistic.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ledger {
+    pub energy: [Vec<Row>; REGISTERS],
+    pub costs: [Vec<Row>; COSTS],
+}
+
+/// Seeds: each statistic's last row before the first hour given to `build`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Seeds {
+    pub energy: [Option<Point>; REGISTERS],
+    pub costs: [Option<Point>; COSTS],
+}
+
+/// The UTC hour a DSMR-reader `hour_start` belongs to. Whole-hour offsets (Europe) keep the
+/// hour; a half-hour zone's hour is booked on the UTC hour it starts in.
+pub fn utc_hour(start: OffsetDateTime) -> OffsetDateTime {
+    let utc = start.to_offset(UtcOffset::UTC);
+    utc.replace_minute(0)
+        .and_then(|t| t.replace_second(0))
+        .and_then(|t| t.replace_nanosecond(0))
+        .unwrap_or(utc)
+}
+
+/// Builds the rows for `hours` (sorted by start) and `days` (sorted by day), continuing from
+/// `seeds`. Days without a day row (today) book the hours as they are.
+pub fn build(hours: &[HourStat], days: &[DayStat], seeds: &Seeds) -> Ledger {
+    let mut ledger = Ledger::default();
+    for (register, rows) in ledger.energy.iter_mut().enumerate() {
+        *rows = energy_rows(hours, days, register, seeds.energy[register]);
+    }
+    for (cost, rows) in ledger.costs.iter_mut().enumerate() {
+        let mut sum = seeds.costs[cost].map_or(0, |p| p.sum);
+        *rows = days
+            .iter()
+            .filter_map(|d| {
+                let amount = d.costs[cost]?;
+                sum += amount;
+                Some(Row {
+                    start: d.start,
+                    state: None,
+                    sum,
+                })
+            })
+            .collect();
+    }
+    ledger
+}
+
+fn energy_rows(
+    hours: &[HourStat],
+    days: &[DayStat],
+    register: usize,
+    seed: Option<Point>,
+) -> Vec<Row> {
+    let mut rows = Vec::with_capacity(hours.len());
+    let mut sum = seed.map_or(0, |p| p.sum);
+    let mut state = seed.and_then(|p| p.state);
+    // Energy of day rows without any hour row, carried to the next hour that has one.
+    let mut carry = 0_i64;
+    let mut day_index = 0;
+    let mut i = 0;
+    while i < hours.len() {
+        let day = hours[i].day;
+        let end = i + hours[i..].iter().take_while(|h| h.day == day).count();
+        let group = &hours[i..end];
+        while days.get(day_index).is_some_and(|d| d.day < day) {
+            // A whole day without hour rows: its energy waits for the next hour.
+            carry += days[day_index].consumption[register];
+            day_index += 1;
+        }
+        let day_row = days.get(day_index).filter(|d| d.day == day);
+        let mut values: Vec<i64> = group.iter().map(|h| h.values[register].max(0)).collect();
+        if let Some(d) = day_row {
+            let booked: i64 = values.iter().sum();
+            book(
+                &mut values,
+                group,
+                d.start,
+                d.consumption[register] - booked,
+            );
+            day_index += 1;
+        }
+        let next_start = days
+            .get(day_index)
+            .filter(|d| Some(d.day) == day.next_day())
+            .and_then(|d| d.registers[register]);
+        // A known start register already holds energy carried from days without hour rows.
+        let start = day_row
+            .and_then(|d| d.registers[register])
+            .or(state.map(|s| s + carry));
+        let states = day_states(&values, start, next_start);
+        if let Some(first) = values.first_mut() {
+            *first += carry;
+            carry = 0;
+        }
+        for ((hour, value), end_state) in group.iter().zip(&values).zip(states) {
+            sum += value;
+            state = end_state;
+            rows.push(Row {
+                start: hour.start,
+                state,
+                sum,
+            });
+        }
+        i = end;
+    }
+    rows
+}
+
+/// Books `deficit` (the day row's energy minus the hour rows') on the day's hours: missing
+/// energy on the first hour after a gap (else the day's last hour), surplus (rounding in
+/// DSMR-reader's hour rows) off the largest hours, never below 0.
+fn book(values: &mut [i64], group: &[HourStat], day_start: OffsetDateTime, deficit: i64) {
+    if values.is_empty() || deficit == 0 {
+        return;
+    }
+    if deficit > 0 {
+        let after_gap = group
+            .windows(2)
+            .position(|w| w[1].start - w[0].start > Duration::HOUR)
+            .map(|p| p + 1);
+        let target = if group[0].start > day_start {
+            0
+        } else {
+            after_gap.unwrap_or(values.len() - 1)
+        };
+        values[target] += deficit;
+        return;
+    }
+    let mut surplus = -deficit;
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by_key(|&k| std::cmp::Reverse(values[k]));
+    for k in order {
+        let take = surplus.min(values[k]);
+        values[k] -= take;
+        surplus -= take;
+        if surplus == 0 {
+            break;
+        }
+    }
+}
+
+/// Registers at the end of each hour of a day: from the day's start register forward; on a day
+/// whose end does not match the next day's start register (a meter swap), from the next day's
+/// start backward for the hours of the new meter.
+fn day_states(values: &[i64], start: Option<i64>, next_start: Option<i64>) -> Vec<Option<i64>> {
+    let Some(from) = start else {
+        return vec![None; values.len()];
+    };
+    let mut forward = Vec::with_capacity(values.len());
+    let mut register = from;
+    for value in values {
+        register += value;
+        forward.push(Some(register));
+    }
+    let Some(next) = next_start else {
+        return forward;
+    };
+    if register == next {
+        return forward;
+    }
+    // A new meter: walk back from the next day's start while the register stays ≥ 0.
+    let mut backward = next;
+    for k in (0..values.len()).rev() {
+        // The hour was the new meter's only if its register at the hour's start was ≥ 0.
+        if backward - values[k] < 0 {
+            break;
+        }
+        forward[k] = Some(backward);
+        backward -= values[k];
+    }
+    forward
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use time::macros::{date, datetime};
+
+    use super::*;
+
+    fn hour(start: OffsetDateTime, day: Date, v: i64) -> HourStat {
+        HourStat {
+            start,
+            day,
+            values: [v, 0, 0, 0, v / 2],
+        }
+    }
+
+    /// `n` hours of `day` starting at `start`, `v` each.
+    fn day_hours(start: OffsetDateTime, day: Date, n: i64, v: i64) -> Vec<HourStat> {
+        (0..n)
+            .map(|k| hour(start + Duration::hours(k), day, v))
+            .collect()
+    }
+
+    fn day_row(day: Date, start: OffsetDateTime, consumption: i64, register: i64) -> DayStat {
+        DayStat {
+            day,
+            start,
+            consumption: [consumption, 0, 0, 0, consumption / 2],
+            registers: [
+                Some(register),
+                Some(0),
+                Some(0),
+                Some(0),
+                Some(register / 2),
+            ],
+            costs: [Some(consumption / 100), Some(0), None],
+        }
+    }
+
+    #[test]
+    fn state_is_the_register_at_the_end_of_the_hour_and_sum_starts_at_zero() {
+        let d = date!(2025 - 01 - 10);
+        let hours = day_hours(datetime!(2025-01-09 23:00 UTC), d, 24, 100);
+        let days = [day_row(
+            d,
+            datetime!(2025-01-09 23:00 UTC),
+            2_400,
+            1_000_000,
+        )];
+        let ledger = build(&hours, &days, &Seeds::default());
+        let rows = &ledger.energy[0];
+        assert_eq!(rows.len(), 24);
+        assert_eq!(rows[0].start, datetime!(2025-01-09 23:00 UTC));
+        assert_eq!((rows[0].sum, rows[0].state), (100, Some(1_000_100)));
+        assert_eq!((rows[23].sum, rows[23].state), (2_400, Some(1_002_400)));
+        assert_eq!(
+            ledger.costs[0],
+            [Row {
+                start: datetime!(2025-01-09 23:00 UTC),
+                state: None,
+                sum: 24
+            }]
+        );
+        assert!(
+            ledger.costs[2].is_empty(),
+            "no gas cost without a gas price"
+        );
+    }
+
+    #[test]
+    fn a_gap_books_the_missing_energy_on_the_first_hour_after_it() {
+        let d = date!(2025 - 01 - 10);
+        let mut hours = day_hours(datetime!(2025-01-09 23:00 UTC), d, 24, 100);
+        hours.drain(5..8);
+        let days = [day_row(d, datetime!(2025-01-09 23:00 UTC), 2_400, 0)];
+        let rows = &build(&hours, &days, &Seeds::default()).energy[0];
+        assert_eq!(rows.len(), 21, "no invented rows");
+        assert_eq!(rows[5].start, datetime!(2025-01-10 07:00 UTC));
+        assert_eq!(rows[5].sum - rows[4].sum, 400);
+        assert_eq!(rows[20].sum, 2_400, "no lost energy");
+        assert_eq!(rows[20].state, Some(2_400));
+    }
+
+    #[test]
+    fn a_day_without_hour_rows_lands_on_the_next_hour() {
+        let d1 = date!(2025 - 01 - 10);
+        let d3 = date!(2025 - 01 - 12);
+        let mut hours = day_hours(datetime!(2025-01-09 23:00 UTC), d1, 24, 100);
+        hours.extend(day_hours(datetime!(2025-01-11 23:00 UTC), d3, 24, 100));
+        let days = [
+            day_row(d1, datetime!(2025-01-09 23:00 UTC), 2_400, 0),
+            day_row(
+                date!(2025 - 01 - 11),
+                datetime!(2025-01-10 23:00 UTC),
+                1_000,
+                2_400,
+            ),
+            day_row(d3, datetime!(2025-01-11 23:00 UTC), 2_400, 3_400),
+        ];
+        let rows = &build(&hours, &days, &Seeds::default()).energy[0];
+        assert_eq!(rows.len(), 48);
+        assert_eq!(rows[24].sum - rows[23].sum, 1_100);
+        assert_eq!(rows[47].sum, 5_800);
+        assert_eq!(rows[47].state, Some(5_800));
+    }
+
+    #[test]
+    fn a_meter_swap_restarts_the_state_and_keeps_the_sum_growing() {
+        let d1 = date!(2025 - 01 - 10);
+        let d2 = date!(2025 - 01 - 11);
+        let mut hours = day_hours(datetime!(2025-01-09 23:00 UTC), d1, 24, 100);
+        hours.extend(day_hours(datetime!(2025-01-10 23:00 UTC), d2, 24, 100));
+        // The new meter arrived for the day's last 4 hours: it read 400 at midnight.
+        let days = [
+            day_row(d1, datetime!(2025-01-09 23:00 UTC), 2_400, 50_000_000),
+            day_row(d2, datetime!(2025-01-10 23:00 UTC), 2_400, 400),
+        ];
+        let rows = &build(&hours, &days, &Seeds::default()).energy[0];
+        assert_eq!(rows[19].state, Some(50_002_000));
+        assert_eq!(rows[20].state, Some(100));
+        assert_eq!(rows[23].state, Some(400));
+        assert_eq!(rows[47].state, Some(2_800));
+        assert!(rows.windows(2).all(|w| w[1].sum >= w[0].sum));
+        assert_eq!(rows[47].sum, 4_800);
+    }
+
+    #[test]
+    fn seeds_continue_sum_and_state() {
+        let d = date!(2025 - 01 - 10);
+        let hours = day_hours(datetime!(2025-01-09 23:00 UTC), d, 2, 100);
+        let seeds = Seeds {
+            energy: [
+                Some(Point {
+                    sum: 5_000,
+                    state: Some(9_000),
+                }),
+                None,
+                None,
+                None,
+                None,
+            ],
+            costs: [
+                Some(Point {
+                    sum: 700,
+                    state: None,
+                }),
+                None,
+                None,
+            ],
+        };
+        let ledger = build(&hours, &[], &seeds);
+        assert_eq!(
+            (ledger.energy[0][1].sum, ledger.energy[0][1].state),
+            (5_200, Some(9_200))
+        );
+        assert!(ledger.costs[0].is_empty());
+    }
+
+    #[test]
+    fn half_hour_zones_book_on_the_utc_hour() {
+        assert_eq!(
+            utc_hour(datetime!(2025-01-10 10:00 +05:30)),
+            datetime!(2025-01-10 04:00 UTC)
+        );
+        assert_eq!(
+            utc_hour(datetime!(2025-10-26 02:00 +01:00)),
+            datetime!(2025-10-26 01:00 UTC)
+        );
+    }
+
+    proptest! {
+        /// For any archive, with gaps and rounding noise in the hour rows: rows only for
+        /// archived hours, sums never fall, and each day's change of the sum equals the day row.
+        #[test]
+        fn each_day_changes_the_sum_by_its_day_row(
+            days in proptest::collection::vec(
+                (proptest::collection::vec((0_i64..3_000, any::<bool>()), 23..=25), -3_i64..=3),
+                1..12,
+            )
+        ) {
+            let mut hours = Vec::new();
+            let mut day_rows = Vec::new();
+            let mut t = datetime!(2025-01-01 23:00 UTC);
+            let mut day = date!(2025 - 01 - 02);
+            let mut register = 1_000_000;
+            for (hs, noise) in &days {
+                let start = t;
+                let mut total = 0;
+                for (v, archived) in hs {
+                    total += v;
+                    if *archived {
+                        hours.push(HourStat { start: t, day, values: [*v, 0, 0, 0, 0] });
+                    }
+                    t += Duration::HOUR;
+                }
+                // DSMR-reader's day row comes from the registers; hour rows may round apart.
+                let consumption = (total + noise).max(0);
+                day_rows.push(DayStat {
+                    day,
+                    start,
+                    consumption: [consumption, 0, 0, 0, 0],
+                    registers: [Some(register), None, None, None, None],
+                    costs: [None; COSTS],
+                });
+                register += consumption;
+                day = day.next_day().unwrap();
+            }
+            let rows = &build(&hours, &day_rows, &Seeds::default()).energy[0];
+            prop_assert_eq!(rows.len(), hours.len());
+            prop_assert!(rows.windows(2).all(|w| w[1].sum >= w[0].sum));
+            prop_assert!(rows.iter().all(|r| r.sum >= 0));
+            // Sum at each day's end (last row at or before it) minus at its start.
+            let sum_before = |t: OffsetDateTime| {
+                rows.iter().take_while(|r| r.start < t).last().map_or(0, |r| r.sum)
+            };
+            let mut carried = 0;
+            for (k, d) in day_rows.iter().enumerate() {
+                let end = day_rows.get(k + 1).map_or(t, |n| n.start);
+                let change = sum_before(end) - sum_before(d.start);
+                let has_rows = rows.iter().any(|r| r.start >= d.start && r.start < end);
+                if has_rows {
+                    prop_assert_eq!(change, d.consumption[0] + carried, "day {}", d.day);
+                    carried = 0;
+                } else {
+                    prop_assert_eq!(change, 0);
+                    carried += d.consumption[0];
+                }
+            }
+            let total: i64 = day_rows.iter().map(|d| d.consumption[0]).sum();
+            if rows.last().is_some_and(|r| r.start >= day_rows.last().unwrap().start) {
+                prop_assert_eq!(rows.last().map_or(0, |r| r.sum), total);
+            }
+        }
+    }
+}
