@@ -30,6 +30,7 @@ pub mod source;
 pub mod status;
 pub mod supervisor;
 pub mod tls;
+pub mod web;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
