@@ -207,3 +207,53 @@ fn the_listen_address_follows_home_assistant() {
         Some(INGRESS_PROXY)
     );
 }
+
+/// Under ingress the browser sees the page at `/api/hassio_ingress/<token>/` and the
+/// Supervisor forwards `/` with `X-Ingress-Path`: the page must reach its JSON through the
+/// same prefix, so it may only use relative URLs, and it loads nothing from elsewhere.
+#[tokio::test]
+async fn the_page_works_under_the_ingress_prefix_and_loads_nothing_from_elsewhere() {
+    let served = serve_on_loopback(None).await;
+    let prefix = "/api/hassio_ingress/Zm9vYmFyYmF6";
+    let response = reqwest::Client::new()
+        .get(&served.base)
+        .header("X-Ingress-Path", prefix)
+        .header("X-Forwarded-For", "192.168.1.20")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let csp = response.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.starts_with("default-src 'none'"), "{csp}");
+    let html = response.text().await.unwrap();
+    assert!(html.len() < 20 * 1024, "the page is {} bytes", html.len());
+
+    // The one URL the page fetches, resolved as the browser does under the prefix.
+    let fetches: Vec<&str> = html
+        .match_indices("fetch(\"")
+        .map(|(i, m)| html[i + m.len()..].split('"').next().unwrap())
+        .collect();
+    assert_eq!(fetches, ["api/status"]);
+    let page_url = url::Url::parse(&format!("http://homeassistant.local:8123{prefix}/")).unwrap();
+    assert_eq!(
+        page_url.join(fetches[0]).unwrap().path(),
+        format!("{prefix}/api/status")
+    );
+    for needle in ["src=", "href=", "@import", "url(", "//cdn", "https:"] {
+        assert!(!html.contains(needle), "the page holds {needle:?}");
+    }
+    // The only absolute URL is SVG's namespace name, which is never loaded.
+    for (i, _) in html.match_indices("http://") {
+        assert!(
+            html[i..].starts_with("http://www.w3.org/2000/svg"),
+            "{}",
+            &html[i..i + 40]
+        );
+    }
+    // Light and dark, and a phone's width.
+    assert!(html.contains("prefers-color-scheme:dark"));
+    assert!(html.contains("name=\"viewport\""));
+}
