@@ -1,6 +1,7 @@
 //! Config stage: options from flags, a YAML file and the app's `/data/options.json`, validated
 //! into typed values before anything else runs.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -141,6 +142,11 @@ pub struct RawOptions {
     /// trace, debug, info, warn or error [default: info]
     #[arg(long)]
     pub log_level: Option<String>,
+
+    // The status page.
+    /// Address of the status page outside Home Assistant, e.g. 127.0.0.1:8099 [default: off]
+    #[arg(long)]
+    pub status_listen: Option<String>,
 }
 
 macro_rules! layer {
@@ -171,13 +177,14 @@ impl RawOptions {
             discovery_prefix,
             cache_ttl,
             device_id,
-            log_level
+            log_level,
+            status_listen
         )
     }
 
     /// The option names, as users write them (the app contract test checks them against
     /// `config.yaml`, the translations and the docs).
-    pub const NAMES: [&'static str; 17] = [
+    pub const NAMES: [&'static str; 18] = [
         "dsmr_reader_url",
         "dsmr_reader_api_key",
         "dsmr_reader_ca_file",
@@ -195,6 +202,7 @@ impl RawOptions {
         "cache_ttl",
         "device_id",
         "log_level",
+        "status_listen",
     ];
 }
 
@@ -236,6 +244,19 @@ fn log_level(text: Option<&str>) -> Result<LevelFilter, ConfigError> {
     }
 }
 
+/// `status_listen`: an IP address and port; empty means off.
+fn status_listen(text: Option<&str>) -> Result<Option<SocketAddr>, ConfigError> {
+    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    text.parse().map(Some).map_err(|_| {
+        invalid(
+            "status_listen",
+            format!("{text:?} is not an IP address with a port, e.g. 127.0.0.1:8099 or [::1]:8099"),
+        )
+    })
+}
+
 /// Validated configuration. Nothing downstream sees raw options.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -246,6 +267,9 @@ pub struct Config {
     pub cache_ttl: Duration,
     pub device_id: Option<String>,
     pub log_level: LevelFilter,
+    /// Where the status page listens outside Home Assistant; inside, it moves the ingress
+    /// listener (which still answers only the ingress proxy).
+    pub status_listen: Option<SocketAddr>,
 }
 
 #[derive(Clone)]
@@ -636,6 +660,7 @@ impl TryFrom<RawOptions> for Config {
         }
 
         let log_level = log_level(raw.log_level.as_deref())?;
+        let status_listen = status_listen(raw.status_listen.as_deref())?;
 
         Ok(Config {
             dsmr: DsmrConfig {
@@ -661,6 +686,7 @@ impl TryFrom<RawOptions> for Config {
             cache_ttl: Duration::from_secs(cache_ttl),
             device_id,
             log_level,
+            status_listen,
         })
     }
 }
@@ -1074,6 +1100,33 @@ mod tests {
         std::fs::write(&yaml, "mqtt_hots: x\n").unwrap();
         let err = read_yaml(&yaml).err().unwrap().to_string();
         assert!(err.contains("unknown field `mqtt_hots`"), "{err}");
+    }
+
+    #[test]
+    fn status_listen_takes_an_address_with_a_port() {
+        let with = |text: &str| {
+            Config::try_from(RawOptions {
+                status_listen: Some(text.into()),
+                ..minimal()
+            })
+        };
+        assert_eq!(Config::try_from(minimal()).unwrap().status_listen, None);
+        assert_eq!(with("").unwrap().status_listen, None);
+        assert_eq!(
+            with(" 127.0.0.1:8099 ").unwrap().status_listen,
+            Some("127.0.0.1:8099".parse().unwrap())
+        );
+        assert_eq!(
+            with("[::1]:8099").unwrap().status_listen,
+            Some("[::1]:8099".parse().unwrap())
+        );
+        for bad in ["127.0.0.1", "localhost:8099", "8099", "0.0.0.0:99999"] {
+            let error = with(bad).unwrap_err().to_string();
+            assert!(
+                error.starts_with("status_listen: ") && error.contains("e.g. 127.0.0.1:8099"),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -68,7 +68,7 @@ impl Demo {
     }
 
     /// Runs until Ctrl-C or SIGTERM.
-    pub async fn run(self) -> anyhow::Result<()> {
+    pub async fn run(self, recent: crate::web::RecentLog) -> anyhow::Result<()> {
         crate::tls::install_crypto_provider();
         let shutdown = crate::shutdown::on_signals()?;
         let mut config = self.config;
@@ -99,7 +99,7 @@ impl Demo {
         config.dsmr.url = sim.url();
         info!(url = %sim.url(), "Simulated DSMR-reader running: a three-phase meter with gas and solar panels");
 
-        let result = crate::run(config, shutdown).await;
+        let result = crate::run(config, recent, shutdown).await;
         sim.shutdown();
         result.map(drop)
     }

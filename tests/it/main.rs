@@ -12,3 +12,4 @@ mod outliers;
 mod restart;
 mod security;
 mod source;
+mod status_page;
