@@ -70,6 +70,9 @@ pub struct DemoArgs {
     /// trace, debug, info, warn or error; info shows every published message [default: info]
     #[arg(long)]
     pub log_level: Option<String>,
+    /// Address of the status page [default: 127.0.0.1:8099, or a free port when it is taken]
+    #[arg(long)]
+    pub status_listen: Option<String>,
 }
 
 impl DemoArgs {
@@ -83,6 +86,7 @@ impl DemoArgs {
             base_topic: self.base_topic.clone(),
             discovery_prefix: self.discovery_prefix.clone(),
             log_level: self.log_level.clone(),
+            status_listen: self.status_listen.clone(),
             ..RawOptions::default()
         }
     }

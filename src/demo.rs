@@ -17,6 +17,8 @@ use crate::pipeline::PUBLISHED_TARGET;
 
 /// The broker port everyone expects; the demo takes another one when it is in use.
 const MQTT_PORT: u16 = 1883;
+/// The status page's port, as in Home Assistant; another one when it is in use.
+const PAGE_PORT: u16 = crate::web::INGRESS_PORT;
 /// How long the embedded broker may take to accept connections.
 const BROKER_START: Duration = Duration::from_secs(5);
 
@@ -89,6 +91,10 @@ impl Demo {
             info!(command = %watch, "Watch the messages with");
             config.mqtt.host = Some(address.ip().to_string());
             config.mqtt.port = Some(address.port());
+        }
+
+        if config.status_listen.is_none() {
+            config.status_listen = Some(page_address());
         }
 
         let sim_options = SimOptions::default();
@@ -167,6 +173,16 @@ fn start_embedded_broker(port: Option<u16>) -> anyhow::Result<SocketAddr> {
             anyhow::bail!("the embedded broker did not start on {address}");
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// 127.0.0.1:8099 when it is free, else any free port (the log names the one it got).
+fn page_address() -> SocketAddr {
+    let preferred = SocketAddr::from((Ipv4Addr::LOCALHOST, PAGE_PORT));
+    if TcpListener::bind(preferred).is_ok() {
+        preferred
+    } else {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
     }
 }
 
