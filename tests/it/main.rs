@@ -4,6 +4,7 @@
 mod app;
 mod bridge;
 mod broker_limits;
+mod browser;
 #[cfg(feature = "demo")]
 mod demo;
 mod faults;
