@@ -30,9 +30,10 @@ pub const INGRESS_PROXY: IpAddr = IpAddr::V4(Ipv4Addr::new(172, 30, 32, 2));
 pub const INGRESS_PORT: u16 = 8099;
 
 const PAGE: &str = include_str!("page.html");
-/// A browser tab or two and the ingress proxy's pool; more are refused at accept.
-const MAX_CONNECTIONS: usize = 16;
-/// A client that does not send its request headers in time is dropped.
+/// A few browser tabs and the ingress proxy's pool; more are closed at accept.
+const MAX_CONNECTIONS: usize = 32;
+/// A client that does not send its request headers in time is dropped; hyper counts an idle
+/// kept-alive connection's wait for its next request too, so idle ones free their slot.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where the page listens and whom it answers.
