@@ -217,23 +217,32 @@ async fn the_page_renders_live_values_through_the_ingress_prefix() {
         chart_line(&second)
     );
 
+    // Light (docs/status-page.png is this one), dark, and a phone's width.
     let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
         .unwrap()
         .to_owned();
-    let shot = target.join("status-page.png");
-    let _ = std::fs::remove_file(&shot);
-    browse(
-        &chromium,
-        profile.path(),
-        &[
-            &format!("--screenshot={}", shot.display()),
-            "--window-size=1000,1450",
-            "--virtual-time-budget=3000",
-        ],
-        &page,
-    );
-    let png = std::fs::read(&shot).expect("a screenshot");
-    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    for (name, size, extra) in [
+        ("status-page.png", "1000,1130", None),
+        (
+            "status-page-dark.png",
+            "1000,1130",
+            Some("--force-dark-mode"),
+        ),
+        ("status-page-phone.png", "390,1700", None),
+    ] {
+        let shot = target.join(name);
+        let _ = std::fs::remove_file(&shot);
+        let mut flags = vec![
+            format!("--screenshot={}", shot.display()),
+            format!("--window-size={size}"),
+            "--virtual-time-budget=3000".to_owned(),
+        ];
+        flags.extend(extra.map(str::to_owned));
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        browse(&chromium, profile.path(), &flags, &page);
+        let png = std::fs::read(&shot).expect("a screenshot");
+        assert!(png.starts_with(b"\x89PNG"), "{name} is a PNG");
+    }
     drop(bridge);
 }
