@@ -27,6 +27,11 @@ fn supervisor() -> Option<(Url, SecretString)> {
     Some((base, SecretString::from(token)))
 }
 
+/// Running as a Home Assistant app: the Supervisor gave the app a token.
+pub fn inside_home_assistant() -> bool {
+    supervisor().is_some()
+}
+
 /// Explicit options win; inside Home Assistant the Supervisor fills what they leave open
 /// (only asked when `mqtt_host` is not set); elsewhere the broker is on localhost. `Ok(None)`
 /// only when shut down while waiting for the Supervisor.

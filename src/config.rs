@@ -1,6 +1,7 @@
 //! Config stage: options from flags, a YAML file and the app's `/data/options.json`, validated
 //! into typed values before anything else runs.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -72,6 +73,9 @@ pub struct DemoArgs {
     /// trace, debug, info, warn or error; info shows every published message [default: info]
     #[arg(long)]
     pub log_level: Option<String>,
+    /// Address of the status page [default: 127.0.0.1:8099, or a free port when it is taken]
+    #[arg(long)]
+    pub status_listen: Option<String>,
 }
 
 impl DemoArgs {
@@ -85,6 +89,7 @@ impl DemoArgs {
             base_topic: self.base_topic.clone(),
             discovery_prefix: self.discovery_prefix.clone(),
             log_level: self.log_level.clone(),
+            status_listen: self.status_listen.clone(),
             ..RawOptions::default()
         }
     }
@@ -156,6 +161,10 @@ pub struct RawOptions {
     /// A long-lived access token of an administrator (Home Assistant profile → Security).
     #[arg(long, env = "HOMEASSISTANT_TOKEN", hide_env_values = true)]
     pub homeassistant_token: Option<SecretString>,
+    // The status page.
+    /// Address of the status page outside Home Assistant, e.g. 127.0.0.1:8099 [default: off]
+    #[arg(long)]
+    pub status_listen: Option<String>,
 }
 
 macro_rules! layer {
@@ -189,13 +198,14 @@ impl RawOptions {
             log_level,
             history,
             homeassistant_url,
-            homeassistant_token
+            homeassistant_token,
+            status_listen
         )
     }
 
     /// The option names, as users write them (the app contract test checks them against
     /// `config.yaml`, the translations and the docs).
-    pub const NAMES: [&'static str; 20] = [
+    pub const NAMES: [&'static str; 21] = [
         "dsmr_reader_url",
         "dsmr_reader_api_key",
         "dsmr_reader_ca_file",
@@ -216,6 +226,7 @@ impl RawOptions {
         "history",
         "homeassistant_url",
         "homeassistant_token",
+        "status_listen",
     ];
 }
 
@@ -257,6 +268,19 @@ fn log_level(text: Option<&str>) -> Result<LevelFilter, ConfigError> {
     }
 }
 
+/// `status_listen`: an IP address and port; empty means off.
+fn status_listen(text: Option<&str>) -> Result<Option<SocketAddr>, ConfigError> {
+    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    text.parse().map(Some).map_err(|_| {
+        invalid(
+            "status_listen",
+            format!("{text:?} is not an IP address with a port, e.g. 127.0.0.1:8099 or [::1]:8099"),
+        )
+    })
+}
+
 /// Validated configuration. Nothing downstream sees raw options.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -269,6 +293,9 @@ pub struct Config {
     pub log_level: LevelFilter,
     /// Where to import DSMR-reader's archive; `None` when the history is off.
     pub history: Option<HistoryConfig>,
+    /// Where the status page listens outside Home Assistant; inside, it moves the ingress
+    /// listener (which still answers only the ingress proxy).
+    pub status_listen: Option<SocketAddr>,
 }
 
 #[derive(Clone)]
@@ -669,6 +696,7 @@ impl TryFrom<RawOptions> for Config {
             raw.homeassistant_token,
             std::env::var("SUPERVISOR_TOKEN").ok(),
         )?;
+        let status_listen = status_listen(raw.status_listen.as_deref())?;
 
         Ok(Config {
             dsmr: DsmrConfig {
@@ -695,6 +723,7 @@ impl TryFrom<RawOptions> for Config {
             device_id,
             log_level,
             history,
+            status_listen,
         })
     }
 }
@@ -1288,6 +1317,33 @@ mod tests {
         std::fs::write(&yaml, "mqtt_hots: x\n").unwrap();
         let err = read_yaml(&yaml).err().unwrap().to_string();
         assert!(err.contains("unknown field `mqtt_hots`"), "{err}");
+    }
+
+    #[test]
+    fn status_listen_takes_an_address_with_a_port() {
+        let with = |text: &str| {
+            Config::try_from(RawOptions {
+                status_listen: Some(text.into()),
+                ..minimal()
+            })
+        };
+        assert_eq!(Config::try_from(minimal()).unwrap().status_listen, None);
+        assert_eq!(with("").unwrap().status_listen, None);
+        assert_eq!(
+            with(" 127.0.0.1:8099 ").unwrap().status_listen,
+            Some("127.0.0.1:8099".parse().unwrap())
+        );
+        assert_eq!(
+            with("[::1]:8099").unwrap().status_listen,
+            Some("[::1]:8099".parse().unwrap())
+        );
+        for bad in ["127.0.0.1", "localhost:8099", "8099", "0.0.0.0:99999"] {
+            let error = with(bad).unwrap_err().to_string();
+            assert!(
+                error.starts_with("status_listen: ") && error.contains("e.g. 127.0.0.1:8099"),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -17,6 +17,8 @@ use crate::pipeline::PUBLISHED_TARGET;
 
 /// The broker port everyone expects; the demo takes another one when it is in use.
 const MQTT_PORT: u16 = 1883;
+/// The status page's port, as in Home Assistant; another one when it is in use.
+const PAGE_PORT: u16 = crate::web::INGRESS_PORT;
 /// How long the embedded broker may take to accept connections.
 const BROKER_START: Duration = Duration::from_secs(5);
 
@@ -68,7 +70,7 @@ impl Demo {
     }
 
     /// Runs until Ctrl-C or SIGTERM.
-    pub async fn run(self) -> anyhow::Result<()> {
+    pub async fn run(self, recent: crate::web::RecentLog) -> anyhow::Result<()> {
         crate::tls::install_crypto_provider();
         let shutdown = crate::shutdown::on_signals()?;
         let mut config = self.config;
@@ -91,6 +93,10 @@ impl Demo {
             config.mqtt.port = Some(address.port());
         }
 
+        if config.status_listen.is_none() {
+            config.status_listen = Some(page_address());
+        }
+
         let sim_options = SimOptions::default();
         config.dsmr.api_key = SecretString::from(sim_options.api_key.clone());
         let sim = Simulator::start(sim_options)
@@ -99,7 +105,7 @@ impl Demo {
         config.dsmr.url = sim.url();
         info!(url = %sim.url(), "Simulated DSMR-reader running: a three-phase meter with gas and solar panels");
 
-        let result = crate::run(config, shutdown).await;
+        let result = crate::run(config, recent, shutdown).await;
         sim.shutdown();
         result.map(drop)
     }
@@ -167,6 +173,16 @@ fn start_embedded_broker(port: Option<u16>) -> anyhow::Result<SocketAddr> {
             anyhow::bail!("the embedded broker did not start on {address}");
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// 127.0.0.1:8099 when it is free, else any free port (the log names the one it got).
+fn page_address() -> SocketAddr {
+    let preferred = SocketAddr::from((Ipv4Addr::LOCALHOST, PAGE_PORT));
+    if TcpListener::bind(preferred).is_ok() {
+        preferred
+    } else {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
     }
 }
 

@@ -51,7 +51,15 @@ pub async fn keep_file(
 ) {
     let mut file = HealthFile::new(path, poll_interval);
     loop {
-        let current = status.borrow_and_update().clone();
+        // Only what the file holds: the status also carries the page's hour of power.
+        let current = {
+            let status = status.borrow_and_update();
+            Status {
+                broker_connected: status.broker_connected,
+                last_poll: status.last_poll,
+                ..Status::default()
+            }
+        };
         file.update(&current);
         if status.changed().await.is_err() {
             file.update(&Status::default());

@@ -11,8 +11,8 @@
 //! Assistant); `map` and `dedup` are pure and tested inline; `pipeline` drives them in one task
 //! through two seams, the source's event channel and the `sink::Sink` trait, so its rules run
 //! in tests on a paused clock. I/O lives only at the edges: `source` (DSMR-reader), `sink`
-//! (the broker), `supervisor` (Home Assistant's Supervisor) and `health` (the health file, fed
-//! from the pipeline's `status`).
+//! (the broker), `supervisor` (Home Assistant's Supervisor), `health` (the health file) and
+//! `web` (the status page), the last two fed from the pipeline's `status`.
 
 pub mod broker;
 pub mod config;
@@ -31,6 +31,7 @@ pub mod source;
 pub mod status;
 pub mod supervisor;
 pub mod tls;
+pub mod web;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -47,20 +48,40 @@ pub use broker::SUPERVISOR_URL_ENV;
 
 /// Runs the bridge until `shutdown` is cancelled; returns what dedup counted. Any failure to
 /// set up is an error (the process exits non-zero, so the Supervisor sees a failed start).
-pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<Stats> {
+/// `recent` holds the log's recent warnings, for the status page.
+pub async fn run(
+    config: Config,
+    recent: web::RecentLog,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Stats> {
     tls::install_crypto_provider();
     let client = DsmrClient::new(&config.dsmr)?;
+    // Bound first: an address in use stops the start before anything is published.
+    let page = match web::Listen::choose(broker::inside_home_assistant(), config.status_listen) {
+        Some(listen) => Some((web::bind(listen).await?, listen)),
+        None => None,
+    };
     let Some(broker) = broker::locate(&config, &shutdown).await? else {
         return Ok(Stats::default());
     };
     let cadence = Cadence::new(config.dsmr.poll_interval);
     let (status, watched) = StatusReporter::new();
+    let page_stop = shutdown.child_token();
+    if let Some((listener, listen)) = page {
+        let page = web::Page {
+            status: status.subscribe(),
+            recent,
+            broker: format!("{}:{}", broker.host, broker.port),
+        };
+        tokio::spawn(web::serve(listener, listen, page, page_stop.clone()));
+    }
     let health = tokio::spawn(health::keep_file(
         health::health_file(),
         config.dsmr.poll_interval,
         watched,
     ));
     let stats = run_with(config, broker, client, cadence, status, shutdown).await;
+    page_stop.cancel();
     // The pipeline is gone, so the health file gets its final state and the task ends.
     let _ = health.await;
     stats

@@ -4,19 +4,29 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use dsmr_bridge::config::{Cli, Command, Config};
+use dsmr_bridge::web::RecentLog;
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
-fn init_logging(level: LevelFilter, extra: &str) {
+/// The log on stdout, and its warnings and errors kept for the status page.
+fn init_logging(level: LevelFilter, extra: &str) -> RecentLog {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|f| EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| EnvFilter::new(format!("{level}{extra}")));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+    let recent = RecentLog::new();
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_target(false)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())),
+        )
+        .with(recent.layer())
         .init();
+    recent
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
@@ -50,10 +60,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            init_logging(demo.log_level(), &demo.extra_log_directives());
+            let recent = init_logging(demo.log_level(), &demo.extra_log_directives());
             return match runtime()
                 .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(demo.run()))
+                .and_then(|rt| rt.block_on(demo.run(recent)))
             {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
@@ -77,7 +87,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(config.log_level, "");
+    let recent = init_logging(config.log_level, "");
     match dsmr_bridge::privileges::drop_root() {
         Ok(Some((uid, gid))) => tracing::debug!(uid, gid, "options read; running unprivileged"),
         Ok(None) => {}
@@ -89,7 +99,7 @@ fn main() -> ExitCode {
     let result = runtime().map_err(anyhow::Error::from).and_then(|rt| {
         rt.block_on(async {
             let shutdown = dsmr_bridge::shutdown::on_signals()?;
-            dsmr_bridge::run(config, shutdown).await
+            dsmr_bridge::run(config, recent, shutdown).await
         })
     });
     match result {

@@ -19,7 +19,7 @@ use crate::map::{self, MeterState, RetainedRegister, Topics};
 use crate::model::Message;
 use crate::sink::{Sink, SinkEvent};
 use crate::source::{self, SourceEvent, SourceRequest};
-use crate::status::StatusReporter;
+use crate::status::{METER_KEYS, StatusReporter};
 
 /// How long to collect retained discovery configs and meter registers at startup before
 /// cleaning up leftovers and publishing registers.
@@ -130,6 +130,7 @@ impl<S: Sink> Pipeline<S> {
                 _ = summary.tick() => self.log_summary(),
             }
             self.pump();
+            self.report_traffic();
         }
         self.stop().await;
         self.dedup.stats()
@@ -205,8 +206,10 @@ impl<S: Sink> Pipeline<S> {
     fn on_source(&mut self, event: SourceEvent) {
         match event {
             SourceEvent::Poll(snapshot) => {
-                self.status.polled(SystemTime::now());
+                let now = SystemTime::now();
+                self.status.polled(now);
                 let offered = self.state.apply(&snapshot, OffsetDateTime::now_utc());
+                self.report_meter(now);
                 if self.state.take_identity_doubt() {
                     // A full channel already holds the same request.
                     let _ = self
@@ -231,6 +234,7 @@ impl<S: Sink> Pipeline<S> {
                 self.state.forget(endpoint);
                 self.offer_discovery_if_changed();
             }
+            SourceEvent::Failed(error) => self.status.failed(SystemTime::now(), error),
             SourceEvent::Reachable | SourceEvent::Unreachable => {
                 let reachable = matches!(event, SourceEvent::Reachable);
                 self.status.set_reachable(reachable);
@@ -305,6 +309,30 @@ impl<S: Sink> Pipeline<S> {
         for message in map::state_messages(&self.state, &self.topics, self.state.current()) {
             self.dedup.offer(message);
         }
+    }
+
+    /// The values the status page shows, as published.
+    fn report_meter(&self, at: SystemTime) {
+        let meter = METER_KEYS
+            .iter()
+            .filter_map(|&key| {
+                let value = self.state.value(catalog::index_of(key)?)?;
+                Some((key, value.to_owned()))
+            })
+            .collect();
+        self.status.meter(at, self.state.reader_version(), meter);
+    }
+
+    /// Counters for the status page, after every step of the loop (sent only on change).
+    fn report_traffic(&self) {
+        let entities = if self.discovery.is_some() && self.discovery_ready() {
+            (0..SENSORS.len())
+                .filter(|&i| self.state.entity_exists(i))
+                .count()
+        } else {
+            0
+        };
+        self.status.traffic(self.dedup.stats(), entities);
     }
 
     fn pump(&mut self) {

@@ -1,19 +1,70 @@
 //! Status: what the pipeline tells the edges that show the bridge's state (the health file
-//! for Docker's HEALTHCHECK today). The pipeline only updates a `watch` value; whoever shows it
-//! does its own I/O, so the pipeline's task never touches a file or a socket for it.
+//! for Docker's HEALTHCHECK, the status page). The pipeline only updates a `watch` value;
+//! whoever shows it does its own I/O, so the pipeline's task never touches a file or a socket
+//! for it.
 
-use std::time::SystemTime;
+use std::collections::VecDeque;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 
+use crate::dedup::Stats;
+
+/// The meter values the status page shows, by catalog key (the keys of `map::catalog`).
+pub const METER_KEYS: [&str; 17] = [
+    "electricity_currently_delivered",
+    "electricity_currently_returned",
+    "phase_currently_delivered_l1",
+    "phase_currently_delivered_l2",
+    "phase_currently_delivered_l3",
+    "phase_currently_returned_l1",
+    "phase_currently_returned_l2",
+    "phase_currently_returned_l3",
+    "electricity_merged",
+    "electricity_returned_merged",
+    "gas_today",
+    "total_cost",
+    "gas_delivered",
+    "electricity_delivered_1",
+    "electricity_delivered_2",
+    "electricity_returned_1",
+    "electricity_returned_2",
+];
+
+/// One point per this span at most: an hour of power then fits in `POWER_POINTS`, whatever
+/// the poll interval.
+pub const POWER_STEP: Duration = Duration::from_secs(5);
+/// An hour at `POWER_STEP`: about 12 KiB of memory at most.
+pub const POWER_POINTS: usize = 720;
+
+/// One point of the power chart: seconds since the Unix epoch, watts consumed and returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PowerPoint {
+    pub at: u64,
+    pub delivered_w: i32,
+    pub returned_w: i32,
+}
+
 /// The bridge as seen from outside.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Status {
     pub broker_connected: bool,
+    /// Since when the broker is connected (or away).
+    pub broker_since: Option<SystemTime>,
     /// Wall-clock time of the last poll that brought data from DSMR-reader.
     pub last_poll: Option<SystemTime>,
     /// `None` until the source has said either way.
     pub dsmr_reachable: Option<bool>,
+    pub dsmr_version: Option<String>,
+    /// The last failed poll: when, and why in the words of the log.
+    pub last_error: Option<(SystemTime, String)>,
+    /// `(catalog key, value as published)` for the keys of `METER_KEYS` that have a value.
+    pub meter: Vec<(&'static str, String)>,
+    /// The last hour of power, oldest first.
+    pub power: VecDeque<PowerPoint>,
+    pub traffic: Stats,
+    /// Entities announced to Home Assistant (0 with discovery off).
+    pub entities: usize,
 }
 
 /// The pipeline's end of the status channel.
@@ -39,7 +90,10 @@ impl StatusReporter {
 
     pub fn set_connected(&self, connected: bool) {
         self.tx.send_if_modified(|s| {
-            let changed = s.broker_connected != connected;
+            let changed = s.broker_connected != connected || s.broker_since.is_none();
+            if changed {
+                s.broker_since = Some(SystemTime::now());
+            }
             s.broker_connected = connected;
             changed
         });
@@ -55,5 +109,102 @@ impl StatusReporter {
             s.dsmr_reachable = Some(reachable);
             changed
         });
+    }
+
+    pub fn failed(&self, at: SystemTime, error: String) {
+        self.tx.send_modify(|s| s.last_error = Some((at, error)));
+    }
+
+    /// The meter after a poll: its values, DSMR-reader's version and a point of power.
+    pub fn meter(&self, at: SystemTime, version: Option<&str>, meter: Vec<(&'static str, String)>) {
+        self.tx.send_modify(|s| {
+            if s.dsmr_version.as_deref() != version {
+                s.dsmr_version = version.map(str::to_owned);
+            }
+            let watts = |key: &str| {
+                meter
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .and_then(|(_, v)| v.parse::<f64>().ok())
+                    .map(|kw| (kw * 1000.0).round() as i32)
+            };
+            if let Some(delivered_w) = watts("electricity_currently_delivered") {
+                let point = PowerPoint {
+                    at: unix(at),
+                    delivered_w,
+                    returned_w: watts("electricity_currently_returned").unwrap_or(0),
+                };
+                push_point(&mut s.power, point);
+            }
+            s.meter = meter;
+        });
+    }
+
+    /// What dedup counted and how many entities are announced; sent only when it changed.
+    pub fn traffic(&self, traffic: Stats, entities: usize) {
+        self.tx.send_if_modified(|s| {
+            let changed = s.traffic != traffic || s.entities != entities;
+            s.traffic = traffic;
+            s.entities = entities;
+            changed
+        });
+    }
+}
+
+pub fn unix(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Adds `point`, replacing the newest one when it is within `POWER_STEP` (the chart keeps its
+/// resolution and its memory whatever the poll interval), and drops what is over an hour old.
+fn push_point(power: &mut VecDeque<PowerPoint>, point: PowerPoint) {
+    match power.back_mut() {
+        Some(last) if point.at < last.at + POWER_STEP.as_secs() => {
+            // Keep the bucket's start time so points stay evenly spaced.
+            let at = last.at;
+            *last = PowerPoint { at, ..point };
+        }
+        _ => power.push_back(point),
+    }
+    let hour_ago = point
+        .at
+        .saturating_sub(POWER_STEP.as_secs() * POWER_POINTS as u64);
+    while power.len() > POWER_POINTS || power.front().is_some_and(|p| p.at < hour_ago) {
+        power.pop_front();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(at: u64, w: i32) -> PowerPoint {
+        PowerPoint {
+            at,
+            delivered_w: w,
+            returned_w: 0,
+        }
+    }
+
+    #[test]
+    fn every_meter_key_is_in_the_catalog() {
+        for key in METER_KEYS {
+            assert!(crate::map::catalog::index_of(key).is_some(), "{key}");
+        }
+    }
+
+    /// A poll every second for two hours keeps an hour of points, one per five seconds.
+    #[test]
+    fn the_power_chart_keeps_an_hour_in_bounded_memory() {
+        let mut power = VecDeque::new();
+        for at in 0..7200 {
+            push_point(&mut power, point(1_000_000 + at, at as i32));
+        }
+        assert!(power.len() <= POWER_POINTS, "{} points", power.len());
+        assert!(power.len() >= POWER_POINTS - 2, "{} points", power.len());
+        let newest = power.back().unwrap();
+        assert_eq!(newest.delivered_w, 7199, "the newest value is shown");
+        assert!(newest.at - power.front().unwrap().at <= 3600);
     }
 }

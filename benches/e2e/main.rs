@@ -741,7 +741,19 @@ fn bridge_process(
     poll_interval: u64,
     health: &std::path::Path,
 ) -> anyhow::Result<std::process::Child> {
+    bridge_process_with(sim, port, base, poll_interval, health, &[])
+}
+
+fn bridge_process_with(
+    sim: &Simulator,
+    port: u16,
+    base: &str,
+    poll_interval: u64,
+    health: &std::path::Path,
+    extra: &[&str],
+) -> anyhow::Result<std::process::Child> {
     Command::new(binary())
+        .args(extra)
         .args([
             "--dsmr-reader-url",
             sim.url().as_str(),
@@ -858,16 +870,38 @@ async fn footprint(plan: &Plan) -> anyhow::Result<FootprintRun> {
         sims.push(Simulator::start(common::sim_options(DAY_START + 6 * HOUR, speed, SEED)).await?);
     }
     let day_start = sims[1].now();
+    // The 1440x process serves its status page, asked every second as an open page does; with
+    // a simulated day per minute its hour of power fills at once.
+    let page_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let page_listen = format!("127.0.0.1:{page_port}");
     let mut children = Vec::new();
-    for ((_, interval, base), sim) in specs.iter().zip(&sims) {
-        children.push(bridge_process(
+    for (i, ((_, interval, base), sim)) in specs.iter().zip(&sims).enumerate() {
+        let extra: &[&str] = if i == 1 {
+            &["--status-listen", &page_listen]
+        } else {
+            &[]
+        };
+        children.push(bridge_process_with(
             sim,
             broker.port,
             base,
             *interval,
             &dir.path().join(base),
+            extra,
         )?);
     }
+    let page_reader = tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        let url = format!("http://{page_listen}/api/status");
+        loop {
+            if let Ok(response) = http.get(&url).send().await {
+                let _ = response.bytes().await;
+            }
+            sleep(Duration::from_secs(1)).await;
+        }
+    });
     let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
     let reading = "/api/v2/datalogger/dsmrreading";
     let requests = |sim: &Simulator| -> u64 {
@@ -919,6 +953,7 @@ async fn footprint(plan: &Plan) -> anyhow::Result<FootprintRun> {
     r.cpu_hour_realtime = (cpu1[2] - cpu0[2]).as_secs_f64() / hours;
     r.cpu_hour_realtime_ticks = (ticks1 - ticks0).as_secs_f64() / hours;
     r.requests_per_minute_realtime = (req1 - req0) as f64 / (window.as_secs_f64() / 60.0);
+    page_reader.abort();
     for mut child in children {
         infra::terminate(&mut child, Duration::from_secs(3));
     }

@@ -864,7 +864,7 @@ fn footprint(o: &mut String, r: &Results) {
          The release binary ({}) as a process, three at once, each against its own simulator and the same Mosquitto, \
          measured from /proc over {} s after the first {} s: (a) `--poll-interval 1` on a meter at 5× (each poll sees \
          what a 5 s poll sees, five times as often); (b) `--poll-interval 1` on a meter at 1440× ({} simulated hours of \
-         household in the window); (c) `--poll-interval 5` in real time. CPU from schedstat (ns) of all threads; (c) also \
+         household in the window), its status page asked every second as an open page does; (c) `--poll-interval 5` in real time. CPU from schedstat (ns) of all threads; (c) also \
          from utime+stime (10 ms ticks). Median (min–max) over {} runs:\n",
         if r.size.as_ref().is_some_and(|s| s.demo_feature) {
             "with the demo feature"

@@ -707,3 +707,36 @@ async fn impossible_negative_values_are_not_published() {
     h.poll(poll_with_power("0.500", 10)).await;
     assert_eq!(payloads_on(&h.broker, POWER), vec!["0.404", "0.500"]);
 }
+
+/// The status page's view: the meter as published, a point of power, what dedup counted and
+/// the entities announced, and the last failed poll in words.
+#[tokio::test(start_paused = true)]
+async fn the_status_carries_the_meter_traffic_and_last_error() {
+    let h = Harness::running().await;
+    {
+        let status = h.status.borrow();
+        let power = status
+            .meter
+            .iter()
+            .find(|(k, _)| *k == "electricity_currently_delivered")
+            .map(|(_, v)| v.as_str());
+        assert_eq!(power, Some("0.404"));
+        assert_eq!(status.power.back().map(|p| p.delivered_w), Some(404));
+        assert!(status.traffic.published > 0);
+        assert!(
+            status.traffic.suppressed_by_cache > 0,
+            "the second poll repeats the first"
+        );
+        assert!(status.entities > 10, "{} entities", status.entities);
+        assert!(status.last_error.is_none());
+    }
+    h.event(SourceEvent::Failed(
+        "DSMR-reader did not answer in time".into(),
+    ))
+    .await;
+    let status = h.status.borrow();
+    assert_eq!(
+        status.last_error.as_ref().map(|(_, e)| e.as_str()),
+        Some("DSMR-reader did not answer in time")
+    );
+}

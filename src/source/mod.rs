@@ -36,6 +36,8 @@ pub enum SourceEvent {
     /// DSMR-reader does not have this endpoint (404; DSMR-reader 4.x has no quarter-hour
     /// peak): its entities are not announced, or removed.
     Absent(Endpoint),
+    /// A poll failed; the error in the words of the log (for the status page).
+    Failed(String),
 }
 
 /// What the pipeline can ask of the source.
@@ -54,6 +56,18 @@ fn filter_time(at: OffsetDateTime) -> Option<String> {
         "[year]-[month]-[day]T[hour]:[minute]:[second][offset_hour sign:mandatory]:[offset_minute]"
     ))
     .ok()
+}
+
+/// An error and its sources on one line, as the log shows them.
+fn in_words(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Polls until `shutdown` (or until the pipeline is gone); sends every answered poll and each
@@ -195,6 +209,8 @@ impl Poller {
                 self.schedule.force(Endpoint::MeterStatistics);
                 let needs_user = error.needs_user();
                 // As an error value, so the log shows its sources too.
+                let words = in_words(&error);
+                let _ = self.events.send(SourceEvent::Failed(words)).await;
                 let error: &(dyn std::error::Error + 'static) = &error;
                 if self.outage.failures() == 0 {
                     warn!(

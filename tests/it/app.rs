@@ -143,6 +143,18 @@ fn app_files_agree_with_the_code() {
     );
     assert_eq!(config["slug"].as_str(), Some("dsmr_bridge"));
     assert_eq!(config["init"].as_bool(), Some(true));
+    // The status page in the sidebar: the port the bridge listens on inside Home Assistant.
+    assert_eq!(config["ingress"].as_bool(), Some(true));
+    assert_eq!(
+        config["ingress_port"].as_u64(),
+        Some(u64::from(dsmr_bridge::web::INGRESS_PORT))
+    );
+    assert!(
+        config["panel_icon"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("mdi:"))
+    );
+    assert!(config["panel_title"].as_str().is_some());
     assert!(
         config["services"]
             .as_sequence()

@@ -82,6 +82,7 @@ fn demo_help_lists_only_the_options_it_applies() {
             "--base-topic",
             "--discovery-prefix",
             "--log-level",
+            "--status-listen",
             "--help",
         ],
         "{help}"
@@ -122,6 +123,20 @@ fn demo_rejects_options_it_would_ignore() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_shows_published_messages_and_no_broker_errors() {
     let mut demo = demo_until_retained(&[]).await;
+    let log = demo.log();
+    let page = log
+        .split("Status page listening url=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no status page address in {log}"));
+    dsmr_bridge::tls::install_crypto_provider();
+    let status: serde_json::Value = reqwest::get(format!("{page}api/status"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["broker"]["connected"], true, "{status}");
     demo.signal("INT");
     assert_eq!(demo.wait_exit(Duration::from_secs(10)), Some(0));
     let log = demo.log();

@@ -235,6 +235,12 @@ impl Bridge {
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
         let mut command = bridge_command();
+        // Inside Home Assistant the status page takes the ingress port on every address; tests
+        // that play Home Assistant run side by side, so each gets a free port of its own.
+        let plays_ha = env.iter().any(|(k, _)| *k == "SUPERVISOR_TOKEN");
+        if plays_ha && !args.iter().any(|a| a == "--status-listen") {
+            command.args(["--status-listen", "127.0.0.1:0"]);
+        }
         command
             .args(args)
             .env("RUST_LOG_STYLE", "never")

@@ -4,6 +4,7 @@
 mod app;
 mod bridge;
 mod broker_limits;
+mod browser;
 #[cfg(feature = "demo")]
 mod demo;
 mod faults;
@@ -13,3 +14,4 @@ mod outliers;
 mod restart;
 mod security;
 mod source;
+mod status_page;

@@ -1285,6 +1285,12 @@ const TABLE: &[BadValue] = &[
         yaml: &["loud", "[info]", "{a: b}"],
         json: &[r#""loud""#, "1", "[]"],
     },
+    BadValue {
+        option: "status_listen",
+        flags: &[("localhost:8099", Opt), ("8099", Opt), ("127.0.0.1", Opt)],
+        yaml: &["localhost:8099", "[a]", "{a: b}"],
+        json: &[r#""0.0.0.0:99999""#, "8099", "[]"],
+    },
 ];
 
 /// Files the placeholders stand for.

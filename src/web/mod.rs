@@ -1,0 +1,252 @@
+//! The status page, an edge of the pipeline: a small HTTP/1 server for Home Assistant's
+//! sidebar (ingress) or a local address. `GET ./` is one HTML page with its CSS and JS inline,
+//! `GET ./api/status` the JSON it polls. Read-only, no secrets: it shows the pipeline's
+//! `Status`, the recent warnings and the broker's address, nothing from the configuration.
+
+pub mod recent;
+
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::status::{Status, unix};
+pub use recent::RecentLog;
+
+/// The Supervisor's ingress proxy: inside Home Assistant the only client the page answers.
+pub const INGRESS_PROXY: IpAddr = IpAddr::V4(Ipv4Addr::new(172, 30, 32, 2));
+/// `ingress_port` in config.yaml.
+pub const INGRESS_PORT: u16 = 8099;
+
+const PAGE: &str = include_str!("page.html");
+/// A few browser tabs and the ingress proxy's pool; more are closed at accept.
+const MAX_CONNECTIONS: usize = 32;
+/// A client that does not send its request headers in time is dropped; hyper counts an idle
+/// kept-alive connection's wait for its next request too, so idle ones free their slot.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the page listens and whom it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    pub address: SocketAddr,
+    /// `Some`: only this peer gets answers, everyone else 403 (inside Home Assistant).
+    pub only: Option<IpAddr>,
+}
+
+impl Listen {
+    /// Inside Home Assistant on the ingress port for the ingress proxy only (`status_listen`
+    /// moves the address, never opens it to others); outside only where `status_listen` says.
+    pub fn choose(inside_ha: bool, status_listen: Option<SocketAddr>) -> Option<Listen> {
+        if inside_ha {
+            Some(Listen {
+                address: status_listen
+                    .unwrap_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, INGRESS_PORT))),
+                only: Some(INGRESS_PROXY),
+            })
+        } else {
+            status_listen.map(|address| Listen {
+                address,
+                only: None,
+            })
+        }
+    }
+
+    fn allows(&self, peer: IpAddr) -> bool {
+        self.only.is_none_or(|only| only == peer.to_canonical())
+    }
+}
+
+/// What the page shows besides the pipeline's status.
+pub struct Page {
+    pub status: watch::Receiver<Status>,
+    pub recent: RecentLog,
+    /// `host:port` of the broker.
+    pub broker: String,
+}
+
+/// Serves until `shutdown`.
+pub async fn serve(listener: TcpListener, listen: Listen, page: Page, shutdown: CancellationToken) {
+    let page = Arc::new(page);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: pass, and try again shortly.
+                    debug!(error = %error, "status page: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            continue;
+        };
+        let page = page.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let response = respond(&request, peer.ip(), listen, &page);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                result = connection => {
+                    if let Err(error) = result {
+                        debug!(error = %error, "status page: connection ended");
+                    }
+                }
+            }
+            drop(slot);
+        });
+    }
+}
+
+/// Binds the page's address; a failure names the option.
+pub async fn bind(listen: Listen) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind(listen.address)
+        .await
+        .map_err(|e| anyhow::anyhow!("status_listen: cannot listen on {}: {e}", listen.address))?;
+    let address = listener.local_addr()?;
+    match listen.only {
+        Some(only) => {
+            info!(address = %address, answers = %only, "Status page for Home Assistant's sidebar (ingress) listening")
+        }
+        None => info!(url = %format_args!("http://{address}/"), "Status page listening"),
+    }
+    Ok(listener)
+}
+
+fn respond(
+    request: &Request<Incoming>,
+    peer: IpAddr,
+    listen: Listen,
+    page: &Page,
+) -> Response<Full<Bytes>> {
+    if !listen.allows(peer) {
+        return plain(
+            StatusCode::FORBIDDEN,
+            "403 forbidden: only Home Assistant's ingress proxy is answered\n",
+        );
+    }
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        let mut response = plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "405 method not allowed: this page is read-only\n",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    match request.uri().path() {
+        "/" => with_type(PAGE.into(), "text/html; charset=utf-8"),
+        "/api/status" => {
+            let body = snapshot(&page.status.borrow(), page, SystemTime::now());
+            with_type(body.to_string().into(), "application/json")
+        }
+        _ => plain(StatusCode::NOT_FOUND, "404 not found\n"),
+    }
+}
+
+fn with_type(body: Bytes, content_type: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // Live data: never from a cache, here or in the ingress proxy.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    // Nothing from elsewhere: the page works offline and cannot be made to load anything.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; \
+             connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'",
+        ),
+    );
+    response
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+    let mut response = with_type(
+        Bytes::from_static(text.as_bytes()),
+        "text/plain; charset=utf-8",
+    );
+    *response.status_mut() = status;
+    response
+}
+
+/// The JSON the page polls. Times are seconds since the Unix epoch; `now` lets the page say
+/// "12 s ago" without trusting the browser's clock.
+fn snapshot(status: &Status, page: &Page, now: SystemTime) -> Value {
+    let meter: serde_json::Map<String, Value> = status
+        .meter
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), Value::from(value.as_str())))
+        .collect();
+    let power: Vec<Value> = status
+        .power
+        .iter()
+        .map(|p| json!([p.at, p.delivered_w, p.returned_w]))
+        .collect();
+    let recent: Vec<Value> = page
+        .recent
+        .entries()
+        .into_iter()
+        .rev()
+        .map(|e| json!({ "at": unix(e.at), "level": e.level.as_str(), "text": e.text }))
+        .collect();
+    let t = &status.traffic;
+    json!({
+        "bridge": env!("CARGO_PKG_VERSION"),
+        "now": unix(now),
+        "dsmr_reader": {
+            "reachable": status.dsmr_reachable,
+            "version": status.dsmr_version,
+            "last_poll": status.last_poll.map(unix),
+            "last_error": status.last_error.as_ref().map(|(at, text)| json!({ "at": unix(*at), "text": text })),
+        },
+        "broker": {
+            "connected": status.broker_connected,
+            "address": page.broker,
+            "since": status.broker_since.map(unix),
+        },
+        // Home Assistant history import: not part of this bridge yet.
+        "history": null,
+        "meter": meter,
+        "power": power,
+        "traffic": {
+            "offered": t.offered,
+            "published": t.published,
+            "suppressed_by_cache": t.suppressed_by_cache,
+            "discarded_in_queue": t.discarded_in_queue,
+            "replaced_in_queue": t.replaced_in_queue,
+            "dropped": t.dropped,
+        },
+        "entities": status.entities,
+        "recent": recent,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,259 @@
+//! The page's routes over real HTTP: a listener on a free loopback port, requests by reqwest.
+
+use super::*;
+use crate::dedup::Stats;
+use crate::status::StatusReporter;
+
+struct Served {
+    base: String,
+    reporter: StatusReporter,
+    recent: RecentLog,
+    stop: CancellationToken,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn serve_on_loopback(only: Option<IpAddr>) -> Served {
+    crate::tls::install_crypto_provider();
+    let listen = Listen {
+        address: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        only,
+    };
+    let listener = bind(listen).await.unwrap();
+    let base = format!("http://{}/", listener.local_addr().unwrap());
+    let (reporter, status) = StatusReporter::new();
+    let recent = RecentLog::new();
+    let stop = CancellationToken::new();
+    let page = Page {
+        status,
+        recent: recent.clone(),
+        broker: "core-mosquitto:1883".into(),
+    };
+    tokio::spawn(serve(listener, listen, page, stop.clone()));
+    Served {
+        base,
+        reporter,
+        recent,
+        stop,
+    }
+}
+
+fn content_type(response: &reqwest::Response) -> &str {
+    response.headers()[reqwest::header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+}
+
+/// Every route: the page, its JSON, 404 for anything else, 405 for anything but GET/HEAD.
+#[tokio::test]
+async fn routes_answer_with_their_status_and_type() {
+    let served = serve_on_loopback(None).await;
+    let http = reqwest::Client::new();
+
+    let page = http.get(&served.base).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(content_type(&page), "text/html; charset=utf-8");
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    assert!(page.text().await.unwrap().starts_with("<!doctype html>"));
+
+    let json = http
+        .get(format!("{}api/status", served.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json.status(), 200);
+    assert_eq!(content_type(&json), "application/json");
+    let json: Value = json.json().await.unwrap();
+    assert_eq!(json["broker"]["address"], "core-mosquitto:1883");
+    assert_eq!(json["history"], Value::Null);
+
+    for path in [
+        "index.html",
+        "api",
+        "api/status/",
+        "../etc/passwd",
+        "favicon.ico",
+    ] {
+        let other = http
+            .get(format!("{}{path}", served.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(other.status(), 404, "{path}");
+        assert_eq!(content_type(&other), "text/plain; charset=utf-8");
+    }
+
+    for method in [Method::POST, Method::PUT, Method::DELETE] {
+        for path in ["", "api/status"] {
+            let refused = http
+                .request(method.clone(), format!("{}{path}", served.base))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(refused.status(), 405, "{method} /{path}");
+            assert_eq!(refused.headers()["allow"], "GET, HEAD");
+        }
+    }
+    let head = http.head(&served.base).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+}
+
+/// The JSON carries what the pipeline reported: connections, the meter, the chart, traffic and
+/// the recent warnings.
+#[tokio::test]
+async fn the_json_follows_the_status() {
+    let served = serve_on_loopback(None).await;
+    let now = SystemTime::now();
+    served.reporter.set_connected(true);
+    served.reporter.set_reachable(true);
+    served.reporter.polled(now);
+    served.reporter.meter(
+        now,
+        Some("v5.11.0"),
+        vec![
+            ("electricity_currently_delivered", "0.512".into()),
+            ("electricity_currently_returned", "0.000".into()),
+            ("gas_delivered", "1234.567".into()),
+        ],
+    );
+    served
+        .reporter
+        .failed(now, "DSMR-reader did not answer in time".into());
+    served.reporter.traffic(
+        Stats {
+            published: 10,
+            suppressed_by_cache: 90,
+            ..Stats::default()
+        },
+        42,
+    );
+    let subscriber = tracing_subscriber::layer::SubscriberExt::with(
+        tracing_subscriber::registry(),
+        served.recent.layer(),
+    );
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::warn!(error = "timed out", "DSMR-reader poll failed");
+    });
+
+    let json: Value = reqwest::get(format!("{}api/status", served.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(json["broker"]["connected"], true);
+    assert_eq!(json["broker"]["since"], unix(now));
+    assert_eq!(json["dsmr_reader"]["reachable"], true);
+    assert_eq!(json["dsmr_reader"]["version"], "v5.11.0");
+    assert_eq!(json["dsmr_reader"]["last_poll"], unix(now));
+    assert_eq!(
+        json["dsmr_reader"]["last_error"]["text"],
+        "DSMR-reader did not answer in time"
+    );
+    assert_eq!(json["meter"]["gas_delivered"], "1234.567");
+    assert_eq!(json["power"], json!([[unix(now), 512, 0]]));
+    assert_eq!(json["traffic"]["published"], 10);
+    assert_eq!(json["traffic"]["suppressed_by_cache"], 90);
+    assert_eq!(json["entities"], 42);
+    assert_eq!(json["recent"][0]["level"], "WARN");
+    assert_eq!(
+        json["recent"][0]["text"],
+        "DSMR-reader poll failed error=\"timed out\""
+    );
+}
+
+/// Inside Home Assistant only the ingress proxy is answered: a loopback client gets 403 on
+/// every path, the page included.
+#[tokio::test]
+async fn other_clients_get_403_when_only_the_ingress_proxy_is_answered() {
+    let served = serve_on_loopback(Some(INGRESS_PROXY)).await;
+    for path in ["", "api/status", "nothing"] {
+        let response = reqwest::get(format!("{}{path}", served.base))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403, "/{path}");
+        assert!(!response.text().await.unwrap().contains("<html"));
+    }
+}
+
+#[test]
+fn the_listen_address_follows_home_assistant() {
+    let local: SocketAddr = "127.0.0.1:8099".parse().unwrap();
+    assert_eq!(
+        Listen::choose(false, None),
+        None,
+        "off outside Home Assistant"
+    );
+    assert_eq!(
+        Listen::choose(false, Some(local)),
+        Some(Listen {
+            address: local,
+            only: None
+        })
+    );
+    let inside = Listen::choose(true, None).unwrap();
+    assert_eq!(inside.address, "0.0.0.0:8099".parse().unwrap());
+    assert!(inside.allows(INGRESS_PROXY));
+    assert!(inside.allows("::ffff:172.30.32.2".parse().unwrap()));
+    assert!(!inside.allows("172.30.32.1".parse().unwrap()));
+    assert!(!inside.allows(Ipv4Addr::LOCALHOST.into()));
+    // The option moves the address inside Home Assistant, never opens the page to others.
+    assert_eq!(
+        Listen::choose(true, Some(local)).unwrap().only,
+        Some(INGRESS_PROXY)
+    );
+}
+
+/// Under ingress the browser sees the page at `/api/hassio_ingress/<token>/` and the
+/// Supervisor forwards `/` with `X-Ingress-Path`: the page must reach its JSON through the
+/// same prefix, so it may only use relative URLs, and it loads nothing from elsewhere.
+#[tokio::test]
+async fn the_page_works_under_the_ingress_prefix_and_loads_nothing_from_elsewhere() {
+    let served = serve_on_loopback(None).await;
+    let prefix = "/api/hassio_ingress/Zm9vYmFyYmF6";
+    let response = reqwest::Client::new()
+        .get(&served.base)
+        .header("X-Ingress-Path", prefix)
+        .header("X-Forwarded-For", "192.168.1.20")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let csp = response.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.starts_with("default-src 'none'"), "{csp}");
+    let html = response.text().await.unwrap();
+    assert!(html.len() < 20 * 1024, "the page is {} bytes", html.len());
+
+    // The one URL the page fetches, resolved as the browser does under the prefix.
+    let fetches: Vec<&str> = html
+        .match_indices("fetch(\"")
+        .map(|(i, m)| html[i + m.len()..].split('"').next().unwrap())
+        .collect();
+    assert_eq!(fetches, ["api/status"]);
+    let page_url = url::Url::parse(&format!("http://homeassistant.local:8123{prefix}/")).unwrap();
+    assert_eq!(
+        page_url.join(fetches[0]).unwrap().path(),
+        format!("{prefix}/api/status")
+    );
+    for needle in ["src=", "href=", "@import", "url(", "//cdn", "https:"] {
+        assert!(!html.contains(needle), "the page holds {needle:?}");
+    }
+    // The only absolute URL is SVG's namespace name, which is never loaded.
+    for (i, _) in html.match_indices("http://") {
+        assert!(
+            html[i..].starts_with("http://www.w3.org/2000/svg"),
+            "{}",
+            &html[i..i + 40]
+        );
+    }
+    // Light and dark, and a phone's width.
+    assert!(html.contains("prefers-color-scheme:dark"));
+    assert!(html.contains("name=\"viewport\""));
+}
