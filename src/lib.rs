@@ -111,7 +111,11 @@ pub async fn run_with(
     // The history import runs beside the poll loop and never holds it up.
     let history = match config.history.clone() {
         Some(history_config) => match history::Importer::new(history_config, &config.dsmr) {
-            Ok(importer) => Some(tokio::spawn(history::run(importer, shutdown.child_token()))),
+            Ok(importer) => Some(tokio::spawn(history::run(
+                importer,
+                status.clone(),
+                shutdown.child_token(),
+            ))),
             Err(e) => {
                 tracing::error!(error = %e, "history: cannot start; the live values keep flowing");
                 None

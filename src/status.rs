@@ -4,6 +4,7 @@
 //! for it.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
@@ -65,18 +66,29 @@ pub struct Status {
     pub traffic: Stats,
     /// Entities announced to Home Assistant (0 with discovery off).
     pub entities: usize,
+    /// The history import; `None` when it is off.
+    pub history: Option<HistoryStatus>,
 }
 
-/// The pipeline's end of the status channel.
-#[derive(Debug)]
+/// Where the history import stands, in the words of its log lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryStatus {
+    /// Importing or up to date; false while it is interrupted or stopped.
+    pub ok: bool,
+    pub text: String,
+}
+
+/// The pipeline's end of the status channel. The history import holds a clone for its own
+/// line; the channel closes when the last one is gone.
+#[derive(Debug, Clone)]
 pub struct StatusReporter {
-    tx: watch::Sender<Status>,
+    tx: Arc<watch::Sender<Status>>,
 }
 
 impl StatusReporter {
     pub fn new() -> (Self, watch::Receiver<Status>) {
         let (tx, rx) = watch::channel(Status::default());
-        (Self { tx }, rx)
+        (Self { tx: Arc::new(tx) }, rx)
     }
 
     /// For runs where nobody watches (benchmarks, embedded uses).
@@ -95,6 +107,15 @@ impl StatusReporter {
                 s.broker_since = Some(SystemTime::now());
             }
             s.broker_connected = connected;
+            changed
+        });
+    }
+
+    pub fn history(&self, ok: bool, text: String) {
+        self.tx.send_if_modified(|s| {
+            let next = Some(HistoryStatus { ok, text });
+            let changed = s.history != next;
+            s.history = next;
             changed
         });
     }

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::config::DsmrConfig;
+use crate::status::StatusReporter;
 use dsmr::{ArchiveClient, ArchiveError};
 use ha::{HaClient, HaError, HaTarget, Statistic};
 use ledger::{COSTS, GAS, Point, REGISTERS, Seeds};
@@ -140,6 +141,8 @@ pub struct Importer {
     stats: [Statistic; REGISTERS + COSTS],
     /// Called after each chunk with the hours done so far (tests stop an import midway).
     pub on_chunk: Option<Box<dyn FnMut(u64) + Send>>,
+    /// The status page's line for the import.
+    status: Option<StatusReporter>,
 }
 
 impl Importer {
@@ -149,6 +152,7 @@ impl Importer {
             stats: statistics(&config.id_tag),
             config,
             on_chunk: None,
+            status: None,
         })
     }
 
@@ -275,6 +279,18 @@ impl Importer {
             if let Some(hook) = self.on_chunk.as_mut() {
                 hook(summary.hours);
             }
+            // The update every few minutes sends two days again: not worth an "importing".
+            if let Some(status) = self.status.as_ref().filter(|_| loud) {
+                status.history(
+                    true,
+                    format!(
+                        "importing: {} of {} hours, up to {}",
+                        grouped(summary.hours),
+                        grouped(total.max(summary.hours)),
+                        day_of(summary.up_to)
+                    ),
+                );
+            }
             if loud && last_progress.elapsed() >= PROGRESS_EVERY && next.is_some() {
                 last_progress = Instant::now();
                 info!(
@@ -295,6 +311,17 @@ impl Importer {
             || "nothing archived yet".to_owned(),
             |t| t.date().to_string(),
         );
+        if let Some(status) = &self.status {
+            // Each run sends again from two days before Home Assistant's last hour, so the
+            // last hour sent is the newest DSMR-reader has archived.
+            status.history(
+                true,
+                match summary.up_to {
+                    Some(t) => format!("up to date: the last hour imported starts {}", hour_of(t)),
+                    None => "up to date: DSMR-reader has archived no hour yet".to_owned(),
+                },
+            );
+        }
         if loud {
             info!(
                 hours = summary.hours,
@@ -307,6 +334,16 @@ impl Importer {
         }
         Ok(summary)
     }
+}
+
+fn day_of(t: Option<OffsetDateTime>) -> String {
+    t.map_or_else(|| "the start".to_owned(), |t| t.date().to_string())
+}
+
+/// An hour's start in UTC, as Home Assistant stores it: `2026-12-03 07:00 UTC`.
+fn hour_of(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!("{} {:02}:00 UTC", t.date(), t.hour())
 }
 
 /// `17520` → `17,520`.
@@ -324,7 +361,9 @@ fn grouped(n: u64) -> String {
 
 /// Imports the archive, then keeps it current until `shutdown`; failures are logged once and
 /// retried with backoff, and a rejected token ends the history alone (the live bridge runs on).
-pub async fn run(mut importer: Importer, shutdown: CancellationToken) {
+pub async fn run(mut importer: Importer, status: StatusReporter, shutdown: CancellationToken) {
+    status.history(true, "starting".to_owned());
+    importer.status = Some(status.clone());
     let mut retry = RETRY_FIRST;
     let mut failing: Option<String> = None;
     loop {
@@ -342,6 +381,7 @@ pub async fn run(mut importer: Importer, shutdown: CancellationToken) {
             }
             Err(e) if e.is_permanent() => {
                 error!(error = %e, "history: stopped; the live values keep flowing");
+                status.history(false, format!("stopped: {e}"));
                 return;
             }
             Err(e) => {
@@ -351,6 +391,10 @@ pub async fn run(mut importer: Importer, shutdown: CancellationToken) {
                 } else {
                     debug!(error = %text, "history: still failing");
                 }
+                status.history(
+                    false,
+                    format!("interrupted, continues where it stopped: {text}"),
+                );
                 failing = Some(text);
                 let wait = retry;
                 retry = (retry * 2).min(RETRY_MAX);

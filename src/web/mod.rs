@@ -231,8 +231,7 @@ fn snapshot(status: &Status, page: &Page, now: SystemTime) -> Value {
             "address": page.broker,
             "since": status.broker_since.map(unix),
         },
-        // Home Assistant history import: not part of this bridge yet.
-        "history": null,
+        "history": status.history.as_ref().map(|h| json!({ "ok": h.ok, "text": h.text })),
         "meter": meter,
         "power": power,
         "traffic": {

@@ -131,6 +131,10 @@ async fn the_json_follows_the_status() {
         },
         42,
     );
+    served.reporter.history(
+        true,
+        "importing: 8,760 of 17,520 hours, up to 2025-12-02".into(),
+    );
     let subscriber = tracing_subscriber::layer::SubscriberExt::with(
         tracing_subscriber::registry(),
         served.recent.layer(),
@@ -159,6 +163,10 @@ async fn the_json_follows_the_status() {
     assert_eq!(json["traffic"]["published"], 10);
     assert_eq!(json["traffic"]["suppressed_by_cache"], 90);
     assert_eq!(json["entities"], 42);
+    assert_eq!(
+        json["history"],
+        json!({ "ok": true, "text": "importing: 8,760 of 17,520 hours, up to 2025-12-02" })
+    );
     assert_eq!(json["recent"][0]["level"], "WARN");
     assert_eq!(
         json["recent"][0]["text"],

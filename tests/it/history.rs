@@ -581,7 +581,11 @@ async fn home_assistant_down_at_start_delays_the_import() {
         .expect("nothing listens yet");
     assert!(failed.contains(&format!("127.0.0.1:{port}")), "{failed}");
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(dsmr_bridge::history::run(late, shutdown.clone()));
+    let task = tokio::spawn(dsmr_bridge::history::run(
+        late,
+        dsmr_bridge::status::StatusReporter::unobserved(),
+        shutdown.clone(),
+    ));
     // Home Assistant appears: a forwarder on the port the bridge was given.
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
@@ -636,11 +640,14 @@ async fn the_bridge_imports_beside_its_live_values() {
     .await;
     let broker = Broker::start();
     let url = format!("http://127.0.0.1:{}/", core.port);
+    let page_port = harness::free_port();
+    let page = format!("http://127.0.0.1:{page_port}/");
+    let listen = format!("127.0.0.1:{page_port}");
     let args = harness::args(
         &sim.url(),
         broker.port,
         "hist-live",
-        &["--homeassistant-url", &url],
+        &["--homeassistant-url", &url, "--status-listen", &listen],
     );
     let bridge = Bridge::start_with_env(&args, &[("HOMEASSISTANT_TOKEN", core.token.clone())]);
     let watcher = harness::Watcher::connect(broker.port, &["hist-live/#"]).await;
@@ -656,6 +663,18 @@ async fn the_bridge_imports_beside_its_live_values() {
                 .any(|s| s.topic == "hist-live/reading/electricity_delivered_1")
         })
         .await;
+    // The status page says where the import stands: the archive's last hour, 23:00 local.
+    let status = crate::status_page::status_until(&page, "the import on the page", |s| {
+        s["history"]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("up to date"))
+    })
+    .await;
+    assert_eq!(status["history"]["ok"], true);
+    assert_eq!(
+        status["history"]["text"],
+        "up to date: the last hour imported starts 2025-07-10 21:00 UTC"
+    );
     let log = bridge.log();
     assert_eq!(log.matches("history: done").count(), 1, "{log}");
     assert!(!log.contains(&core.token), "the token is never logged");
@@ -685,6 +704,9 @@ async fn a_rejected_token_names_the_option_and_the_bridge_keeps_running() {
     .await;
     let broker = Broker::start();
     let url = format!("http://127.0.0.1:{}/", core.port);
+    let page_port = harness::free_port();
+    let page = format!("http://127.0.0.1:{page_port}/");
+    let listen = format!("127.0.0.1:{page_port}");
     let args = harness::args(
         &sim.url(),
         broker.port,
@@ -694,6 +716,8 @@ async fn a_rejected_token_names_the_option_and_the_bridge_keeps_running() {
             &url,
             "--homeassistant-token",
             "not-a-valid-token-4711",
+            "--status-listen",
+            &listen,
         ],
     );
     let bridge = Bridge::start(&args);
@@ -703,6 +727,16 @@ async fn a_rejected_token_names_the_option_and_the_bridge_keeps_running() {
             Duration::from_secs(60),
         )
         .await;
+    let status = crate::status_page::status_until(&page, "the stop on the page", |s| {
+        s["history"]["ok"] == false
+    })
+    .await;
+    let text = status["history"]["text"].as_str().unwrap_or_default();
+    assert!(
+        text.starts_with("stopped: ") && text.contains("homeassistant_token"),
+        "{text}"
+    );
+    assert!(!status.to_string().contains("not-a-valid-token-4711"));
     let log = bridge.log();
     assert!(log.contains("check homeassistant_token"), "{log}");
     assert_eq!(log.matches("history: stopped").count(), 1, "{log}");

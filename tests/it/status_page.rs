@@ -17,7 +17,7 @@ fn client() -> reqwest::Client {
 }
 
 /// Asks `url` until `check` holds for its JSON: the positive signal that the bridge got there.
-async fn status_until(base: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn status_until(base: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
     let http = client();
     let deadline = Instant::now() + LONG;
     loop {
