@@ -319,6 +319,11 @@ pub struct Fidelity {
     /// Changes polled before the bridge's first connection to the broker and replaced by a
     /// newer value before it connected (nothing could have been sent yet).
     pub before_connect: u64,
+    /// Changes polled before the topic's first value reached the broker and replaced by a newer
+    /// one: a meter register's first value after a start waits for the broker's retained
+    /// registers (a 2 s scan, minutes of simulated time at 1000×) and a second reading that
+    /// agrees with it.
+    pub held_at_start: u64,
     /// Values seen on the broker that were never polled, or out of order.
     pub unexpected: u64,
     /// Topics whose last value on the broker is not the last polled one.
@@ -374,6 +379,11 @@ pub fn fidelity(
         for value in got {
             // Greedy in-order match, looking a bounded way ahead.
             match want[i..].iter().take(4096).position(|(w, _)| w == value) {
+                Some(k) if held.is_none() => {
+                    f.held_at_start += k as u64;
+                    i += k + 1;
+                    held = Some(value);
+                }
                 Some(k) => {
                     missed.extend(want[i..i + k].iter().filter(|(w, _)| Some(*w) != held));
                     i += k + 1;

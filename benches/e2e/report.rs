@@ -641,7 +641,10 @@ fn flood(o: &mut String, r: &Results) {
         "- **Value changes:** {} (topic, value) changes on {} state topics per run. Per run, on the broker: not seen {:?}, \
          against values replaced in the pending queue by a newer one (`Stats::replaced_in_queue`) {:?} and dropped {:?}, \
          so lost without a newer value in their place {:?}; replaced by a newer poll before the bridge's first \
-         connection (nothing could be sent yet) {:?}; seen but never polled or out of order {:?}; last value differing \
+         connection (nothing could be sent yet) {:?}; replaced by a newer poll before the topic's first value went out \
+         (a meter register's first value after a start waits for the broker's retained registers, a 2 s scan that spans \
+         minutes of simulated time at 1000×, and for a second reading that agrees) {:?}; seen but never polled or out of \
+         order {:?}; last value differing \
          from the last polled one {:?}. A value is replaced in the queue only while the topic's previous message (or a \
          full window of 16) still awaits the broker's PUBACK when the next poll arrives: at 1000× that is 5 ms after the \
          last one, at real speed 5 s, so what is coalesced here depends on how busy this shared 2-core machine was \
@@ -655,6 +658,7 @@ fn flood(o: &mut String, r: &Results) {
         runs.iter().map(|x| x.stats.dropped).collect::<Vec<_>>(),
         runs.iter().map(unexplained_losses).collect::<Vec<_>>(),
         fid.iter().map(|x| x.before_connect).collect::<Vec<_>>(),
+        fid.iter().map(|x| x.held_at_start).collect::<Vec<_>>(),
         fid.iter().map(|x| x.unexpected).collect::<Vec<_>>(),
         fid.iter().map(|x| x.final_wrong).collect::<Vec<_>>(),
         runs.iter()
