@@ -2,14 +2,13 @@
 //! and new (2026.2.3, `mean_type` + `unit_class`), and the simulated DSMR-reader's archive.
 //!
 //! Each Core is installed once into a cache by `scripts/ha-core`, started once per test binary
-//! (about 3 s), onboarded through its HTTP API and shared; every test imports under statistic
-//! ids of its own. What is asserted is what Home Assistant holds afterwards: hourly rows, each
+//! (about 3 s), onboarded through its HTTP API and shared (`tests/support/ha_core.rs`); every
+//! test imports under statistic ids of its own. Where a Core cannot be installed (no Python
+//! 3.13), each test says so in one line and is skipped; under CI it fails. What is asserted is what Home Assistant holds afterwards: hourly rows, each
 //! local day's change against DSMR-reader's day statistics, and the Energy dashboard's verdict.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use dsmr_bridge::config::DsmrConfig;
@@ -22,140 +21,15 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::macros::{date, datetime};
 
+use super::ha_core::{self, Core};
 use super::harness::{self, Bridge, Broker, SIM_KEY};
 
 const VERSIONS: [&str; 2] = ["2025.4.4", "2026.2.3"];
-const START_TIMEOUT: Duration = Duration::from_secs(240);
 
-/// A running, onboarded Home Assistant Core.
-struct Core {
-    version: &'static str,
-    port: u16,
-    token: String,
-    /// Ends Core when this process ends; never waited for, as the process outlives the tests.
-    _watchdog: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-static CORES: [OnceLock<Core>; 2] = [OnceLock::new(), OnceLock::new()];
-
-fn core(version: &'static str) -> &'static Core {
-    let slot = VERSIONS
-        .iter()
-        .position(|v| *v == version)
-        .expect("a tested version");
-    CORES[slot].get_or_init(|| {
-        // Started from a plain thread: the caller's runtime must not block on its own tasks.
-        std::thread::spawn(move || start_core(version))
-            .join()
-            .expect("Home Assistant starts")
-    })
-}
-
-fn start_core(version: &'static str) -> Core {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let install = Command::new(root.join("scripts/ha-core"))
-        .arg(version)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run scripts/ha-core");
-    assert!(install.status.success(), "scripts/ha-core {version} failed");
-    let venv = String::from_utf8(install.stdout).expect("a path");
-    let hass = Path::new(venv.trim()).join("bin/hass");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let port = harness::free_port();
-    std::fs::write(
-        dir.path().join("configuration.yaml"),
-        format!(
-            "homeassistant:\n  name: test\n  time_zone: Europe/Amsterdam\n  latitude: 52.37\n  longitude: 4.89\n  elevation: 0\n  unit_system: metric\n  currency: EUR\n  country: NL\nhttp:\n  server_host: 127.0.0.1\n  server_port: {port}\nrecorder:\n  commit_interval: 1\nonboarding:\nauth:\nenergy:\nwebsocket_api:\napi:\n"
-        ),
-    )
-    .expect("configuration.yaml");
-    // A watchdog shell stops Core when this test process ends, however it ends.
-    let script = format!(
-        "{hass} -c {dir} --skip-pip >{dir}/hass.log 2>&1 & h=$!; while kill -0 {me} 2>/dev/null && kill -0 $h 2>/dev/null; do sleep 1; done; kill $h 2>/dev/null; wait $h",
-        hass = hass.display(),
-        dir = dir.path().display(),
-        me = std::process::id()
-    );
-    let watchdog = Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start hass");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let token = runtime.block_on(onboard(port, dir.path()));
-    Core {
-        version,
-        port,
-        token,
-        _watchdog: watchdog,
-        _dir: dir,
-    }
-}
-
-/// Creates the owner through the onboarding API and a long-lived token for it.
-async fn onboard(port: u16, dir: &Path) -> String {
-    let base = format!("http://127.0.0.1:{port}");
-    dsmr_bridge::tls::install_crypto_provider();
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        let up = http.get(format!("{base}/api/onboarding")).send().await;
-        if up.is_ok_and(|r| r.status().is_success()) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Home Assistant did not start; its log:\n{}",
-            std::fs::read_to_string(dir.join("hass.log")).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    let client_id = format!("{base}/");
-    let user: Value = http
-        .post(format!("{base}/api/onboarding/users"))
-        .json(
-            &json!({"client_id": client_id, "name": "Test", "username": "test",
-                      "password": "test-password-1", "language": "en"}),
-        )
-        .send()
-        .await
-        .expect("onboarding")
-        .json()
-        .await
-        .expect("auth code");
-    let code = user["auth_code"].as_str().expect("auth_code").to_owned();
-    let tokens: Value = http
-        .post(format!("{base}/auth/token"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(
-            url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("grant_type", "authorization_code")
-                .append_pair("code", &code)
-                .append_pair("client_id", &client_id)
-                .finish(),
-        )
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("token JSON");
-    let access = tokens["access_token"].as_str().expect("access token");
-    let mut ws = HaClient::connect(&target(port, access))
-        .await
-        .expect("login");
-    let long_lived = ws
-        .call(json!({"type": "auth/long_lived_access_token", "client_name": "dsmr-bridge tests", "lifespan": 30}))
-        .await
-        .expect("long-lived token");
-    long_lived.as_str().expect("a token").to_owned()
+/// The shared Core of `version`, or `None` on a machine that cannot install it (the test is
+/// skipped, with one line saying why; under CI it fails).
+fn core(version: &str) -> Option<&'static Core> {
+    ha_core::shared(version)
 }
 
 fn target(port: u16, token: &str) -> HaTarget {
@@ -352,7 +226,9 @@ async fn sync(importer: &mut Importer) -> Summary {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_import_across_autumn_dst_a_gap_and_a_meter_swap() {
     for version in VERSIONS {
-        let core = core(version);
+        let Some(core) = core(version) else {
+            return;
+        };
         let sim = sim_with(HistoryOptions {
             first_day: date!(2025 - 10 - 20),
             days: 12,
@@ -390,7 +266,7 @@ async fn full_import_across_autumn_dst_a_gap_and_a_meter_swap() {
         assert_energy_dashboard_accepts(core, &importer).await;
         // The metadata form fits the Core: no "called without specifying mean_type / unit_class"
         // deprecation warning from the new one (the old one rejects those keys outright).
-        let log = std::fs::read_to_string(core._dir.path().join("hass.log")).unwrap_or_default();
+        let log = core.log();
         assert!(!log.is_empty(), "{version}: Core's log");
         assert!(
             !log.contains("without specifying"),
@@ -407,7 +283,9 @@ async fn full_import_across_autumn_dst_a_gap_and_a_meter_swap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spring_dst_day_has_23_rows_and_its_day_total() {
     for version in VERSIONS {
-        let core = core(version);
+        let Some(core) = core(version) else {
+            return;
+        };
         let sim = sim_with(HistoryOptions {
             first_day: date!(2025 - 03 - 28),
             days: 4,
@@ -425,7 +303,9 @@ async fn spring_dst_day_has_23_rows_and_its_day_total() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_reimport_and_new_hours() {
     for version in VERSIONS {
-        let core = core(version);
+        let Some(core) = core(version) else {
+            return;
+        };
         let sim = sim_with(HistoryOptions {
             first_day: date!(2025 - 01 - 01),
             days: 70,
@@ -498,7 +378,9 @@ async fn resume_reimport_and_new_hours() {
 /// fails, and the next one continues to the same result as an uninterrupted import.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dsmr_reader_outage_midway_only_delays_the_import() {
-    let core = core(VERSIONS[1]);
+    let Some(core) = core(VERSIONS[1]) else {
+        return;
+    };
     let sim = sim_with(HistoryOptions {
         first_day: date!(2025 - 02 - 01),
         days: 40,
@@ -524,7 +406,9 @@ async fn a_dsmr_reader_outage_midway_only_delays_the_import() {
 /// booked by the first import stays where it was.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn updates_before_yesterdays_day_row_keep_earlier_days_intact() {
-    let core = core(VERSIONS[1]);
+    let Some(core) = core(VERSIONS[1]) else {
+        return;
+    };
     let sim = sim_with(HistoryOptions {
         first_day: date!(2025 - 09 - 01),
         days: 6,
@@ -548,7 +432,9 @@ async fn updates_before_yesterdays_day_row_keep_earlier_days_intact() {
 /// once Home Assistant answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn home_assistant_down_at_start_delays_the_import() {
-    let core = core(VERSIONS[0]);
+    let Some(core) = core(VERSIONS[0]) else {
+        return;
+    };
     let sim = sim_with(HistoryOptions {
         first_day: date!(2025 - 06 - 01),
         days: 2,
@@ -631,7 +517,9 @@ async fn home_assistant_down_at_start_delays_the_import() {
 /// without the token even at debug level.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bridge_imports_beside_its_live_values() {
-    let core = core(VERSIONS[0]);
+    let Some(core) = core(VERSIONS[0]) else {
+        return;
+    };
     let sim = sim_with(HistoryOptions {
         first_day: date!(2025 - 07 - 01),
         days: 10,
@@ -695,7 +583,9 @@ async fn the_bridge_imports_beside_its_live_values() {
 /// flowing to the broker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_token_names_the_option_and_the_bridge_keeps_running() {
-    let core = core(VERSIONS[1]);
+    let Some(core) = core(VERSIONS[1]) else {
+        return;
+    };
     let sim = sim_with(HistoryOptions {
         first_day: date!(2025 - 06 - 01),
         days: 1,
@@ -787,7 +677,9 @@ async fn benchmark_two_years() {
         .into_iter()
         .find(|v| *v == version)
         .expect("HISTORY_BENCH_CORE is a tested version");
-    let core = core(version);
+    let Some(core) = core(version) else {
+        return;
+    };
     let sim = sim_with(HistoryOptions::default()).await;
     let archive = sim.archive().expect("archive");
     let hours = archive.hour_rows().len();

@@ -7,9 +7,15 @@ mod broker_limits;
 mod browser;
 #[cfg(feature = "demo")]
 mod demo;
+#[path = "../support/eventually.rs"]
+mod eventually;
 mod faults;
+#[path = "../support/ha_core.rs"]
+mod ha_core;
 mod harness;
 mod history;
+#[path = "../support/optional.rs"]
+mod optional;
 mod outliers;
 mod restart;
 mod security;
