@@ -242,9 +242,7 @@ async fn started_as_root_it_drops_to_the_configured_user() {
     );
     let watcher = Watcher::connect(broker.port, &["unpriv/status"]).await;
     watcher
-        .wait_for("online", Duration::from_secs(20), |seen| {
-            seen.iter().any(|s| s.payload == "online")
-        })
+        .wait_for("online", |seen| seen.iter().any(|s| s.payload == "online"))
         .await;
     let status = std::fs::read_to_string(format!("/proc/{}/status", bridge.pid())).unwrap();
     let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();

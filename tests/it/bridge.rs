@@ -10,8 +10,6 @@ use crate::harness::{
     sim_options,
 };
 
-const LONG: Duration = Duration::from_secs(20);
-
 fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
@@ -28,7 +26,7 @@ async fn fixture_meter_is_retained_with_discovery() {
     let bridge = Bridge::start(&args(&sim.url(), broker.port, "dsmr-bridge", &[]));
     let watcher = Watcher::connect(broker.port, &["homeassistant/#", "dsmr-bridge/#"]).await;
     watcher
-        .wait_for("discovery and state", LONG, |seen| {
+        .wait_for("discovery and state", |seen| {
             [
                 ELECTRICITY,
                 GAS,
@@ -147,15 +145,15 @@ async fn broker_outage_delivers_only_the_newest_value_per_topic() {
     let mut broker = Broker::start();
     let sim = Simulator::start(sim_options()).await.expect("simulator");
     let bridge = Bridge::start(&args(&sim.url(), broker.port, "outage", &[]));
-    bridge.wait_log("published", LONG).await;
+    bridge.wait_log("published").await;
     let topic = "outage/reading/electricity_delivered_1";
     let watcher = Watcher::connect(broker.port, &[topic]).await;
     watcher
-        .wait_for("a first value", LONG, |seen| !seen.is_empty())
+        .wait_for("a first value", |seen| !seen.is_empty())
         .await;
 
     broker.stop();
-    bridge.wait_log("Lost the broker connection", LONG).await;
+    bridge.wait_log("Lost the broker connection").await;
     // Several polls with moving values happen meanwhile.
     sim.set_register_override("electricity_delivered_1", Some("37563.001".into()));
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -168,7 +166,7 @@ async fn broker_outage_delivers_only_the_newest_value_per_topic() {
     broker.restart();
     let after = Watcher::connect(broker.port, &["outage/#"]).await;
     after
-        .wait_for("the newest value after the restart", LONG, |seen| {
+        .wait_for("the newest value after the restart", |seen| {
             seen.iter()
                 .any(|s| s.topic == topic && s.payload == "37563.003")
         })
@@ -178,7 +176,7 @@ async fn broker_outage_delivers_only_the_newest_value_per_topic() {
     // the end of the republish.
     let held = retained(broker.port, "outage/#").await;
     after
-        .wait_for("every retained topic again", LONG, |seen| {
+        .wait_for("every retained topic again", |seen| {
             held.keys().all(|t| seen.iter().any(|s| &s.topic == t))
         })
         .await;
@@ -217,7 +215,7 @@ async fn zero_or_lower_register_is_not_published() {
         &["--cache-ttl", "0"],
     ));
     watcher
-        .wait_for("the first value", LONG, |seen| !seen.is_empty())
+        .wait_for("the first value", |seen| !seen.is_empty())
         .await;
 
     let reading = fixture("v2_datalogger_dsmrreading_latest.json");
@@ -237,10 +235,10 @@ async fn zero_or_lower_register_is_not_published() {
         tokio::time::sleep(Duration::from_millis(2500)).await;
     }
     bridge
-        .wait_log("Not published: meter register reads 0", LONG)
+        .wait_log("Not published: meter register reads 0")
         .await;
     bridge
-        .wait_log("Not published: meter register is lower", LONG)
+        .wait_log("Not published: meter register is lower")
         .await;
     assert!(
         watcher.all().iter().all(|s| s.payload == "37562.774"),
@@ -273,7 +271,7 @@ async fn single_phase_meter_without_gas_gets_no_l2_l3_or_gas() {
     let _bridge = Bridge::start(&args(&sim.url(), broker.port, "single", &[]));
     let watcher = Watcher::connect(broker.port, &["homeassistant/device/#", "single/#"]).await;
     watcher
-        .wait_for("the electricity device", LONG, |seen| {
+        .wait_for("the electricity device", |seen| {
             seen.iter()
                 .any(|s| s.topic.ends_with("/config") && s.payload.contains("Electricity meter"))
         })
@@ -281,7 +279,7 @@ async fn single_phase_meter_without_gas_gets_no_l2_l3_or_gas() {
     // A gas or L2/L3 value would come with the same poll as these, before the day totals of
     // the first poll's slower endpoints are through.
     watcher
-        .wait_for("the first poll's values", LONG, |seen| {
+        .wait_for("the first poll's values", |seen| {
             [
                 "single/reading/electricity_delivered_1",
                 "single/day-consumption/electricity_merged",
@@ -336,7 +334,7 @@ async fn birth_message_triggers_a_republish() {
     )
     .await;
     watcher
-        .wait_for("discovery and state", LONG, |seen| {
+        .wait_for("discovery and state", |seen| {
             seen.iter().any(|s| s.topic == ELECTRICITY)
                 && seen
                     .iter()
@@ -355,7 +353,7 @@ async fn birth_message_triggers_a_republish() {
         .await
         .unwrap();
     watcher
-        .wait_for("configs and state again", Duration::from_secs(8), |seen| {
+        .wait_for("configs and state again", |seen| {
             seen.iter().any(|s| s.topic == ELECTRICITY)
                 && seen
                     .iter()
@@ -458,17 +456,10 @@ async fn sigterm_leaves_offline_retained() {
     let mut bridge = Bridge::start(&args(&sim.url(), broker.port, "term", &[]));
     let watcher = Watcher::connect(broker.port, &["term/status"]).await;
     watcher
-        .wait_for("online", LONG, |seen| {
-            seen.iter().any(|s| s.payload == "online")
-        })
+        .wait_for("online", |seen| seen.iter().any(|s| s.payload == "online"))
         .await;
     bridge.signal("TERM");
-    assert_eq!(
-        bridge.wait_exit(Duration::from_secs(5)),
-        Some(0),
-        "{}",
-        bridge.log()
-    );
+    assert_eq!(bridge.wait_exit(), Some(0), "{}", bridge.log());
     assert_eq!(
         retained(broker.port, "term/status")
             .await
@@ -492,12 +483,10 @@ async fn leftovers_of_an_earlier_run_are_removed_at_startup() {
     let mut first = Bridge::start(&args(&three_phase.url(), broker.port, "reconcile", &[]));
     let watcher = Watcher::connect(broker.port, &["homeassistant/device/#"]).await;
     watcher
-        .wait_for("the gas device", LONG, |seen| {
-            seen.iter().any(|s| s.topic == GAS)
-        })
+        .wait_for("the gas device", |seen| seen.iter().any(|s| s.topic == GAS))
         .await;
     first.signal("TERM");
-    assert_eq!(first.wait_exit(Duration::from_secs(5)), Some(0));
+    assert_eq!(first.wait_exit(), Some(0));
 
     // The same home after the gas meter was removed and with a single-phase connection.
     let single_phase = Simulator::start(SimOptions {
@@ -509,12 +498,12 @@ async fn leftovers_of_an_earlier_run_are_removed_at_startup() {
     .expect("simulator");
     let _second = Bridge::start(&args(&single_phase.url(), broker.port, "reconcile", &[]));
     watcher
-        .wait_for("the gas device removed", LONG, |seen| {
+        .wait_for("the gas device removed", |seen| {
             seen.iter().any(|s| s.topic == GAS && s.payload.is_empty())
         })
         .await;
     watcher
-        .wait_for("the electricity config without L2/L3", LONG, |seen| {
+        .wait_for("the electricity config without L2/L3", |seen| {
             seen.iter().any(|s| {
                 s.topic == ELECTRICITY
                     && s.payload
@@ -578,7 +567,7 @@ async fn an_unusable_supervisor_token_fails_the_start() {
         "dsmr_reader_api_key": SIM_KEY,
     });
     let mut bridge = start_supervised(&data, options, &supervisor, "secret-part\nrest");
-    assert_eq!(bridge.wait_exit(LONG), Some(1));
+    assert_eq!(bridge.wait_exit(), Some(1));
     let log = bridge.log();
     assert!(
         log.contains("SUPERVISOR_TOKEN is not a valid HTTP header value"),
@@ -617,7 +606,7 @@ async fn broker_from_the_supervisor_services_api() {
     });
     let bridge = start_supervised(&data, options, &supervisor, "supervisor-token-secret");
     bridge
-        .wait_log("install and start the Mosquitto broker app", LONG)
+        .wait_log("install and start the Mosquitto broker app")
         .await;
     supervisor.override_endpoint(
         "/services/mqtt",
@@ -630,7 +619,7 @@ async fn broker_from_the_supervisor_services_api() {
     );
     let watcher = Watcher::connect(broker.port, &["supervised/status"]).await;
     watcher
-        .wait_for("online via the Supervisor's broker", LONG, |seen| {
+        .wait_for("online via the Supervisor's broker", |seen| {
             seen.iter().any(|s| s.payload == "online")
         })
         .await;
@@ -640,7 +629,7 @@ async fn broker_from_the_supervisor_services_api() {
             .contains("Using the broker app found through the Supervisor")
     );
     // log_level from options.json decides what the Log tab shows: debug lines appear.
-    bridge.wait_log("DEBUG", LONG).await;
+    bridge.wait_log("DEBUG").await;
     assert!(!bridge.log().contains("supervisor-token-secret"));
     assert!(!bridge.log().contains("pw-from-supervisor"));
     // The "not enabled" answer was logged once, not once per retry.
@@ -663,13 +652,13 @@ async fn dsmr_reader_outage_makes_entities_unavailable_and_recovers() {
     let bridge = Bridge::start(&args(&sim.url(), broker.port, "avail", &[]));
     let watcher = Watcher::connect(broker.port, &["avail/dsmr-reader/status"]).await;
     watcher
-        .wait_for("online", LONG, |seen| {
+        .wait_for("online", |seen| {
             seen.last().is_some_and(|s| s.payload == "online")
         })
         .await;
     sim.stop_listening().await;
     watcher
-        .wait_for("offline", LONG, |seen| {
+        .wait_for("offline", |seen| {
             seen.last().is_some_and(|s| s.payload == "offline")
         })
         .await;
@@ -680,11 +669,11 @@ async fn dsmr_reader_outage_makes_entities_unavailable_and_recovers() {
     );
     sim.resume_listening().await.expect("listen again");
     watcher
-        .wait_for("online again", Duration::from_secs(30), |seen| {
+        .wait_for("online again", |seen| {
             seen.last().is_some_and(|s| s.payload == "online")
         })
         .await;
-    bridge.wait_log("DSMR-reader answers again", LONG).await;
+    bridge.wait_log("DSMR-reader answers again").await;
 }
 
 /// Inside Home Assistant, broker options set by the user win over the Supervisor's broker:
@@ -709,7 +698,7 @@ async fn explicit_broker_options_win_over_the_supervisor() {
     let _bridge = start_supervised(&data, options, &supervisor, "token");
     let watcher = Watcher::connect(broker.port, &["explicit/status"]).await;
     watcher
-        .wait_for("online on the configured broker", LONG, |seen| {
+        .wait_for("online on the configured broker", |seen| {
             seen.iter().any(|s| s.payload == "online")
         })
         .await;

@@ -3,11 +3,9 @@
 //! runs into is named in its log.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
+use crate::eventually::eventually;
 use crate::harness::{Bridge, Broker, args, fixture_sim, retained};
-
-const LONG: Duration = Duration::from_secs(30);
 
 /// The last payload per topic of the bridge's "published" lines: what it counts as delivered.
 fn delivered(log: &str) -> BTreeMap<String, String> {
@@ -30,10 +28,10 @@ async fn reported_but_not_held(qos: &str, base: &str) -> (Vec<String>, BTreeMap<
     // The three discovery configs come after the start's scan of what the broker retains;
     // DSMR-reader's version comes with the first poll.
     bridge
-        .wait_log_count("published topic=homeassistant/device/", 3, LONG)
+        .wait_log_count("published topic=homeassistant/device/", 3)
         .await;
     bridge
-        .wait_log(&format!("published topic={base}/dsmr-reader/version"), LONG)
+        .wait_log(&format!("published topic={base}/dsmr-reader/version"))
         .await;
 
     let reported = delivered(&bridge.log());
@@ -91,10 +89,10 @@ async fn a_message_over_the_brokers_packet_limit_is_named_and_given_up() {
     let bridge = Bridge::start(&args(&sim.url(), broker.port, "packet", &[]));
     let electricity = "homeassistant/device/dsmrbridge_12345678901234567890123456789000/config";
     bridge
-        .wait_log("The broker disconnects on a message this large", LONG)
+        .wait_log("The broker disconnects on a message this large")
         .await;
     bridge
-        .wait_log_count("published topic=homeassistant/device/", 2, LONG)
+        .wait_log_count("published topic=homeassistant/device/", 2)
         .await;
     let log = bridge.log();
     let line = log
@@ -126,7 +124,7 @@ async fn a_message_over_the_brokers_packet_limit_is_named_and_given_up() {
         .await
         .unwrap();
     bridge
-        .wait_log_count(&format!("published topic={reader}"), 2, LONG)
+        .wait_log_count(&format!("published topic={reader}"), 2)
         .await;
     let log = bridge.log();
     assert_eq!(
@@ -162,25 +160,20 @@ async fn two_bridges_with_one_base_topic_say_so_and_back_off() {
     let broker = Broker::start();
     let sim = fixture_sim().await;
     let first = Bridge::start(&args(&sim.url(), broker.port, "twin", &[]));
-    first.wait_log("Connected to the broker", LONG).await;
+    first.wait_log("Connected to the broker").await;
     let second = Bridge::start(&args(&sim.url(), broker.port, "twin", &[]));
     let cause = "another client with the same client id";
-    let deadline = std::time::Instant::now() + LONG;
-    let kicked = loop {
-        if first.log().contains(cause) {
-            break &first;
-        }
-        if second.log().contains(cause) {
-            break &second;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no bridge named the cause; logs:\n{}\n---\n{}",
-            first.log(),
-            second.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let kicked = eventually("a bridge naming the cause")
+        .until(async || {
+            if first.log().contains(cause) {
+                Ok(&first)
+            } else if second.log().contains(cause) {
+                Ok(&second)
+            } else {
+                Err(format!("logs:\n{}\n---\n{}", first.log(), second.log()))
+            }
+        })
+        .await;
     let line = kicked
         .log()
         .lines()
@@ -194,9 +187,7 @@ async fn two_bridges_with_one_base_topic_say_so_and_back_off() {
     // Over the same number of reconnects the pauses grow (1, 2, 4 s and more) instead of
     // staying at a second or two: the connection changes hands less and less often.
     let pause = "reconnecting to the broker after a pause delay_ms=";
-    kicked
-        .wait_log_count(pause, 3, Duration::from_secs(60))
-        .await;
+    kicked.wait_log_count(pause, 3).await;
     let pauses: Vec<u64> = kicked
         .log()
         .lines()

@@ -5,7 +5,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -13,9 +12,9 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
+use crate::eventually::eventually;
 use crate::harness::{Bridge, Broker, args, free_port, sim_options};
 
-const LONG: Duration = Duration::from_secs(20);
 /// The prefix Home Assistant's frontend opens the app's panel under.
 const INGRESS_PATH: &str = "/api/hassio_ingress/Xk3q9ZtW";
 
@@ -159,22 +158,23 @@ async fn the_page_renders_live_values_through_the_ingress_prefix() {
         "browser",
         &["--status-listen", &listen],
     ));
-    bridge.wait_log("Status page listening", LONG).await;
+    bridge.wait_log("Status page listening").await;
     let direct = format!("http://{listen}/");
     let proxy = ingress_proxy(listen.parse().unwrap()).await;
     let page = format!("http://{proxy}{INGRESS_PATH}/");
 
-    let deadline = Instant::now() + LONG;
-    let first_poll = loop {
-        let s = status(&direct).await;
-        if s["meter"]["electricity_currently_delivered"].is_string()
-            && s["entities"].as_u64() > Some(0)
-        {
-            break s["dsmr_reader"]["last_poll"].as_u64().unwrap();
-        }
-        assert!(Instant::now() < deadline, "no meter values: {s}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let first_poll = eventually("meter values on the page")
+        .until(async || {
+            let s = status(&direct).await;
+            if s["meter"]["electricity_currently_delivered"].is_string()
+                && s["entities"].as_u64() > Some(0)
+            {
+                Ok(s["dsmr_reader"]["last_poll"].as_u64().unwrap())
+            } else {
+                Err(s)
+            }
+        })
+        .await;
 
     let profile = tempfile::tempdir().unwrap();
     let dump = ["--dump-dom", "--virtual-time-budget=3000"];
@@ -194,15 +194,15 @@ async fn the_page_renders_live_values_through_the_ingress_prefix() {
     assert_ne!(text_of(&first, "t-published"), "–");
 
     // A few polls later (the bridge polls every second, the simulated meter's power moves).
-    let deadline = Instant::now() + LONG;
-    while status(&direct).await["dsmr_reader"]["last_poll"]
-        .as_u64()
-        .unwrap()
-        < first_poll + 6
-    {
-        assert!(Instant::now() < deadline, "the bridge stopped polling");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually("six more polls")
+        .until(async || {
+            let last_poll = status(&direct).await["dsmr_reader"]["last_poll"].clone();
+            match last_poll.as_u64() {
+                Some(n) if n >= first_poll + 6 => Ok(()),
+                _ => Err(last_poll),
+            }
+        })
+        .await;
     let second = browse(&chromium, profile.path(), &dump, &page);
     assert_ne!(
         (text_of(&first, "live"), chart_line(&first)),

@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use dsmr_sim::{Fault, SimOptions, Simulator};
 
+use crate::eventually::{PATIENCE, eventually};
 use crate::harness::{Bridge, Broker, SIM_KEY, Watcher, args, retained, sim_options};
-
-const LONG: Duration = Duration::from_secs(30);
 
 /// The reading fields the simulator serves now, as DSMR-reader's API returns them.
 async fn sim_values(sim: &Simulator) -> BTreeMap<String, String> {
@@ -42,35 +41,33 @@ async fn sim_values(sim: &Simulator) -> BTreeMap<String, String> {
 /// simulator serves.
 async fn assert_broker_holds_newest(port: u16, base: &str, sim: &Simulator) {
     let want = sim_values(sim).await;
-    let deadline = std::time::Instant::now() + LONG;
-    loop {
-        let held = retained(port, &format!("{base}/reading/#")).await;
-        let stale: Vec<String> = [
-            "electricity_delivered_1",
-            "electricity_delivered_2",
-            "electricity_currently_delivered",
-            "phase_voltage_l1",
-            "timestamp",
-        ]
-        .iter()
-        .filter(|field| held.get(&format!("{base}/reading/{field}")) != want.get(**field))
-        .map(|field| {
-            format!(
-                "{field}: broker {:?}, meter {:?}",
-                held.get(&format!("{base}/reading/{field}")),
-                want.get(*field)
-            )
+    eventually("the broker to hold the newest values")
+        .until(async || {
+            let held = retained(port, &format!("{base}/reading/#")).await;
+            let stale: Vec<String> = [
+                "electricity_delivered_1",
+                "electricity_delivered_2",
+                "electricity_currently_delivered",
+                "phase_voltage_l1",
+                "timestamp",
+            ]
+            .iter()
+            .filter(|field| held.get(&format!("{base}/reading/{field}")) != want.get(**field))
+            .map(|field| {
+                format!(
+                    "{field}: broker {:?}, meter {:?}",
+                    held.get(&format!("{base}/reading/{field}")),
+                    want.get(*field)
+                )
+            })
+            .collect();
+            if stale.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{stale:?}"))
+            }
         })
-        .collect();
-        if stale.is_empty() {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "broker does not hold the newest values: {stale:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        .await;
 }
 
 async fn broker_restart(persistence: bool) {
@@ -81,19 +78,17 @@ async fn broker_restart(persistence: bool) {
     let status = format!("{base}/status");
     let watcher = Watcher::connect(broker.port, &[&status]).await;
     watcher
-        .wait_for("online", LONG, |seen| {
-            seen.iter().any(|s| s.payload == "online")
-        })
+        .wait_for("online", |seen| seen.iter().any(|s| s.payload == "online"))
         .await;
 
     broker.stop();
-    bridge.wait_log("Lost the broker connection", LONG).await;
+    bridge.wait_log("Lost the broker connection").await;
     // The meter keeps moving for a few polls while the broker is away.
     tokio::time::sleep(Duration::from_secs(3)).await;
     sim.pause_clock(true);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     broker.restart();
-    bridge.wait_log("Connected to the broker again", LONG).await;
+    bridge.wait_log("Connected to the broker again").await;
 
     assert_broker_holds_newest(broker.port, base, &sim).await;
     assert_eq!(
@@ -152,7 +147,7 @@ async fn broker_unreachable_at_startup() {
     let _broker = Broker::start_on(port);
     let watcher = Watcher::connect(port, &["late/status"]).await;
     watcher
-        .wait_for("online once the broker is up", LONG, |seen| {
+        .wait_for("online once the broker is up", |seen| {
             seen.iter().any(|s| s.payload == "online")
         })
         .await;
@@ -173,7 +168,7 @@ async fn dsmr_reader_faults_mark_unavailable_and_recover() {
     )
     .await;
     watcher
-        .wait_for("online", LONG, |seen| {
+        .wait_for("online", |seen| {
             seen.iter()
                 .any(|s| s.topic == status && s.payload == "online")
         })
@@ -194,7 +189,7 @@ async fn dsmr_reader_faults_mark_unavailable_and_recover() {
         let published_before = watcher.on("faulty/reading/electricity_delivered_1").len();
         sim.set_fault(Some(fault));
         watcher
-            .wait_for(&format!("offline on {name}"), LONG, |seen| {
+            .wait_for(&format!("offline on {name}"), |seen| {
                 seen.iter()
                     .rev()
                     .find(|s| s.topic == status)
@@ -205,7 +200,7 @@ async fn dsmr_reader_faults_mark_unavailable_and_recover() {
         // needs the user turns offline at the first), and still one line for the outage.
         let still_failing = before.matches("DSMR-reader still failing").count();
         bridge
-            .wait_log_count("DSMR-reader still failing", still_failing + 1, LONG)
+            .wait_log_count("DSMR-reader still failing", still_failing + 1)
             .await;
         let log = bridge.log();
         assert_eq!(
@@ -227,7 +222,7 @@ async fn dsmr_reader_faults_mark_unavailable_and_recover() {
 
         sim.set_fault(None);
         watcher
-            .wait_for(&format!("online after {name}"), LONG, |seen| {
+            .wait_for(&format!("online after {name}"), |seen| {
                 seen.iter()
                     .rev()
                     .find(|s| s.topic == status)
@@ -238,7 +233,7 @@ async fn dsmr_reader_faults_mark_unavailable_and_recover() {
     // Refused connections.
     sim.stop_listening().await;
     watcher
-        .wait_for("offline when refused", LONG, |seen| {
+        .wait_for("offline when refused", |seen| {
             seen.iter()
                 .rev()
                 .find(|s| s.topic == status)
@@ -248,7 +243,7 @@ async fn dsmr_reader_faults_mark_unavailable_and_recover() {
     assert!(bridge.log().contains("cannot connect to DSMR-reader"));
     sim.resume_listening().await.unwrap();
     watcher
-        .wait_for("online again", Duration::from_secs(90), |seen| {
+        .wait_for("online again", |seen| {
             seen.iter()
                 .rev()
                 .find(|s| s.topic == status)
@@ -283,7 +278,7 @@ async fn corrupt_values_are_never_published() {
         &["--cache-ttl", "0"],
     ));
     watcher
-        .wait_for("a first value", LONG, |seen| {
+        .wait_for("a first value", |seen| {
             seen.iter().any(|s| s.topic == topic)
         })
         .await;
@@ -303,7 +298,7 @@ async fn corrupt_values_are_never_published() {
     ];
     for (value, message) in &bad {
         sim.set_register_override("electricity_delivered_1", Some(value.clone()));
-        bridge.wait_log(message, LONG).await;
+        bridge.wait_log(message).await;
     }
     // null: the last good value stays; nothing empty is published. The cache is off, so every
     // poll publishes the reading's timestamp: three more of those (the first may have been read
@@ -316,7 +311,7 @@ async fn corrupt_values_are_never_published() {
     sim.set_register_override("electricity_delivered_1", None);
     let before = stamps(&watcher.all());
     watcher
-        .wait_for("three polls with a null register", LONG, |seen| {
+        .wait_for("three polls with a null register", |seen| {
             stamps(seen) >= before + 3
         })
         .await;
@@ -340,11 +335,9 @@ async fn corrupt_values_are_never_published() {
         .payload
         .clone();
     sim.set_reading_timestamp_offset(time::Duration::minutes(-30));
-    bridge
-        .wait_log("older than one already published", LONG)
-        .await;
+    bridge.wait_log("older than one already published").await;
     sim.set_reading_timestamp_offset(time::Duration::days(2));
-    bridge.wait_log("in the future", LONG).await;
+    bridge.wait_log("in the future").await;
     // The clock is paused, so the only timestamp ever published is the good one.
     assert!(
         watcher
@@ -362,18 +355,16 @@ async fn corrupt_values_are_never_published() {
     );
     sim.pause_clock(false);
     watcher
-        .wait_for("a new electricity device", LONG, |seen| {
+        .wait_for("a new electricity device", |seen| {
             seen.iter().any(|s| {
                 s.topic == "homeassistant/device/dsmrbridge_88888888888888888888888888888888/config"
             })
         })
         .await;
-    bridge
-        .wait_log("Electricity meter identity changed", LONG)
-        .await;
+    bridge.wait_log("Electricity meter identity changed").await;
     // The old meter's device is removed rather than fed the new meter's low registers.
     watcher
-        .wait_for("the old device removed", LONG, |seen| {
+        .wait_for("the old device removed", |seen| {
             seen.iter().any(|s| {
                 s.topic == "homeassistant/device/dsmrbridge_12345678901234567890123456789000/config"
                     && s.payload.is_empty()
@@ -381,7 +372,7 @@ async fn corrupt_values_are_never_published() {
         })
         .await;
     watcher
-        .wait_for("the new meter's low register", LONG, |seen| {
+        .wait_for("the new meter's low register", |seen| {
             seen.iter()
                 .any(|s| s.topic == topic && s.payload.parse::<f64>().is_ok_and(|v| v < 1000.0))
         })
@@ -401,9 +392,7 @@ async fn ha_restart_with_wiped_broker_is_repaired_within_seconds() {
     let _bridge = Bridge::start(&args(&sim.url(), broker.port, "wiped", &[]));
     let watcher = Watcher::connect(broker.port, &["wiped/status"]).await;
     watcher
-        .wait_for("online", LONG, |seen| {
-            seen.iter().any(|s| s.payload == "online")
-        })
+        .wait_for("online", |seen| seen.iter().any(|s| s.payload == "online"))
         .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     broker.restart();
@@ -417,22 +406,18 @@ async fn ha_restart_with_wiped_broker_is_repaired_within_seconds() {
         )
         .await
         .unwrap();
-    ha.wait_for(
-        "configs and states again",
-        Duration::from_secs(10),
-        |seen| {
-            seen.iter()
-                .filter(|s| s.topic.starts_with("homeassistant/device/"))
-                .count()
-                >= 3
-                && seen
-                    .iter()
-                    .any(|s| s.topic == "wiped/reading/electricity_delivered_1")
-                && seen
-                    .iter()
-                    .any(|s| s.topic == "wiped/status" && s.payload == "online")
-        },
-    )
+    ha.wait_for("configs and states again", |seen| {
+        seen.iter()
+            .filter(|s| s.topic.starts_with("homeassistant/device/"))
+            .count()
+            >= 3
+            && seen
+                .iter()
+                .any(|s| s.topic == "wiped/reading/electricity_delivered_1")
+            && seen
+                .iter()
+                .any(|s| s.topic == "wiped/status" && s.payload == "online")
+    })
     .await;
     assert_broker_holds_newest(broker.port, "wiped", &sim).await;
 }
@@ -443,16 +428,16 @@ async fn sigterm_during_broker_outage_exits_promptly() {
     let mut broker = Broker::start();
     let sim = Simulator::start(sim_options()).await.expect("simulator");
     let mut bridge = Bridge::start(&args(&sim.url(), broker.port, "away", &[]));
-    bridge.wait_log("Connected to the broker", LONG).await;
+    bridge.wait_log("Connected to the broker").await;
     broker.stop();
-    bridge.wait_log("Lost the broker connection", LONG).await;
+    bridge.wait_log("Lost the broker connection").await;
+    let asked = std::time::Instant::now();
     bridge.signal("TERM");
-    assert_eq!(
-        bridge.wait_exit(Duration::from_secs(3)),
-        Some(0),
-        "{}",
-        bridge.log()
-    );
+    assert_eq!(bridge.wait_exit(), Some(0), "{}", bridge.log());
+    // Not after a reconnect pause (1 s and more): at once. The pipeline's test of the same
+    // shutdown (src/pipeline/tests.rs) shows no time passing on a paused clock.
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(3), "exited after {took:?}");
     assert!(bridge.log().contains("last will"), "{}", bridge.log());
 }
 
@@ -720,9 +705,7 @@ async fn dsmr_reader_is_polled_again_within_two_intervals_after_an_outage() {
                 .is_some_and(|s| s.payload == payload)
         }
     };
-    watcher
-        .wait_for("online", LONG, availability_is("online"))
-        .await;
+    watcher.wait_for("online", availability_is("online")).await;
 
     for unanswered in [false, true] {
         let how = if unanswered { "unanswered" } else { "refused" };
@@ -735,7 +718,6 @@ async fn dsmr_reader_is_polled_again_within_two_intervals_after_an_outage() {
         watcher
             .wait_for(
                 &format!("offline within 30 s ({how})"),
-                Duration::from_secs(30),
                 availability_is("offline"),
             )
             .await;
@@ -754,7 +736,6 @@ async fn dsmr_reader_is_polled_again_within_two_intervals_after_an_outage() {
         watcher
             .wait_for(
                 &format!("online and a new reading within 2 s ({how})"),
-                Duration::from_secs(2),
                 |seen| {
                     availability_is("online")(seen)
                         && seen.iter().filter(|s| s.topic == stamp).count() > stamps
@@ -805,7 +786,7 @@ async fn meter_statistics_requested_by_the_pipeline_come_at_once() {
         shutdown.clone(),
     ));
     let mut next_poll = async || loop {
-        match tokio::time::timeout(LONG, events.recv()).await {
+        match tokio::time::timeout(PATIENCE, events.recv()).await {
             Ok(Some(SourceEvent::Poll(snapshot))) => return snapshot,
             Ok(Some(_)) => continue,
             other => panic!("no poll: {other:?}"),

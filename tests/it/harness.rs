@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+
+use crate::eventually::eventually;
 
 #[path = "../support/mosquitto.rs"]
 mod mosquitto;
@@ -164,23 +166,30 @@ impl Watcher {
             .collect()
     }
 
-    /// Waits until `check` holds on what was seen, or panics with `what` after `timeout`.
-    pub async fn wait_for(&self, what: &str, timeout: Duration, check: impl Fn(&[Seen]) -> bool) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if check(&self.all()) {
-                return;
-            }
-            if Instant::now() > deadline {
-                let topics: Vec<String> = self
-                    .all()
-                    .iter()
-                    .map(|s| format!("{} = {}", s.topic, s.payload))
-                    .collect();
-                panic!("timed out waiting for {what}; saw:\n{}", topics.join("\n"));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+    /// Waits until `check` holds on what was seen; panics naming `what` if it never does.
+    pub async fn wait_for(&self, what: &str, check: impl Fn(&[Seen]) -> bool) {
+        eventually(what)
+            .until(async || {
+                let seen = self.all();
+                if check(&seen) {
+                    Ok(())
+                } else {
+                    Err(SeenList(seen))
+                }
+            })
+            .await;
+    }
+}
+
+/// What a subscriber saw, one message a line, for a failed wait.
+struct SeenList(Vec<Seen>);
+
+impl std::fmt::Display for SeenList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for s in &self.0 {
+            writeln!(f, "{} = {}", s.topic, s.payload)?;
         }
+        Ok(())
     }
 }
 
@@ -192,17 +201,21 @@ impl Drop for Watcher {
 
 /// The retained messages the broker holds under `filter`, as a new subscriber receives them.
 pub async fn retained(port: u16, filter: &str) -> BTreeMap<String, String> {
-    let watcher = Watcher::connect(port, &[filter]).await;
-    // Retained messages arrive right after SUBACK; wait until they stop coming.
-    let mut last = usize::MAX;
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let n = watcher.all().len();
-        if n == last && n > 0 {
-            break;
-        }
-        last = n;
-    }
+    // The broker sends a subscription's retained messages before it handles the subscriber's
+    // next packet: a message the subscriber then sends itself, on a topic of its own, arrives
+    // after the last of them.
+    let end = format!("dsmr-bridge-tests/end-of-retained/{}", free_port());
+    let watcher = Watcher::connect(port, &[filter, &end]).await;
+    watcher
+        .client
+        .publish(&end, QoS::AtLeastOnce, false, "")
+        .await
+        .expect("publish the end marker");
+    watcher
+        .wait_for(&format!("the retained messages under {filter}"), |seen| {
+            seen.iter().any(|s| s.topic == end)
+        })
+        .await;
     watcher
         .all()
         .into_iter()
@@ -293,48 +306,39 @@ impl Bridge {
         kill(nix::unistd::Pid::from_raw(pid), signal).expect("signal the bridge");
     }
 
-    /// Waits for the process to exit and returns its exit code.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        let child = self.child.as_mut()?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                self.child = None;
-                return status.code();
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    /// Waits for the process to exit and returns its exit code (`None`: ended by a signal).
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let child = self.child.as_mut().expect("running");
+        let status = eventually("the bridge to exit").until_blocking(|| match child.try_wait() {
+            Ok(Some(status)) => Ok(status),
+            _ => Err("still running"),
+        });
+        self.child = None;
+        status.code()
     }
 
-    pub async fn wait_log(&self, needle: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while !self.log().contains(needle) {
-            if Instant::now() > deadline {
-                panic!(
-                    "timed out waiting for log line {needle:?}; log:\n{}",
-                    self.log()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    /// Waits until the log holds `needle`.
+    pub async fn wait_log(&self, needle: &str) {
+        self.wait_log_count(needle, 1).await;
     }
 
     /// Waits until the log holds `needle` at least `count` times: the positive signal that
     /// the bridge got that far, before a test checks that something else did not happen.
-    pub async fn wait_log_count(&self, needle: &str, count: usize, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.log().matches(needle).count() < count {
-            if Instant::now() > deadline {
-                panic!(
-                    "timed out waiting for {count} log lines {needle:?}; log:\n{}",
-                    self.log()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    pub async fn wait_log_count(&self, needle: &str, count: usize) {
+        let what = match count {
+            1 => format!("the log line {needle:?}"),
+            n => format!("{n} log lines {needle:?}"),
+        };
+        eventually(what)
+            .until(async || {
+                let log = self.log();
+                if log.matches(needle).count() >= count {
+                    Ok(())
+                } else {
+                    Err(format!("the log:\n{log}"))
+                }
+            })
+            .await;
     }
 }
 

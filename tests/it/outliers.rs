@@ -1,13 +1,10 @@
 //! Single wrong answers from DSMR-reader: a reading stamped in the future, an impossible
 //! negative value. Each is held back, and the real values after it go out.
 
-use std::time::Duration;
-
 use time::format_description::well_known::Rfc3339;
 
 use crate::harness::{Bridge, Broker, Watcher, args, fixture, fixture_sim};
 
-const LONG: Duration = Duration::from_secs(20);
 const READING: &str = "/api/v2/datalogger/dsmrreading";
 
 /// The captured reading with its timestamp and power consumption replaced.
@@ -31,7 +28,7 @@ async fn a_reading_from_the_future_does_not_freeze_the_readings() {
     let watcher = Watcher::connect(broker.port, &[power]).await;
     let bridge = Bridge::start(&args(&sim.url(), broker.port, "future", &[]));
     watcher
-        .wait_for("the first reading", LONG, |seen| {
+        .wait_for("the first reading", |seen| {
             seen.iter().any(|s| s.payload == "0.404")
         })
         .await;
@@ -42,7 +39,7 @@ async fn a_reading_from_the_future_does_not_freeze_the_readings() {
     sim.override_endpoint(READING, 200, "application/json", reading(&ahead, "9.999"));
     // Polled: either held back (and said so) or published.
     watcher
-        .wait_for("the outlier polled", LONG, |seen| {
+        .wait_for("the outlier polled", |seen| {
             seen.iter().any(|s| s.payload == "9.999") || bridge.log().contains("in the future")
         })
         .await;
@@ -53,7 +50,7 @@ async fn a_reading_from_the_future_does_not_freeze_the_readings() {
         reading("2026-11-26T14:02:19+01:00", "0.500"),
     );
     watcher
-        .wait_for("the real reading after the outlier", LONG, |seen| {
+        .wait_for("the real reading after the outlier", |seen| {
             seen.iter().any(|s| s.payload == "0.500")
         })
         .await;
@@ -77,7 +74,7 @@ async fn a_future_row_in_dsmr_readers_table_does_not_hide_the_real_readings() {
     let watcher = Watcher::connect(broker.port, &[power]).await;
     let _bridge = Bridge::start(&args(&sim.url(), broker.port, "stray", &[]));
     watcher
-        .wait_for("the first power value", LONG, |seen| !seen.is_empty())
+        .wait_for("the first power value", |seen| !seen.is_empty())
         .await;
     // 98.765 kW: a value no household draws, so the test can tell it from the real ones.
     sim.insert_stray_reading(time::Duration::minutes(50), 98_765);
@@ -85,11 +82,9 @@ async fn a_future_row_in_dsmr_readers_table_does_not_hide_the_real_readings() {
     let published = watcher.on(power).len();
     // The household's power changes from one second to the next.
     watcher
-        .wait_for(
-            "three more power values after the stray row",
-            LONG,
-            |seen| seen.len() >= published + 3,
-        )
+        .wait_for("three more power values after the stray row", |seen| {
+            seen.len() >= published + 3
+        })
         .await;
     assert!(sim.requests(READING) > stray_at);
     assert!(

@@ -1,13 +1,9 @@
 //! The bridge started over what an earlier run left on the broker: retained registers and
 //! discovery configs are the state Home Assistant already has, and a start must not undo it.
 
-use std::time::Duration;
-
 use rumqttc::QoS;
 
 use crate::harness::{Bridge, Broker, Watcher, args, fixture, fixture_sim};
-
-const LONG: Duration = Duration::from_secs(20);
 
 /// The broker holds a register from an earlier run (a spike, 99999.000) and the meter reads
 /// less: the bridge never publishes the lower value (Home Assistant would count a meter
@@ -24,7 +20,7 @@ async fn a_retained_register_is_never_undercut_after_a_restart() {
         .await
         .expect("publish the earlier run's register");
     watcher
-        .wait_for("the retained spike", LONG, |seen| {
+        .wait_for("the retained spike", |seen| {
             seen.iter().any(|s| s.topic == register)
         })
         .await;
@@ -38,7 +34,7 @@ async fn a_retained_register_is_never_undercut_after_a_restart() {
     // With the cache off every poll publishes the power: ten polls, each of which could have
     // published the register.
     watcher
-        .wait_for("ten polls", LONG, |seen| {
+        .wait_for("ten polls", |seen| {
             seen.iter().filter(|s| s.topic == power).count() >= 10
         })
         .await;
@@ -49,7 +45,7 @@ async fn a_retained_register_is_never_undercut_after_a_restart() {
         .collect();
     assert_eq!(published, vec!["99999.000"], "{}", bridge.log());
     bridge
-        .wait_log("lower than the value the broker retained", LONG)
+        .wait_log("lower than the value the broker retained")
         .await;
     assert_eq!(
         bridge
@@ -84,14 +80,14 @@ async fn meter_devices_survive_a_start_without_a_telegram() {
     let watcher = Watcher::connect(broker.port, &["homeassistant/device/#"]).await;
     let mut first = Bridge::start(&args(&sim.url(), broker.port, "devices", &[]));
     watcher
-        .wait_for("the meter devices", LONG, |seen| {
+        .wait_for("the meter devices", |seen| {
             [ELECTRICITY, GAS]
                 .iter()
                 .all(|t| seen.iter().any(|s| s.topic == *t && !s.payload.is_empty()))
         })
         .await;
     first.signal("TERM");
-    assert_eq!(first.wait_exit(Duration::from_secs(5)), Some(0));
+    assert_eq!(first.wait_exit(), Some(0));
 
     let stats = "/api/v2/datalogger/meter-statistics";
     sim.override_endpoint(
@@ -104,7 +100,7 @@ async fn meter_devices_survive_a_start_without_a_telegram() {
     let second = Bridge::start(&args(&sim.url(), broker.port, "devices", &[]));
     let reader = "homeassistant/device/dsmrbridge_devices_reader/config";
     watcher
-        .wait_for("the second run's discovery", LONG, |seen| {
+        .wait_for("the second run's discovery", |seen| {
             seen.iter().any(|s| s.topic == reader && !s.retained)
         })
         .await;
@@ -116,7 +112,7 @@ async fn meter_devices_survive_a_start_without_a_telegram() {
     );
     // Meter statistics come again within a minute (every 12 polls here).
     watcher
-        .wait_for("the meter devices announced again", LONG, |seen| {
+        .wait_for("the meter devices announced again", |seen| {
             seen.iter()
                 .any(|s| s.topic == ELECTRICITY && !s.retained && !s.payload.is_empty())
         })

@@ -10,13 +10,12 @@ use std::time::Duration;
 use dsmr_sim::{SimOptions, Simulator};
 use wiremock::{Mock, ResponseTemplate};
 
+use crate::eventually::eventually;
 use crate::harness::{
     Bridge, Broker, EndlessAnswer, Pki, SIM_KEY, TlsProxy, Watcher, args, fixture, fixture_sim,
     free_port, header, http_stand_in, json_reply, mosquitto_passwd, requests, retained,
     sim_options, url_of,
 };
-
-const LONG: Duration = Duration::from_secs(20);
 
 /// The log lines that contain `needle`.
 fn lines_with(log: &str, needle: &str) -> Vec<String> {
@@ -55,7 +54,7 @@ async fn huge_and_deeply_nested_answers_are_refused_and_the_bridge_carries_on() 
     let watcher = Watcher::connect(broker.port, &["bad/#"]).await;
     let bridge = Bridge::start(&args(&sim.url(), broker.port, "bad", &["--cache-ttl", "0"]));
     watcher
-        .wait_for("the first value", LONG, |seen| {
+        .wait_for("the first value", |seen| {
             seen.iter().any(|s| s.topic == register)
         })
         .await;
@@ -66,7 +65,7 @@ async fn huge_and_deeply_nested_answers_are_refused_and_the_bridge_carries_on() 
     let huge = reading_body("2026-11-26T14:02:19+01:00", "37562.800", &padding);
     assert!(huge.len() > 5_000_000);
     sim.override_endpoint(reading, 200, "application/json", huge);
-    bridge.wait_log("larger than 256 KiB", LONG).await;
+    bridge.wait_log("larger than 256 KiB").await;
 
     // 100 000 levels of nesting.
     let deep = format!(
@@ -76,7 +75,7 @@ async fn huge_and_deeply_nested_answers_are_refused_and_the_bridge_carries_on() 
     );
     let nested = reading_body("2026-11-26T14:02:24+01:00", "37562.900", &deep);
     sim.override_endpoint(reading, 200, "application/json", nested);
-    bridge.wait_log("recursion limit exceeded", LONG).await;
+    bridge.wait_log("recursion limit exceeded").await;
 
     // A register nested 100 levels deep, in a reading that is otherwise fine.
     let mut body: serde_json::Value =
@@ -89,10 +88,10 @@ async fn huge_and_deeply_nested_answers_are_refused_and_the_bridge_carries_on() 
     body["results"][0]["electricity_currently_delivered"] = serde_json::json!("1.234");
     sim.override_endpoint(reading, 200, "application/json", body.to_string());
     bridge
-        .wait_log("Not published: value is not valid for this field", LONG)
+        .wait_log("Not published: value is not valid for this field")
         .await;
     watcher
-        .wait_for("the other fields of that reading", LONG, |seen| {
+        .wait_for("the other fields of that reading", |seen| {
             seen.iter().any(|s| {
                 s.topic == "bad/reading/electricity_currently_delivered" && s.payload == "1.234"
             })
@@ -124,7 +123,7 @@ async fn huge_and_deeply_nested_answers_are_refused_and_the_bridge_carries_on() 
         reading_body("2026-11-26T14:02:34+01:00", "37563.100", ""),
     );
     watcher
-        .wait_for("the next good value", LONG, |seen| {
+        .wait_for("the next good value", |seen| {
             seen.iter()
                 .any(|s| s.topic == register && s.payload == "37563.100")
         })
@@ -142,13 +141,14 @@ async fn an_endless_answer_is_cut_off_at_the_cap() {
     let endless = EndlessAnswer::start(limit).await;
     let broker = Broker::start();
     let bridge = Bridge::start(&args(&endless.url(), broker.port, "endless", &[]));
-    bridge.wait_log("larger than 256 KiB", LONG).await;
+    bridge.wait_log("larger than 256 KiB").await;
     // Several polls with backoff.
-    let deadline = std::time::Instant::now() + LONG;
-    while endless.sent().len() < 3 {
-        assert!(std::time::Instant::now() < deadline, "{:?}", endless.sent());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("three answers cut off")
+        .until(async || match endless.sent() {
+            sent if sent.len() >= 3 => Ok(()),
+            sent => Err(format!("{sent:?}")),
+        })
+        .await;
     for sent in endless.sent() {
         // What the bridge read (at most the cap) plus what sat in the kernel's buffers.
         assert!(
@@ -549,10 +549,10 @@ fn password_broker() -> (Broker, u16, u16, Pki) {
 /// whole output (stdout and stderr).
 async fn run_until(mut bridge: Bridge, ready: &[&str]) -> String {
     for needle in ready {
-        bridge.wait_log(needle, LONG).await;
+        bridge.wait_log(needle).await;
     }
     bridge.signal("TERM");
-    bridge.wait_exit(Duration::from_secs(5));
+    bridge.wait_exit();
     bridge.log()
 }
 
@@ -815,7 +815,7 @@ async fn broker_tls_is_verified_against_the_ca_file() {
         &["--mqtt-tls", "--mqtt-ca-file", &ca_file],
     ));
     watcher
-        .wait_for("a value over TLS", LONG, |seen| {
+        .wait_for("a value over TLS", |seen| {
             seen.iter().any(|s| {
                 s.topic == "tls/reading/electricity_delivered_1" && s.payload == "37562.774"
             })
@@ -840,7 +840,7 @@ async fn broker_tls_is_verified_against_the_ca_file() {
         (&wrong_ca, "UnknownIssuer"),
         (&wrong_name, "not valid for name"),
     ] {
-        bridge.wait_log("Cannot connect to the broker", LONG).await;
+        bridge.wait_log("Cannot connect to the broker").await;
         let log = bridge.log();
         let line = &lines_with(&log, "Cannot connect to the broker")[0];
         for needle in ["WARN", "TLS failed", why, "mqtt_ca_file"] {
@@ -850,9 +850,7 @@ async fn broker_tls_is_verified_against_the_ca_file() {
     }
     // Two more attempts refused by each, still without a connection: nothing got through.
     for bridge in [&wrong_ca, &wrong_name] {
-        bridge
-            .wait_log_count("broker still unreachable", 2, LONG)
-            .await;
+        bridge.wait_log_count("broker still unreachable", 2).await;
         assert!(!bridge.log().contains("Connected to the broker"));
     }
     let leaked: Vec<String> = watcher
@@ -887,7 +885,7 @@ async fn https_dsmr_reader_needs_its_ca_file() {
         &["--dsmr-reader-ca-file", &ca_file],
     ));
     watcher
-        .wait_for("a value read over https", LONG, |seen| {
+        .wait_for("a value read over https", |seen| {
             seen.iter().any(|s| {
                 s.topic == "https/reading/electricity_delivered_1" && s.payload == "37562.774"
             })
@@ -895,7 +893,7 @@ async fn https_dsmr_reader_needs_its_ca_file() {
         .await;
 
     let without = Bridge::start(&args(&proxy.url(), broker.port, "nohttps", &[]));
-    without.wait_log("DSMR-reader poll failed", LONG).await;
+    without.wait_log("DSMR-reader poll failed").await;
     let log = without.log();
     let line = &lines_with(&log, "DSMR-reader poll failed")[0];
     for needle in [
@@ -907,7 +905,7 @@ async fn https_dsmr_reader_needs_its_ca_file() {
         assert!(line.contains(needle), "{needle:?} missing in: {line}");
     }
     watcher
-        .wait_for("DSMR-reader marked unreachable", LONG, |seen| {
+        .wait_for("DSMR-reader marked unreachable", |seen| {
             seen.iter()
                 .any(|s| s.topic == "nohttps/dsmr-reader/status" && s.payload == "offline")
         })
@@ -943,11 +941,9 @@ async fn a_redirect_elsewhere_is_not_followed_and_the_key_stays_home() {
     .await;
     let broker = Broker::start();
     let bridge = Bridge::start(&args(&url_of(&dsmr), broker.port, "redirect", &[]));
-    bridge.wait_log("DSMR-reader poll failed", LONG).await;
+    bridge.wait_log("DSMR-reader poll failed").await;
     // Two more polls refused and logged: any redirect they followed was asked before that.
-    bridge
-        .wait_log_count("DSMR-reader still failing", 2, LONG)
-        .await;
+    bridge.wait_log_count("DSMR-reader still failing", 2).await;
     let asked = requests(&dsmr).await;
     assert!(asked.len() >= 3, "{asked:?}");
     let key = format!("Token {SIM_KEY}");

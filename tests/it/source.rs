@@ -9,9 +9,8 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::datetime;
 use time::{OffsetDateTime, UtcOffset};
 
+use crate::eventually::{PATIENCE, eventually};
 use crate::harness::{Bridge, Broker, Watcher, args, retained, sim_options};
-
-const LONG: Duration = Duration::from_secs(60);
 
 /// The reading timestamp the broker retains for `base`, if any.
 async fn retained_timestamp(port: u16, base: &str) -> Option<OffsetDateTime> {
@@ -36,19 +35,15 @@ async fn polls_across(zone: TimeZone, change: OffsetDateTime, base: &str) {
     .expect("simulator");
     let bridge = Bridge::start(&args(&sim.url(), broker.port, base, &[]));
     let after = change + time::Duration::minutes(5);
-    let deadline = std::time::Instant::now() + LONG;
-    loop {
-        let held = retained_timestamp(broker.port, base).await;
-        if held.is_some_and(|t| t >= after) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the broker's newest reading is {held:?}, not after {after}; the requests were:\n{}",
-            sim.request_log().join("\n")
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    eventually(format!("a reading from {after} or later on the broker"))
+        .until(async || match retained_timestamp(broker.port, base).await {
+            Some(held) if held >= after => Ok(()),
+            held => Err(format!(
+                "the broker's newest reading is {held:?}; the requests were:\n{}",
+                sim.request_log().join("\n")
+            )),
+        })
+        .await;
     let log = bridge.log();
     assert!(
         !log.contains("DSMR-reader poll failed"),
@@ -122,7 +117,7 @@ async fn a_failing_side_endpoint_stops_only_its_own_entities() {
 
     // Ten readings in a row, one per poll (1 s): the reading keeps its cadence.
     watcher
-        .wait_for("ten readings", Duration::from_secs(30), |seen| {
+        .wait_for("ten readings", |seen| {
             seen.iter().filter(|s| s.topic == stamp).count() >= 10
         })
         .await;
@@ -201,23 +196,24 @@ async fn sigterm_does_not_wait_for_a_hung_dsmr_reader() {
     let interval = flags.iter().position(|a| a == "--poll-interval").unwrap() + 1;
     flags[interval] = "10".to_owned();
     let mut bridge = Bridge::start(&flags);
-    bridge.wait_log("Connected to the broker", LONG).await;
-    tokio::time::timeout(LONG, accepted.recv())
+    bridge.wait_log("Connected to the broker").await;
+    tokio::time::timeout(PATIENCE, accepted.recv())
         .await
         .expect("the bridge connects to DSMR-reader");
     watcher
-        .wait_for("online", LONG, |seen| {
-            seen.iter().any(|s| s.payload == "online")
-        })
+        .wait_for("online", |seen| seen.iter().any(|s| s.payload == "online"))
         .await;
 
+    let asked = std::time::Instant::now();
     bridge.signal("TERM");
-    let code = bridge.wait_exit(Duration::from_secs(5));
+    let code = bridge.wait_exit();
+    let took = asked.elapsed();
     let log = bridge.log();
-    assert_eq!(code, Some(0), "exit within 5 s, cleanly:\n{log}");
+    assert_eq!(code, Some(0), "exit cleanly:\n{log}");
+    assert!(took < Duration::from_secs(5), "exited after {took:?}");
     assert!(log.contains("Stopping; published offline"), "{log}");
     watcher
-        .wait_for("offline", LONG, |seen| {
+        .wait_for("offline", |seen| {
             seen.last().is_some_and(|s| s.payload == "offline")
         })
         .await;
@@ -256,13 +252,13 @@ async fn url_credentials_and_an_echoed_key_are_never_logged() {
     let level = flags.iter().position(|a| a == "--log-level").unwrap() + 1;
     flags[level] = "trace".to_owned();
     let mut bridge = Bridge::start_with_env(&flags, &[("RUST_LOG", "trace".into())]);
-    bridge.wait_log("Starting dsmr-bridge", LONG).await;
-    bridge.wait_log("refused access (403", LONG).await;
+    bridge.wait_log("Starting dsmr-bridge").await;
+    bridge.wait_log("refused access (403").await;
     bridge
-        .wait_log("published topic=creds/reading/timestamp", LONG)
+        .wait_log("published topic=creds/reading/timestamp")
         .await;
     bridge.signal("TERM");
-    bridge.wait_exit(Duration::from_secs(5));
+    bridge.wait_exit();
     let log = bridge.log();
     assert!(log.contains(" TRACE "), "trace output to search:\n{log}");
     for secret in [URL_PASSWORD, KEY] {
@@ -367,7 +363,7 @@ async fn retry_after_on_503_is_honoured() {
     ));
     // The positive signal: a poll with a reading arrives after the 503.
     loop {
-        match tokio::time::timeout(LONG, events.recv()).await {
+        match tokio::time::timeout(PATIENCE, events.recv()).await {
             Ok(Some(SourceEvent::Poll(snapshot))) if snapshot.reading.is_some() => break,
             Ok(Some(_)) => {}
             other => panic!("no reading: {other:?}"),
@@ -423,7 +419,7 @@ async fn a_self_signed_ca_certificate_given_as_the_ca_file_is_trusted() {
         &["--dsmr-reader-ca-file", &ca_file],
     ));
     watcher
-        .wait_for("a value read over https", Duration::from_secs(20), |seen| {
+        .wait_for("a value read over https", |seen| {
             seen.iter().any(|s| s.payload == "37562.774")
         })
         .await;

@@ -1,13 +1,13 @@
 //! The status page as a user meets it: the bridge binary with its page on a loopback port,
 //! against the simulated DSMR-reader and a real Mosquitto, asked over HTTP.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::eventually::eventually;
 use crate::harness::{Bridge, Broker, SIM_KEY, args, free_port, sim_options};
 
-const LONG: Duration = Duration::from_secs(20);
 const MQTT_PASSWORD: &str = "SECRET-mqtt-password-5d1c";
 const SUPERVISOR_TOKEN: &str = "SECRET-supervisor-token-71aa";
 
@@ -19,17 +19,19 @@ fn client() -> reqwest::Client {
 /// Asks `url` until `check` holds for its JSON: the positive signal that the bridge got there.
 pub(crate) async fn status_until(base: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
     let http = client();
-    let deadline = Instant::now() + LONG;
-    loop {
-        if let Ok(response) = http.get(format!("{base}api/status")).send().await
-            && let Ok(json) = response.json::<Value>().await
-            && check(&json)
-        {
-            return json;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(what)
+        .every(Duration::from_millis(100))
+        .until(
+            async || match http.get(format!("{base}api/status")).send().await {
+                Ok(response) => match response.json::<Value>().await {
+                    Ok(json) if check(&json) => Ok(json),
+                    Ok(json) => Err(json.to_string()),
+                    Err(e) => Err(e.to_string()),
+                },
+                Err(e) => Err(e.to_string()),
+            },
+        )
+        .await
 }
 
 /// Outside Home Assistant, `status_listen` serves the page to anyone: it shows the live meter,
@@ -55,7 +57,7 @@ async fn the_page_serves_live_status_and_no_secret() {
             MQTT_PASSWORD,
         ],
     ));
-    bridge.wait_log("Status page listening", LONG).await;
+    bridge.wait_log("Status page listening").await;
 
     let first = status_until(&base, "the meter and the broker", |s| {
         s["broker"]["connected"] == true
@@ -133,12 +135,9 @@ async fn inside_home_assistant_other_clients_get_403() {
         &[("SUPERVISOR_TOKEN", SUPERVISOR_TOKEN.to_owned())],
     );
     bridge
-        .wait_log(
-            "Status page for Home Assistant's sidebar (ingress) listening",
-            LONG,
-        )
+        .wait_log("Status page for Home Assistant's sidebar (ingress) listening")
         .await;
-    bridge.wait_log("published", LONG).await;
+    bridge.wait_log("published").await;
     let http = client();
     for path in ["", "api/status", "nothing"] {
         let response = http.get(format!("{base}{path}")).send().await.unwrap();
