@@ -427,6 +427,314 @@ mod tests {
         assert_eq!(Instant::now() - cancelled_at, Duration::ZERO);
     }
 
+    /// DSMR-reader on a loopback port, serving the fixtures of a real DSMR-reader 5.11. It can
+    /// go away in the two ways a restart looks from outside: refusing connections, or accepting
+    /// them and never answering, where a connection it took while hanging stays unanswered even
+    /// after it answers again (as when the app behind its web server hangs).
+    struct Reader {
+        addr: std::net::SocketAddr,
+        listener: Option<tokio::task::JoinHandle<()>>,
+        connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+        held: std::sync::Arc<std::sync::Mutex<Vec<tokio::net::TcpStream>>>,
+        /// When each connection taken while hanging came in.
+        accepted: std::sync::Arc<std::sync::Mutex<Vec<Instant>>>,
+    }
+
+    fn fixture(endpoint: Endpoint) -> &'static str {
+        match endpoint {
+            Endpoint::MeterStatistics => {
+                include_str!("../../tests/fixtures/v2_datalogger_meter-statistics.json")
+            }
+            Endpoint::Reading => {
+                include_str!("../../tests/fixtures/v2_datalogger_dsmrreading_latest.json")
+            }
+            Endpoint::Today => include_str!("../../tests/fixtures/v2_consumption_today.json"),
+            Endpoint::Peak => include_str!(
+                "../../tests/fixtures/v2_consumption_quarter-hour-peak-electricity_latest.json"
+            ),
+            Endpoint::Monitoring => {
+                include_str!("../../tests/fixtures/v2_application_monitoring.json")
+            }
+            Endpoint::Version => include_str!("../../tests/fixtures/v2_application_version.json"),
+        }
+    }
+
+    /// Answers each request on `stream` with its endpoint's fixture, keeping the connection.
+    async fn answer_on(mut stream: tokio::net::TcpStream) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+                continue;
+            };
+            let request = String::from_utf8_lossy(&head[..end]).into_owned();
+            head.drain(..end + 4);
+            let path = request.split(' ').nth(1).unwrap_or_default();
+            let path = path.split('?').next().unwrap_or_default();
+            let body = Endpoint::ALL
+                .into_iter()
+                .find(|e| path == format!("/api/v2/{}", e.path()))
+                .map_or("{}", fixture);
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            if stream.write_all(response.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    impl Reader {
+        async fn answering() -> Reader {
+            let mut reader = Reader {
+                addr: "127.0.0.1:0".parse().unwrap(),
+                listener: None,
+                connections: Default::default(),
+                held: Default::default(),
+                accepted: Default::default(),
+            };
+            reader.answer().await;
+            reader
+        }
+
+        fn url(&self) -> url::Url {
+            url::Url::parse(&format!("http://{}/", self.addr)).unwrap()
+        }
+
+        /// Listens on its port (a free one the first time) and answers.
+        async fn answer(&mut self) {
+            self.stop_listening().await;
+            let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+            self.addr = listener.local_addr().unwrap();
+            let connections = self.connections.clone();
+            self.listener = Some(tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    connections
+                        .lock()
+                        .unwrap()
+                        .push(tokio::spawn(answer_on(stream)));
+                }
+            }));
+        }
+
+        /// Connections are refused, and those it had are closed.
+        async fn refuse(&mut self) {
+            self.stop_listening().await;
+            for connection in self.connections.lock().unwrap().drain(..) {
+                connection.abort();
+            }
+        }
+
+        /// Connections are accepted and never answered; those it had are closed.
+        async fn hang(&mut self) {
+            self.refuse().await;
+            let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+            let (held, accepted) = (self.held.clone(), self.accepted.clone());
+            self.listener = Some(tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    accepted.lock().unwrap().push(Instant::now());
+                    held.lock().unwrap().push(stream);
+                }
+            }));
+        }
+
+        async fn stop_listening(&mut self) {
+            if let Some(listener) = self.listener.take() {
+                listener.abort();
+                // The port is free once the aborted task is dropped.
+                let _ = listener.await;
+            }
+        }
+    }
+
+    /// What the pipeline heard from the source.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Heard {
+        Reading,
+        Failed,
+        Unreachable,
+        Other,
+    }
+
+    /// Adds what the source sends to `heard`, stamped on the (paused) clock, until `until`.
+    async fn listen(
+        events: &mut mpsc::Receiver<SourceEvent>,
+        heard: &mut Vec<(Instant, Heard)>,
+        until: impl Fn(Heard) -> bool,
+    ) {
+        loop {
+            let kind = match events.recv().await.expect("the source runs") {
+                SourceEvent::Poll(snapshot) if snapshot.reading.is_some() => Heard::Reading,
+                SourceEvent::Failed(_) => Heard::Failed,
+                SourceEvent::Unreachable => Heard::Unreachable,
+                _ => Heard::Other,
+            };
+            heard.push((Instant::now(), kind));
+            if until(kind) {
+                return;
+            }
+        }
+    }
+
+    /// What one outage looked like from the pipeline.
+    struct Outage {
+        /// When DSMR-reader went away and came back.
+        down: Instant,
+        back: Instant,
+        /// Everything the source sent from `down` on, up to the first reading after `back`.
+        heard: Vec<(Instant, Heard)>,
+        /// Connections DSMR-reader accepted while it hung (every request then takes one).
+        accepted: Vec<Instant>,
+    }
+
+    impl Outage {
+        fn at(&self, kind: Heard) -> Vec<Instant> {
+            self.heard
+                .iter()
+                .filter(|(_, k)| *k == kind)
+                .map(|(t, _)| *t)
+                .collect()
+        }
+    }
+
+    /// Runs the source (its own loop and HTTP client, at `interval`) against DSMR-reader that
+    /// goes away (refusing or hanging) for `outage`, a third into an interval.
+    async fn outage(interval: Duration, hangs: bool, outage: Duration) -> Outage {
+        let mut reader = Reader::answering().await;
+        let client = DsmrClient::new(&crate::config::DsmrConfig {
+            url: reader.url(),
+            api_key: "key".into(),
+            ca_pem: None,
+            poll_interval: interval,
+        })
+        .unwrap();
+        let (events_tx, mut events) = mpsc::channel(8);
+        let (_requests, requests) = mpsc::channel(1);
+        let shutdown = CancellationToken::new();
+        let source = tokio::spawn(run(
+            client,
+            Cadence::new(interval),
+            events_tx,
+            requests,
+            shutdown.clone(),
+        ));
+        listen(&mut events, &mut Vec::new(), |h| h == Heard::Reading).await;
+        tokio::time::sleep(interval / 3).await;
+
+        let down = Instant::now();
+        if hangs {
+            reader.hang().await;
+        } else {
+            reader.refuse().await;
+        }
+        let mut heard = Vec::new();
+        let listening = listen(&mut events, &mut heard, |_| false);
+        let _ = tokio::time::timeout_at(down + outage, listening).await;
+        reader.answer().await;
+        let back = Instant::now();
+        listen(&mut events, &mut heard, |h| h == Heard::Reading).await;
+        shutdown.cancel();
+        source.await.unwrap();
+        let accepted = reader.accepted.lock().unwrap().clone();
+        Outage {
+            down,
+            back,
+            heard,
+            accepted,
+        }
+    }
+
+    /// Gaps between consecutive instants.
+    fn gaps(times: &[Instant]) -> Vec<Duration> {
+        times.windows(2).map(|w| w[1] - w[0]).collect()
+    }
+
+    /// The source's own loop and HTTP client, at the default 5 s interval on the paused clock,
+    /// against DSMR-reader that refuses connections for seconds up to an hour: its entities
+    /// turn unavailable within 30 s, failed polls are retried exactly one interval apart for
+    /// as long as the outage lasts (no backoff past the interval, and not more often), and
+    /// once DSMR-reader answers again a reading comes within two intervals.
+    #[tokio::test(start_paused = true)]
+    async fn after_any_refusing_outage_a_reading_comes_within_two_intervals() {
+        crate::tls::install_crypto_provider();
+        let interval = Duration::from_secs(5);
+        for length in [3, 17, 31, 64, 600, 3600].map(Duration::from_secs) {
+            let seen = outage(interval, false, length).await;
+            let case = format!("refused for {length:?}");
+            let reading = seen.at(Heard::Reading)[0];
+            assert!(
+                reading - seen.back <= 2 * interval,
+                "{case}: a reading {:?} after DSMR-reader answered again",
+                reading - seen.back
+            );
+            let failed = seen.at(Heard::Failed);
+            if length >= interval {
+                let first = failed.first().map(|t| *t - seen.down);
+                assert!(first.is_some_and(|t| t <= interval), "{case}: {first:?}");
+            }
+            for gap in gaps(&failed) {
+                assert!(
+                    gap.abs_diff(interval) <= Duration::from_millis(5),
+                    "{case}: failed polls {gap:?} apart"
+                );
+            }
+            if length >= Duration::from_secs(30) {
+                let unreachable = seen.at(Heard::Unreachable);
+                assert_eq!(unreachable.len(), 1, "{case}");
+                assert!(
+                    unreachable[0] - seen.down <= Duration::from_secs(30),
+                    "{case}"
+                );
+            }
+        }
+    }
+
+    /// The same against DSMR-reader that accepts connections and never answers, where the
+    /// request in flight when it answers again hangs until its timeout: each request waits out
+    /// its timeout (one interval) and the next is sent at once, so DSMR-reader is asked exactly
+    /// once per interval however long it hangs, and a reading still comes within two intervals
+    /// of it answering again.
+    #[tokio::test(start_paused = true)]
+    async fn after_any_hanging_outage_a_reading_comes_within_two_intervals() {
+        crate::tls::install_crypto_provider();
+        let interval = Duration::from_secs(5);
+        for length in [3, 17, 31, 64, 600].map(Duration::from_secs) {
+            let seen = outage(interval, true, length).await;
+            let case = format!("hanging for {length:?}");
+            let reading = seen.at(Heard::Reading)[0];
+            assert!(
+                reading - seen.back <= 2 * interval,
+                "{case}: a reading {:?} after DSMR-reader answered again",
+                reading - seen.back
+            );
+            if length >= interval {
+                let first = seen.accepted.first().map(|t| *t - seen.down);
+                assert!(first.is_some_and(|t| t <= interval), "{case}: {first:?}");
+            }
+            for gap in gaps(&seen.accepted) {
+                assert!(
+                    gap.abs_diff(interval) <= Duration::from_millis(5),
+                    "{case}: requests {gap:?} apart"
+                );
+            }
+            if length >= Duration::from_secs(30) {
+                let unreachable = seen.at(Heard::Unreachable);
+                assert_eq!(unreachable.len(), 1, "{case}");
+                assert!(
+                    unreachable[0] - seen.down <= Duration::from_secs(30),
+                    "{case}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn filter_carries_the_readings_offset() {
         assert_eq!(
