@@ -1,12 +1,10 @@
 //! The bridge's main job, end to end.
 
-use std::time::Duration;
-
 use dsmr_sim::{SimOptions, Simulator};
 use serde_json::Value;
 
 use crate::harness::{
-    Bridge, Broker, SIM_KEY, Watcher, args, bridge_command, fixture, fixture_sim, retained,
+    Bridge, Broker, SIM_KEY, Watcher, args, bridge_command, fixture, fixture_sim, polls, retained,
     sim_options,
 };
 
@@ -154,14 +152,15 @@ async fn broker_outage_delivers_only_the_newest_value_per_topic() {
 
     broker.stop();
     bridge.wait_log("Lost the broker connection").await;
-    // Several polls with moving values happen meanwhile.
-    sim.set_register_override("electricity_delivered_1", Some("37563.001".into()));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    sim.set_register_override("electricity_delivered_1", Some("37563.002".into()));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Several polls with moving values happen meanwhile, the last ones with the meter
+    // standing still; the second poll after it stopped shows the first is through.
+    for value in ["37563.001", "37563.002"] {
+        sim.set_register_override("electricity_delivered_1", Some(value.into()));
+        polls(&sim, 1).await;
+    }
     sim.set_register_override("electricity_delivered_1", Some("37563.003".into()));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     sim.pause_clock(true);
+    polls(&sim, 2).await;
 
     broker.restart();
     let after = Watcher::connect(broker.port, &["outage/#"]).await;
@@ -219,7 +218,14 @@ async fn zero_or_lower_register_is_not_published() {
         .await;
 
     let reading = fixture("v2_datalogger_dsmrreading_latest.json");
-    for (bad, at) in [("0.000", "14:02:19"), ("37000.000", "14:02:24")] {
+    for (bad, at, refused) in [
+        ("0.000", "14:02:19", "Not published: meter register reads 0"),
+        (
+            "37000.000",
+            "14:02:24",
+            "Not published: meter register is lower",
+        ),
+    ] {
         let body = reading
             .replace("\"37562.774\"", &format!("\"{bad}\""))
             .replace(
@@ -232,14 +238,8 @@ async fn zero_or_lower_register_is_not_published() {
             "application/json",
             body,
         );
-        tokio::time::sleep(Duration::from_millis(2500)).await;
+        bridge.wait_log(refused).await;
     }
-    bridge
-        .wait_log("Not published: meter register reads 0")
-        .await;
-    bridge
-        .wait_log("Not published: meter register is lower")
-        .await;
     assert!(
         watcher.all().iter().all(|s| s.payload == "37562.774"),
         "{:?}",

@@ -7,7 +7,7 @@ use std::time::Duration;
 use dsmr_sim::{Fault, SimOptions, Simulator};
 
 use crate::eventually::{PATIENCE, eventually};
-use crate::harness::{Bridge, Broker, SIM_KEY, Watcher, args, retained, sim_options};
+use crate::harness::{Bridge, Broker, SIM_KEY, Watcher, args, polls, retained, sim_options};
 
 /// The reading fields the simulator serves now, as DSMR-reader's API returns them.
 async fn sim_values(sim: &Simulator) -> BTreeMap<String, String> {
@@ -83,10 +83,11 @@ async fn broker_restart(persistence: bool) {
 
     broker.stop();
     bridge.wait_log("Lost the broker connection").await;
-    // The meter keeps moving for a few polls while the broker is away.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The meter keeps moving for a few polls while the broker is away, then stands still for
+    // a poll that is through (a second one started), so the queue holds its values.
+    polls(&sim, 2).await;
     sim.pause_clock(true);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    polls(&sim, 2).await;
     broker.restart();
     bridge.wait_log("Connected to the broker again").await;
 
@@ -119,29 +120,36 @@ async fn broker_restart_with_persistence() {
     broker_restart(true).await;
 }
 
-/// No broker at startup: the bridge waits without a busy loop (attempts back off) and
+/// No broker at startup: the bridge waits without a busy loop (the pauses between attempts
+/// start at a second and grow; `src/sink/mqtt.rs` tests their bounds), says so once, and
 /// connects when the broker appears.
 #[tokio::test]
 async fn broker_unreachable_at_startup() {
     let sim = Simulator::start(sim_options()).await.expect("simulator");
     let port = crate::harness::free_port();
     let bridge = Bridge::start(&args(&sim.url(), port, "late", &[]));
-    // A rate over a fixed window: no later log line can stand in for "only a handful of
-    // attempts", so the window is long (over 5 s), and the bounds below are wide.
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    let pause = "reconnecting to the broker after a pause delay_ms=";
+    bridge.wait_log_count(pause, 2).await;
     let log = bridge.log();
     assert_eq!(
         log.matches("Cannot connect to the broker").count(),
         1,
         "logged once:\n{log}"
     );
-    // Backoff 1, 2, 4 s (with jitter): a handful of attempts in 8 s, not thousands.
-    let attempts = log
-        .matches("reconnecting to the broker after a pause")
-        .count();
+    let pauses: Vec<u64> = log
+        .lines()
+        .filter_map(|l| {
+            l.split_once(pause)?
+                .1
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
     assert!(
-        (2..=6).contains(&attempts),
-        "{attempts} connection attempts in 8 s:\n{log}"
+        pauses[0] >= 1000 && pauses[1] > pauses[0],
+        "pauses of {pauses:?} ms:\n{log}"
     );
 
     let _broker = Broker::start_on(port);
@@ -383,18 +391,20 @@ async fn corrupt_values_are_never_published() {
 }
 
 /// Home Assistant restarted and the broker's retained store wiped: the bridge republishes
-/// within seconds, without waiting for the cache TTL.
+/// everything, without waiting for the cache TTL.
 #[tokio::test]
-async fn ha_restart_with_wiped_broker_is_repaired_within_seconds() {
+async fn ha_restart_with_wiped_broker_is_repaired() {
     let mut broker = Broker::start();
     let sim = Simulator::start(sim_options()).await.expect("simulator");
     sim.pause_clock(true);
-    let _bridge = Bridge::start(&args(&sim.url(), broker.port, "wiped", &[]));
-    let watcher = Watcher::connect(broker.port, &["wiped/status"]).await;
-    watcher
-        .wait_for("online", |seen| seen.iter().any(|s| s.payload == "online"))
+    let bridge = Bridge::start(&args(&sim.url(), broker.port, "wiped", &[]));
+    // The broker acknowledged the configs and values: from here the TTL cache holds them back.
+    bridge
+        .wait_log_count("published topic=homeassistant/device/", 3)
         .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    bridge
+        .wait_log("published topic=wiped/reading/electricity_delivered_1")
+        .await;
     broker.restart();
     let ha = Watcher::connect(broker.port, &["homeassistant/device/#", "wiped/#"]).await;
     ha.client
@@ -498,7 +508,7 @@ async fn soak_six_simulated_hours_with_restarts_and_failures() {
     use dsmr_bridge::config::{Config, RawOptions};
     use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
-    const SPEED: f64 = 720.0;
+    const SPEED: f64 = 1440.0;
     const ALONE: &str = "DSMR_BRIDGE_SOAK_ALONE";
     if std::env::var_os(ALONE).is_none() {
         // The other tests of this binary run on threads of the same process, and what they
@@ -683,14 +693,15 @@ impl Unanswering {
     }
 }
 
-/// DSMR-reader restarts on every update. Whatever the outage length, its entities turn
-/// unavailable within 30 s and the bridge is back (online, values flowing) within two poll
-/// intervals (2 s at the tests' 1 s) of DSMR-reader answering again: with connections refused,
-/// and with connections accepted and never answered, where the request in flight when
-/// DSMR-reader comes back hangs until its timeout. One log line as each outage starts, one as
-/// it ends.
+/// DSMR-reader restarts on every update, and the bridge binary comes through both ways that
+/// looks from outside: its entities turn unavailable, and once DSMR-reader answers again they
+/// are available with new readings, with connections refused, and with connections accepted and
+/// never answered, where the request in flight when DSMR-reader comes back hangs until its
+/// timeout. One log line as each outage starts, one as it ends. How soon it is back (within
+/// two poll intervals, whatever the outage's length) is shown on the paused clock by the
+/// source's own tests (`src/source/mod.rs`), where a loaded machine cannot blur it.
 #[tokio::test]
-async fn dsmr_reader_is_polled_again_within_two_intervals_after_an_outage() {
+async fn dsmr_reader_outages_end_with_the_bridge_back_and_one_line_each() {
     let broker = Broker::start();
     let sim = Simulator::start(sim_options()).await.expect("simulator");
     let bridge = Bridge::start(&args(&sim.url(), broker.port, "back", &[]));
@@ -716,13 +727,8 @@ async fn dsmr_reader_is_polled_again_within_two_intervals_after_an_outage() {
             None
         };
         watcher
-            .wait_for(
-                &format!("offline within 30 s ({how})"),
-                availability_is("offline"),
-            )
+            .wait_for(&format!("offline ({how})"), availability_is("offline"))
             .await;
-        // Long enough for a backoff to have grown past two intervals.
-        tokio::time::sleep(Duration::from_secs(12)).await;
         let stamps = watcher.on(stamp).len();
 
         if let Some(silent) = &mut silent {
@@ -732,19 +738,12 @@ async fn dsmr_reader_is_polled_again_within_two_intervals_after_an_outage() {
             );
         }
         sim.resume_listening().await.expect("listen again");
-        let answering = std::time::Instant::now();
         watcher
-            .wait_for(
-                &format!("online and a new reading within 2 s ({how})"),
-                |seen| {
-                    availability_is("online")(seen)
-                        && seen.iter().filter(|s| s.topic == stamp).count() > stamps
-                },
-            )
+            .wait_for(&format!("online and a new reading ({how})"), |seen| {
+                availability_is("online")(seen)
+                    && seen.iter().filter(|s| s.topic == stamp).count() > stamps
+            })
             .await;
-        let took = answering.elapsed();
-        assert!(took <= Duration::from_secs(2), "{how}: back after {took:?}");
-        eprintln!("{how}: back {took:?} after DSMR-reader answered again");
         drop(silent);
     }
     let log = bridge.log();
@@ -761,7 +760,8 @@ async fn dsmr_reader_is_polled_again_within_two_intervals_after_an_outage() {
 
 /// The pipeline's request for meter statistics is served at once, before the next reading; a
 /// second request within the minute adds no request (meter statistics follow their cadence).
-#[tokio::test]
+/// On the paused clock: "at once" is no time passing, however busy the machine is.
+#[tokio::test(start_paused = true)]
 async fn meter_statistics_requested_by_the_pipeline_come_at_once() {
     use dsmr_bridge::source::{Cadence, DsmrClient, SourceEvent, SourceRequest};
 
@@ -797,7 +797,7 @@ async fn meter_statistics_requested_by_the_pipeline_come_at_once() {
     assert!(first.meter_stats.is_some() && first.reading.is_some());
     assert_eq!(sim.requests(stats), 1);
 
-    let asked = std::time::Instant::now();
+    let asked = tokio::time::Instant::now();
     requests.send(SourceRequest::MeterStatistics).await.unwrap();
     let answer = next_poll().await;
     assert!(

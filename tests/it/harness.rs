@@ -384,6 +384,20 @@ pub fn sim_options() -> dsmr_sim::SimOptions {
     }
 }
 
+/// Waits until the bridge has asked `sim` for the newest reading `n` more times: it polled
+/// that often since the call, with whatever `sim` was set to answer by then. After the first
+/// request that is counted, each poll before it has finished.
+pub async fn polls(sim: &dsmr_sim::Simulator, n: u64) {
+    const READING: &str = "/api/v2/datalogger/dsmrreading";
+    let start = sim.requests(READING);
+    eventually(format!("{n} polls"))
+        .until(async || match sim.requests(READING) - start {
+            asked if asked >= n => Ok(()),
+            asked => Err(format!("{asked} polls")),
+        })
+        .await;
+}
+
 /// A simulator that serves the captured responses of a real DSMR-reader 5.11.
 pub async fn fixture_sim() -> dsmr_sim::Simulator {
     let sim = dsmr_sim::Simulator::start(sim_options())
