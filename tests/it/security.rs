@@ -1323,38 +1323,70 @@ fn flag_of(option: &str) -> String {
     format!("--{}", option.replace('_', "-"))
 }
 
-/// Runs the bridge with these arguments and no secrets from the environment; a bridge that
-/// wrongly accepts the value is stopped after 5 s. Exit code and stderr.
-fn run_bridge(args: &[String]) -> (Option<i32>, String, String) {
+/// What `dsmr-bridge` did with a command line: exit code, stderr, stdout.
+type Outcome = (Option<i32>, String, String);
+
+/// Runs the bridge with these arguments and no secrets from the environment: exit code,
+/// stderr and stdout. A bridge that wrongly accepts the value runs on and fails the wait.
+fn run_bridge(args: &[String]) -> Outcome {
+    /// The child, killed if the test panics before it exits.
+    struct Running(std::process::Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let (out, err) = (dir.path().join("out"), dir.path().join("err"));
-    let mut child = crate::harness::bridge_command()
-        .args(args)
-        .env_remove("DSMR_READER_API_KEY")
-        .env_remove("MQTT_PASSWORD")
-        .env_remove("SUPERVISOR_TOKEN")
-        .env_remove("HASSIO_TOKEN")
-        .env_remove("RUST_LOG")
-        .env("DSMR_BRIDGE_HEALTH_FILE", dir.path().join("health"))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::fs::File::create(&out).expect("out"))
-        .stderr(std::fs::File::create(&err).expect("err"))
-        .spawn()
-        .expect("start dsmr-bridge");
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let code = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status.code();
+    let mut child = Running(
+        crate::harness::bridge_command()
+            .args(args)
+            .env_remove("DSMR_READER_API_KEY")
+            .env_remove("MQTT_PASSWORD")
+            .env_remove("HOMEASSISTANT_TOKEN")
+            .env_remove("SUPERVISOR_TOKEN")
+            .env_remove("HASSIO_TOKEN")
+            .env_remove("RUST_LOG")
+            .env("DSMR_BRIDGE_HEALTH_FILE", dir.path().join("health"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(&out).expect("out"))
+            .stderr(std::fs::File::create(&err).expect("err"))
+            .spawn()
+            .expect("start dsmr-bridge"),
+    );
+    let status = eventually("dsmr-bridge to stop at its options").until_blocking(|| {
+        match child.0.try_wait() {
+            Ok(Some(status)) => Ok(status),
+            _ => Err(format!("args {args:?}: still running")),
         }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    });
     let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
-    (code, read(&err), read(&out))
+    (status.code(), read(&err), read(&out))
+}
+
+/// What the bridge does with these arguments up to where it would start, in this process:
+/// clap's parse of the flags (their environment variables left out, as `run_bridge` removes
+/// them) and `Config::load` of the flags and the files they name. On an error `main` exits
+/// with clap's code, or 2 and the error as one line on stderr; `None` is a bridge that would
+/// start. `invalid_options_exit_2_with_one_line_from_each_source` shows both ways agree.
+fn load_in_process(args: &[String]) -> Outcome {
+    use clap::{CommandFactory, FromArgMatches};
+    use dsmr_bridge::config::{Cli, Config};
+
+    let command = Cli::command().mut_args(|arg| arg.env(None::<&'static str>));
+    let argv = std::iter::once("dsmr-bridge".to_owned()).chain(args.iter().cloned());
+    let cli = match command
+        .try_get_matches_from(argv)
+        .and_then(|matches| Cli::from_arg_matches(&matches))
+    {
+        Ok(cli) => cli,
+        Err(error) => return (Some(error.exit_code()), error.to_string(), String::new()),
+    };
+    match Config::load(&cli) {
+        Ok(_) => (None, String::new(), String::new()),
+        Err(error) => (Some(2), format!("{error}\n"), String::new()),
+    }
 }
 
 /// The baseline every case starts from: valid values for the two required options, pointing
@@ -1402,71 +1434,126 @@ fn check_report(
     }
 }
 
+/// Where an invalid value is given.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Source {
+    Flag,
+    Yaml,
+    Json,
+}
+
+impl BadFiles {
+    /// The command line that gives `option` the (placeholder-resolved) `value` through
+    /// `source`, with valid values for the required options it does not set itself; YAML and
+    /// JSON go into a file of their own in this folder.
+    fn command_line(&self, option: &str, source: Source, value: &str) -> Vec<String> {
+        let required: Vec<(&str, &str)> = [
+            ("dsmr_reader_url", GOOD_URL),
+            ("dsmr_reader_api_key", GOOD_KEY),
+        ]
+        .into_iter()
+        .filter(|(name, _)| *name != option)
+        .collect();
+        let resolved = self.resolve(value);
+        static FILES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let file = self.dir.path().join(format!("options-{n}"));
+        match source {
+            Source::Flag => std::iter::once(format!("{}={resolved}", flag_of(option)))
+                .chain(
+                    required
+                        .iter()
+                        .map(|(name, good)| format!("{}={good}", flag_of(name))),
+                )
+                .collect(),
+            Source::Yaml => {
+                let mut text = format!("{option}: {resolved}\n");
+                for (name, good) in &required {
+                    text += &format!("{name}: {good}\n");
+                }
+                std::fs::write(&file, text).expect("write YAML");
+                vec!["--config".to_owned(), path_arg(&file)]
+            }
+            Source::Json => {
+                // A placeholder becomes a path or a long text: a JSON string.
+                let json_value = if resolved != value {
+                    serde_json::to_string(&resolved).unwrap()
+                } else {
+                    resolved
+                };
+                let mut fields = vec![format!("\"{option}\": {json_value}")];
+                for (name, good) in &required {
+                    fields.push(format!("\"{name}\": \"{good}\""));
+                }
+                std::fs::write(&file, format!("{{{}}}", fields.join(", "))).expect("write JSON");
+                vec!["--options".to_owned(), path_arg(&file)]
+            }
+        }
+    }
+}
+
 /// Every option with an invalid value, given as a flag, in a YAML --config file and in an
-/// --options JSON file, stops the bridge with exit code 2 and one line that starts with the
-/// option's name (or, for a value the flag parser rejects, its error naming the flag).
+/// --options JSON file, stops the bridge before it starts with exit code 2 and one line that
+/// starts with the option's name (or, for a value the flag parser rejects, its error naming
+/// the flag), never echoing a secret. In this process: the parse and `Config::load` the binary
+/// runs first, for every row; `invalid_options_exit_2_with_one_line_from_each_source` runs the
+/// binary itself for some of them.
 #[test]
-fn every_invalid_option_exits_2_with_one_line_naming_it() {
+fn every_invalid_option_is_refused_with_one_line_naming_it() {
     let names: std::collections::BTreeSet<&str> = TABLE.iter().map(|row| row.option).collect();
     let all: std::collections::BTreeSet<&str> =
         dsmr_bridge::config::RawOptions::NAMES.into_iter().collect();
     assert_eq!(names, all, "the table covers every option");
 
     let files = BadFiles::new();
-    let work = tempfile::tempdir().expect("temp dir");
     let mut cases = 0;
     for row in TABLE {
-        let required = |source_sets_it: bool| -> Vec<(&str, String)> {
-            [
-                ("dsmr_reader_url", GOOD_URL),
-                ("dsmr_reader_api_key", GOOD_KEY),
-            ]
-            .into_iter()
-            .filter(|(name, _)| *name != row.option || !source_sets_it)
-            .map(|(name, value)| (name, value.to_owned()))
-            .collect()
-        };
-
-        for (value, report) in row.flags {
-            let mut args = vec![format!("{}={}", flag_of(row.option), files.resolve(value))];
-            for (name, good) in required(true) {
-                args.push(format!("{}={good}", flag_of(name)));
-            }
-            check_report("flag", row.option, value, *report, run_bridge(&args));
-            cases += 1;
-        }
-
-        for value in row.yaml {
-            let mut text = format!("{}: {}\n", row.option, files.resolve(value));
-            for (name, good) in required(true) {
-                text += &format!("{name}: {good}\n");
-            }
-            let path = work.path().join(format!("options-{cases}.yaml"));
-            std::fs::write(&path, &text).expect("write YAML");
-            let args = vec!["--config".to_owned(), path_arg(&path)];
-            check_report("YAML", row.option, value, Opt, run_bridge(&args));
-            cases += 1;
-        }
-
-        for value in row.json {
-            let resolved = files.resolve(value);
-            let json_value = if resolved != *value {
-                serde_json::to_string(&resolved).unwrap()
-            } else {
-                resolved
-            };
-            let mut fields = vec![format!("\"{}\": {json_value}", row.option)];
-            for (name, good) in required(true) {
-                fields.push(format!("\"{name}\": \"{good}\""));
-            }
-            let path = work.path().join(format!("options-{cases}.json"));
-            std::fs::write(&path, format!("{{{}}}", fields.join(", "))).expect("write JSON");
-            let args = vec!["--options".to_owned(), path_arg(&path)];
-            check_report("JSON", row.option, value, Opt, run_bridge(&args));
+        let sources = row
+            .flags
+            .iter()
+            .map(|(value, report)| (Source::Flag, *value, *report))
+            .chain(row.yaml.iter().map(|value| (Source::Yaml, *value, Opt)))
+            .chain(row.json.iter().map(|value| (Source::Json, *value, Opt)));
+        for (source, value, report) in sources {
+            let args = files.command_line(row.option, source, value);
+            let outcome = load_in_process(&args);
+            check_report(&format!("{source:?}"), row.option, value, report, outcome);
             cases += 1;
         }
     }
     assert!(cases > 150, "{cases} cases");
+}
+
+/// The binary itself, for one row of each kind: a flag, a YAML file and a JSON file its own
+/// check refuses (a CA file that does not parse, a password without a user name, an API key
+/// of the wrong type) and a value the flag parser refuses. Exit code 2, one line (clap: its
+/// error first), nothing on stdout, no secret; and exactly what `load_in_process` says, which
+/// is what stands for the binary in the test of every row.
+#[test]
+fn invalid_options_exit_2_with_one_line_from_each_source() {
+    let files = BadFiles::new();
+    for (option, source, value, report) in [
+        ("dsmr_reader_url", Source::Flag, "dsmr.local:7777", Opt),
+        ("mqtt_ca_file", Source::Flag, BAD_PEM, Opt),
+        ("mqtt_password", Source::Yaml, "hunter2", Opt),
+        ("dsmr_reader_api_key", Source::Json, "123456789", Opt),
+        ("mqtt_port", Source::Flag, "70000", Flag),
+    ] {
+        let args = files.command_line(option, source, value);
+        let process = run_bridge(&args);
+        check_report(
+            &format!("{source:?}"),
+            option,
+            value,
+            report,
+            process.clone(),
+        );
+        assert_eq!(
+            load_in_process(&args),
+            process,
+            "{option} = {value:?} via {source:?}: in this process as the binary"
+        );
+    }
 }
 
 /// An unknown key (a typo) names the key, in YAML, in JSON and as a flag; an unreadable or
