@@ -21,13 +21,14 @@ async fn retained_timestamp(port: u16, base: &str) -> Option<OffsetDateTime> {
 }
 
 /// Runs a bridge against a DSMR-reader in `zone` whose meter clock passes a clock change at
-/// `change` (UTC), sped up 30 times, and waits until the broker retains a reading from five
+/// `change` (UTC), sped up 60 times (the bridge's 1 s polls a simulated minute apart: two
+/// before the change, five after), and waits until the broker retains a reading from five
 /// minutes after the change: polling went on across it.
 async fn polls_across(zone: TimeZone, change: OffsetDateTime, base: &str) {
     let broker = Broker::start();
     let sim = Simulator::start(SimOptions {
         start: change - time::Duration::minutes(2),
-        speed: 30.0,
+        speed: 60.0,
         zone: Some(zone),
         ..sim_options()
     })
