@@ -142,6 +142,9 @@ async fn a_message_over_the_brokers_packet_limit_is_named_and_given_up() {
         1,
         "{log}"
     );
+    bridge
+        .wait_log("published topic=packet/reading/electricity_delivered_1")
+        .await;
     let held = retained(broker.port, "#").await;
     assert!(held.contains_key(reader), "{held:?}");
     assert!(!held.contains_key(electricity));

@@ -99,13 +99,14 @@ async fn broker_restart(persistence: bool) {
             .map(String::as_str),
         Some("online")
     );
-    let config = retained(broker.port, "homeassistant/device/+/config").await;
-    assert_eq!(
-        config.len(),
-        3,
-        "discovery configs are back: {:?}",
-        config.keys()
-    );
+    eventually("the three discovery configs back")
+        .until(
+            async || match retained(broker.port, "homeassistant/device/+/config").await {
+                configs if configs.len() == 3 => Ok(()),
+                configs => Err(format!("{:?}", configs.keys())),
+            },
+        )
+        .await;
 }
 
 /// Broker restarted without a retained store: the bridge reconnects and repairs everything.
