@@ -279,6 +279,8 @@ impl Core {
         if let Some((at, library)) = faketime {
             // `@` starts the clock there and lets it run; the time is read as local time, so
             // Core's process runs in UTC (its own time zone comes from configuration.yaml).
+            // The monotonic clock is faked too: with FAKETIME_DONT_FAKE_MONOTONIC Python's
+            // `time.sleep` fails with EINVAL.
             let at = at.to_offset(time::UtcOffset::UTC);
             let spec = format!(
                 "@{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
