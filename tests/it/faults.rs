@@ -509,7 +509,7 @@ async fn soak_six_simulated_hours_with_restarts_and_failures() {
     use dsmr_bridge::config::{Config, RawOptions};
     use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
-    const SPEED: f64 = 1440.0;
+    const SPEED: f64 = 720.0;
     const ALONE: &str = "DSMR_BRIDGE_SOAK_ALONE";
     if std::env::var_os(ALONE).is_none() {
         // The other tests of this binary run on threads of the same process, and what they
