@@ -22,6 +22,10 @@ pub enum Endpoint {
     Version,
     Monitoring,
     Health,
+    /// Lines of the raw telegram in meter statistics (`latest_telegram`) that DSMR-reader does
+    /// not keep as fields: the Belgian capacity tariff and every M-Bus device. Read by
+    /// `TelegramReadings` into fields of the names below.
+    Telegram,
 }
 
 /// How a JSON field is checked before its text may become a payload.
@@ -40,8 +44,11 @@ pub enum Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Device {
     Electricity,
+    /// DSMR-reader's own extra device (its gas reading).
     Gas,
     Reader,
+    /// Any other M-Bus device on channel 1–4 (water, heat, a second gas meter), from the telegram.
+    MBus(u8),
 }
 
 /// Which tariff an entry is about. Names of tariff values end in `(tariff N, <label>)`, and the
@@ -174,6 +181,61 @@ impl Sensor {
 const ELECTRICITY_MAX_KWH_PER_HOUR: f64 = 100.0;
 /// A large boiler burns about 6 m³/h; 25 leaves room for anything a home has.
 const GAS_MAX_M3_PER_HOUR: f64 = 25.0;
+
+/// A household's water: a 1¼" main passes about 6 m³/h at most.
+const WATER_MAX_M3_PER_HOUR: f64 = 10.0;
+/// District heat: a home's delivery set is sized for 10–40 kW (0.04–0.15 GJ/h).
+const HEAT_MAX_GJ_PER_HOUR: f64 = 0.5;
+const HEAT_MAX_KWH_PER_HOUR: f64 = HEAT_MAX_GJ_PER_HOUR / 0.0036;
+
+/// The reading of an M-Bus device from the telegram: a register the Energy dashboard sums.
+const MBUS_REGISTER: Sensor = Sensor {
+    endpoint: Endpoint::Telegram,
+    state_class: Some("total_increasing"),
+    precision: Some(3),
+    ..Sensor::DEFAULT
+};
+
+const MBUS_GAS: Sensor = Sensor {
+    name: "Gas consumption",
+    unit: Some("m³"),
+    device_class: Some("gas"),
+    register_max_per_hour: Some(GAS_MAX_M3_PER_HOUR),
+    ..MBUS_REGISTER
+};
+
+const MBUS_WATER: Sensor = Sensor {
+    name: "Water consumption",
+    unit: Some("m³"),
+    device_class: Some("water"),
+    register_max_per_hour: Some(WATER_MAX_M3_PER_HOUR),
+    ..MBUS_REGISTER
+};
+
+const MBUS_HEAT: Sensor = Sensor {
+    name: "Heat consumption",
+    unit: Some("GJ"),
+    device_class: Some("energy"),
+    register_max_per_hour: Some(HEAT_MAX_GJ_PER_HOUR),
+    ..MBUS_REGISTER
+};
+
+/// A heat meter that counts in kWh: its own key, so a unit never changes under a key.
+const MBUS_HEAT_KWH: Sensor = Sensor {
+    unit: Some("kWh"),
+    register_max_per_hour: Some(HEAT_MAX_KWH_PER_HOUR),
+    ..MBUS_HEAT
+};
+
+/// When the M-Bus device last reported its reading (every 5 minutes or every hour).
+const MBUS_TIME: Sensor = Sensor {
+    endpoint: Endpoint::Telegram,
+    kind: Kind::Timestamp,
+    name: "Reading time",
+    device_class: Some("timestamp"),
+    diagnostic: true,
+    ..Sensor::DEFAULT
+};
 
 /// A grid register of the meter: what the Energy dashboard sums.
 const REGISTER: Sensor = Sensor {
@@ -734,6 +796,182 @@ pub static SENSORS: &[Sensor] = &[
         enabled: false,
         diagnostic: true,
         ..Sensor::DEFAULT
+    },
+    // Belgian capacity tariff, the meter's own figures from its telegram (e-MUCS meters only).
+    Sensor {
+        key: "current_average_demand",
+        field: "current_average_demand",
+        topic: "telegram/current_average_demand",
+        endpoint: Endpoint::Telegram,
+        name: "Current average demand",
+        ..POWER
+    },
+    Sensor {
+        key: "maximum_demand_month",
+        field: "maximum_demand_month",
+        topic: "telegram/maximum_demand_month",
+        endpoint: Endpoint::Telegram,
+        name: "Maximum demand this month",
+        ..POWER
+    },
+    Sensor {
+        key: "maximum_demand_month_timestamp",
+        field: "maximum_demand_month_timestamp",
+        topic: "telegram/maximum_demand_month_timestamp",
+        endpoint: Endpoint::Telegram,
+        kind: Kind::Timestamp,
+        name: "Maximum demand this month time",
+        device_class: Some("timestamp"),
+        ..Sensor::DEFAULT
+    },
+    Sensor {
+        key: "capacity_tariff_basis",
+        field: "capacity_tariff_basis",
+        topic: "telegram/capacity_tariff_basis",
+        endpoint: Endpoint::Telegram,
+        name: "Capacity tariff basis",
+        ..POWER
+    },
+    // Every M-Bus device but the one DSMR-reader reads as gas: channel n, by kind.
+    Sensor {
+        key: "mbus1_gas",
+        field: "mbus1_gas",
+        topic: "telegram/mbus1/gas",
+        device: Device::MBus(1),
+        ..MBUS_GAS
+    },
+    Sensor {
+        key: "mbus1_water",
+        field: "mbus1_water",
+        topic: "telegram/mbus1/water",
+        device: Device::MBus(1),
+        ..MBUS_WATER
+    },
+    Sensor {
+        key: "mbus1_heat",
+        field: "mbus1_heat",
+        topic: "telegram/mbus1/heat",
+        device: Device::MBus(1),
+        ..MBUS_HEAT
+    },
+    Sensor {
+        key: "mbus1_heat_kwh",
+        field: "mbus1_heat_kwh",
+        topic: "telegram/mbus1/heat_kwh",
+        device: Device::MBus(1),
+        ..MBUS_HEAT_KWH
+    },
+    Sensor {
+        key: "mbus1_timestamp",
+        field: "mbus1_timestamp",
+        topic: "telegram/mbus1/timestamp",
+        device: Device::MBus(1),
+        ..MBUS_TIME
+    },
+    Sensor {
+        key: "mbus2_gas",
+        field: "mbus2_gas",
+        topic: "telegram/mbus2/gas",
+        device: Device::MBus(2),
+        ..MBUS_GAS
+    },
+    Sensor {
+        key: "mbus2_water",
+        field: "mbus2_water",
+        topic: "telegram/mbus2/water",
+        device: Device::MBus(2),
+        ..MBUS_WATER
+    },
+    Sensor {
+        key: "mbus2_heat",
+        field: "mbus2_heat",
+        topic: "telegram/mbus2/heat",
+        device: Device::MBus(2),
+        ..MBUS_HEAT
+    },
+    Sensor {
+        key: "mbus2_heat_kwh",
+        field: "mbus2_heat_kwh",
+        topic: "telegram/mbus2/heat_kwh",
+        device: Device::MBus(2),
+        ..MBUS_HEAT_KWH
+    },
+    Sensor {
+        key: "mbus2_timestamp",
+        field: "mbus2_timestamp",
+        topic: "telegram/mbus2/timestamp",
+        device: Device::MBus(2),
+        ..MBUS_TIME
+    },
+    Sensor {
+        key: "mbus3_gas",
+        field: "mbus3_gas",
+        topic: "telegram/mbus3/gas",
+        device: Device::MBus(3),
+        ..MBUS_GAS
+    },
+    Sensor {
+        key: "mbus3_water",
+        field: "mbus3_water",
+        topic: "telegram/mbus3/water",
+        device: Device::MBus(3),
+        ..MBUS_WATER
+    },
+    Sensor {
+        key: "mbus3_heat",
+        field: "mbus3_heat",
+        topic: "telegram/mbus3/heat",
+        device: Device::MBus(3),
+        ..MBUS_HEAT
+    },
+    Sensor {
+        key: "mbus3_heat_kwh",
+        field: "mbus3_heat_kwh",
+        topic: "telegram/mbus3/heat_kwh",
+        device: Device::MBus(3),
+        ..MBUS_HEAT_KWH
+    },
+    Sensor {
+        key: "mbus3_timestamp",
+        field: "mbus3_timestamp",
+        topic: "telegram/mbus3/timestamp",
+        device: Device::MBus(3),
+        ..MBUS_TIME
+    },
+    Sensor {
+        key: "mbus4_gas",
+        field: "mbus4_gas",
+        topic: "telegram/mbus4/gas",
+        device: Device::MBus(4),
+        ..MBUS_GAS
+    },
+    Sensor {
+        key: "mbus4_water",
+        field: "mbus4_water",
+        topic: "telegram/mbus4/water",
+        device: Device::MBus(4),
+        ..MBUS_WATER
+    },
+    Sensor {
+        key: "mbus4_heat",
+        field: "mbus4_heat",
+        topic: "telegram/mbus4/heat",
+        device: Device::MBus(4),
+        ..MBUS_HEAT
+    },
+    Sensor {
+        key: "mbus4_heat_kwh",
+        field: "mbus4_heat_kwh",
+        topic: "telegram/mbus4/heat_kwh",
+        device: Device::MBus(4),
+        ..MBUS_HEAT_KWH
+    },
+    Sensor {
+        key: "mbus4_timestamp",
+        field: "mbus4_timestamp",
+        topic: "telegram/mbus4/timestamp",
+        device: Device::MBus(4),
+        ..MBUS_TIME
     },
     // The DSMR-reader server itself.
     Sensor {

@@ -70,7 +70,7 @@ pub fn endpoint_object(endpoint: Endpoint) -> Object {
         Endpoint::Peak => peak(),
         Endpoint::Version => version(),
         Endpoint::Monitoring => monitoring(),
-        Endpoint::Health => Object::new(),
+        Endpoint::Health | Endpoint::Telegram => Object::new(),
     }
 }
 
@@ -165,6 +165,13 @@ pub fn belgian(mut snapshot: Snapshot) -> Snapshot {
     ] {
         stats.insert(field.into(), Value::Null);
     }
+    snapshot
+}
+
+/// The captured snapshot with `tests/fixtures/<name>` as its telegram.
+pub fn with_telegram(mut snapshot: Snapshot, name: &str) -> Snapshot {
+    let stats = snapshot.meter_stats.as_mut().expect("meter statistics");
+    stats.insert("latest_telegram".into(), json!(fixture_text(name)));
     snapshot
 }
 

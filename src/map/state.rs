@@ -11,7 +11,7 @@ use tracing::{info, warn};
 
 use super::catalog::{self, Device, Endpoint, Kind, SENSORS, Sensor};
 use super::guard::{Reader, RegisterGuard, RetainedRegister};
-use super::telegram::{self, MeterIdentity};
+use super::telegram::{self, MeterIdentity, TelegramProblem, TelegramReadings};
 use super::value::{Accepted, Rejection, displays_as, parse_timestamp, parse_value};
 use crate::model::{Object, Snapshot};
 
@@ -42,6 +42,8 @@ pub struct MeterState {
     last_reading_at: Option<OffsetDateTime>,
     warned: HashSet<(usize, Rejection)>,
     warned_reading: Option<SkippedReading>,
+    /// Telegram problems already logged: one warning per kind, for as long as the bridge runs.
+    warned_telegram: HashSet<TelegramProblem>,
     entities_changed: bool,
     /// A meter register was held back by the register guard since the last
     /// `take_identity_doubt`.
@@ -68,6 +70,7 @@ impl MeterState {
             last_reading_at: None,
             warned: HashSet::new(),
             warned_reading: None,
+            warned_telegram: HashSet::new(),
             entities_changed: false,
             identity_doubt: false,
             has_data: false,
@@ -133,6 +136,10 @@ impl MeterState {
         if let Some(stats) = &snapshot.meter_stats {
             self.apply_identity(stats);
             self.apply_endpoint(Endpoint::MeterStats, stats, now, &mut offered);
+            if let Some(Value::String(telegram)) = stats.get("latest_telegram") {
+                let fields = self.telegram_fields(telegram);
+                self.apply_endpoint(Endpoint::Telegram, &fields, now, &mut offered);
+            }
         }
         if let Some(reading) = &snapshot.reading
             && let Some(at) = self.accept_reading(reading, now)
@@ -167,7 +174,10 @@ impl MeterState {
     /// the next discovery) until it answers again.
     pub fn forget(&mut self, endpoint: Endpoint) {
         for (index, sensor) in SENSORS.iter().enumerate() {
-            if sensor.endpoint == endpoint && self.exists[index] {
+            // The telegram comes with meter statistics.
+            let gone = sensor.endpoint == endpoint
+                || (endpoint == Endpoint::MeterStats && sensor.endpoint == Endpoint::Telegram);
+            if gone && self.exists[index] {
                 self.exists[index] = false;
                 self.values[index] = None;
                 self.entities_changed |= sensor.announce;
@@ -239,7 +249,10 @@ impl MeterState {
             );
         }
         // The telegram names the meters the fallback ids stood for: the same registers.
-        for device in [Device::Electricity, Device::Gas] {
+        let devices = [Device::Electricity, Device::Gas]
+            .into_iter()
+            .chain((1..=4).map(Device::MBus));
+        for device in devices {
             let (old, new) = (self.identity.id_of(device), found.id_of(device));
             if old != new && !self.identity.is_identified(device) {
                 self.guard.rename(old, new);
@@ -249,6 +262,20 @@ impl MeterState {
             self.identity = found;
             self.entities_changed = true;
         }
+    }
+
+    /// The telegram's Belgian and M-Bus values as fields of `Endpoint::Telegram` entries, so
+    /// they pass the same checks as DSMR-reader's (kind, sign, register guard). The M-Bus
+    /// device DSMR-reader already reports as its gas meter (the same equipment id) is left
+    /// out: it is the gas device. Each problem is logged once.
+    fn telegram_fields(&mut self, telegram: &str) -> Object {
+        let (fields, problems) = telegram_fields(telegram, &self.identity);
+        for problem in problems {
+            if self.warned_telegram.insert(problem) {
+                problem.warn();
+            }
+        }
+        fields
     }
 
     /// A reading older than the last one, or stamped in the future, is skipped as a whole.
@@ -375,11 +402,17 @@ impl MeterState {
                 let shown = text.as_deref().or(current).ok_or(Rejection::Malformed)?;
                 let value: f64 = shown.parse().map_err(|_| Rejection::Malformed)?;
                 // The gas register has its own timestamp; it only moves every 5 minutes or hour.
-                let at = match (sensor.device, object.get("extra_device_timestamp")) {
-                    (Device::Gas, Some(Value::String(s))) => parse_timestamp(s)
-                        .map_or(at, |gas_at| {
-                            gas_at.clamp(at.checked_sub(MAX_GAS_LAG).unwrap_or(at), at)
-                        }),
+                let own_time = match sensor.device {
+                    Device::Gas => Some("extra_device_timestamp"),
+                    Device::MBus(n) => MBUS_TIME_FIELDS
+                        .get(usize::from(n).wrapping_sub(1))
+                        .copied(),
+                    _ => None,
+                };
+                let at = match own_time.and_then(|field| object.get(field)) {
+                    Some(Value::String(s)) => parse_timestamp(s).map_or(at, |gas_at| {
+                        gas_at.clamp(at.checked_sub(MAX_GAS_LAG).unwrap_or(at), at)
+                    }),
                     _ => at,
                 };
                 let device = self.identity.id_of(sensor.device);
@@ -407,6 +440,62 @@ impl MeterState {
         }))
     }
 }
+
+/// The telegram's values as the fields `MeterState::telegram_fields` describes, and its
+/// problems.
+fn telegram_fields(telegram: &str, identity: &MeterIdentity) -> (Object, Vec<TelegramProblem>) {
+    use time::format_description::well_known::Rfc3339;
+    let readings = TelegramReadings::parse(telegram);
+    let mut problems = readings.problems.clone();
+    let mut fields = Object::new();
+    let mut put = |field: String, text: String| {
+        fields.insert(field, Value::String(text));
+    };
+    if let Some(demand) = &readings.average_demand {
+        put("current_average_demand".into(), demand.clone());
+    }
+    if let Some((at, kw)) = &readings.month_maximum {
+        put("maximum_demand_month".into(), kw.clone());
+        if let Ok(at) = at.format(&Rfc3339) {
+            put("maximum_demand_month_timestamp".into(), at);
+        }
+    }
+    if let Some(basis) = readings.capacity_tariff_basis() {
+        put("capacity_tariff_basis".into(), format!("{basis:.3}"));
+    }
+    for (slot, channel) in readings.mbus.iter().enumerate() {
+        let (Some(kind), Some(reading)) = (channel.kind(), &channel.reading) else {
+            continue;
+        };
+        let Some(suffix) = telegram::register_unit(kind, &reading.unit) else {
+            continue;
+        };
+        let serial = &identity.mbus[slot].serial;
+        if serial.is_some() && *serial == identity.gas_serial {
+            if kind == telegram::MBusKind::Gas {
+                continue;
+            }
+            problems.push(TelegramProblem::GasDeviceIsNot(kind));
+        }
+        let n = slot + 1;
+        put(
+            format!("mbus{n}_{}{suffix}", kind.as_str()),
+            reading.value.clone(),
+        );
+        if let Ok(at) = reading.at.format(&Rfc3339) {
+            put(MBUS_TIME_FIELDS[slot].into(), at);
+        }
+    }
+    (fields, problems)
+}
+
+/// The fields of the M-Bus devices' reading times, per channel: a register's own timestamp.
+const MBUS_TIME_FIELDS: [&str; 4] = [
+    "mbus1_timestamp",
+    "mbus2_timestamp",
+    "mbus3_timestamp",
+    "mbus4_timestamp",
+];
 
 /// A value that passed `MeterState::check`.
 struct Checked<'v> {
@@ -490,6 +579,248 @@ mod tests {
         );
         let l1 = catalog::index_of("phase_power_current_l1").unwrap();
         assert_eq!(state.value(l1), Some("8"));
+    }
+
+    /// The telegram's values a poll publishes, by topic below `b/telegram/`.
+    fn telegram_values(state: &mut MeterState, snapshot: &Snapshot) -> Vec<(String, String)> {
+        let offered = state.apply(snapshot, NOW);
+        published(state, &Topics::new("b"), offered)
+            .into_iter()
+            .filter_map(|(t, p)| Some((t.strip_prefix("b/telegram/")?.to_owned(), p)))
+            .collect()
+    }
+
+    fn keys_of(state: &MeterState) -> Vec<&'static str> {
+        (0..SENSORS.len())
+            .filter(|&i| SENSORS[i].endpoint == Endpoint::Telegram && state.entity_exists(i))
+            .map(|i| SENSORS[i].key)
+            .collect()
+    }
+
+    #[test]
+    fn a_belgian_meter_gets_the_capacity_tariff_and_a_dutch_one_does_not() {
+        let mut state = MeterState::new("x");
+        let belgian = fixtures::with_telegram(
+            fixtures::belgian(fixture_snapshot()),
+            "telegram_belgian_capacity_history.txt",
+        );
+        let values = telegram_values(&mut state, &belgian);
+        assert_eq!(
+            values,
+            [
+                ("current_average_demand".into(), "0.577".into()),
+                ("maximum_demand_month".into(), "3.566".into()),
+                (
+                    "maximum_demand_month_timestamp".into(),
+                    "2026-11-26T09:30:00+01:00".into()
+                ),
+                ("capacity_tariff_basis".into(), "4.580".into()),
+            ]
+        );
+        // The Belgian gas meter is DSMR-reader's: no second device for it.
+        assert_eq!(
+            keys_of(&state),
+            [
+                "current_average_demand",
+                "maximum_demand_month",
+                "maximum_demand_month_timestamp",
+                "capacity_tariff_basis"
+            ]
+        );
+
+        let mut dutch = MeterState::new("x");
+        assert_eq!(telegram_values(&mut dutch, &fixture_snapshot()), []);
+        assert_eq!(keys_of(&dutch), Vec::<&str>::new());
+        assert!(dutch.warned_telegram.is_empty());
+    }
+
+    #[test]
+    fn a_water_meter_gets_its_reading_once_confirmed_and_gas_stays_dsmr_readers() {
+        let mut state = MeterState::new("x");
+        let poll = fixtures::with_telegram(fixture_snapshot(), "telegram_dutch_water_gas.txt");
+        assert_eq!(
+            telegram_values(&mut state, &poll),
+            [("mbus1/timestamp".into(), "2026-11-26T14:00:00+01:00".into())],
+            "a first value waits; its time goes out"
+        );
+        assert_eq!(keys_of(&state), ["mbus1_water", "mbus1_timestamp"]);
+        assert_eq!(
+            telegram_values(&mut state, &poll),
+            [
+                ("mbus1/water".into(), "123.456".into()),
+                ("mbus1/timestamp".into(), "2026-11-26T14:00:00+01:00".into()),
+            ]
+        );
+        assert_eq!(
+            state.identity().id_of(Device::MBus(1)).as_ref(),
+            "dsmrbridge_W0000000000000001"
+        );
+        let gas = catalog::index_of("gas_delivered").unwrap();
+        assert_eq!(state.value(gas), Some("11268.833"));
+    }
+
+    /// The register guard per M-Bus device: never lower, never a leap; a swapped meter (new id)
+    /// is a new device whose first value waits for a second reading.
+    #[test]
+    fn the_register_guard_holds_for_m_bus_readings_and_a_swap() {
+        let mut state = MeterState::new("x");
+        let poll = fixtures::with_telegram(fixture_snapshot(), "telegram_dutch_water_gas.txt");
+        state.apply(&poll, NOW);
+        state.apply(&poll, NOW);
+        let water = catalog::index_of("mbus1_water").unwrap();
+        assert_eq!(state.value(water), Some("123.456"));
+        let with_water = |value: &str| {
+            let mut poll = poll.clone();
+            let stats = poll.meter_stats.as_mut().unwrap();
+            let t = stats["latest_telegram"]
+                .as_str()
+                .unwrap()
+                .replace("00123.456*m3", &format!("{value}*m3"));
+            stats.insert("latest_telegram".into(), json!(t));
+            poll
+        };
+        let water_of = |values: Vec<(String, String)>| {
+            values
+                .into_iter()
+                .find(|(t, _)| t == "mbus1/water")
+                .map(|(_, v)| v)
+        };
+        for held in ["123.455", "0.000", "999.000"] {
+            assert_eq!(
+                water_of(telegram_values(&mut state, &with_water(held))),
+                None,
+                "{held}"
+            );
+            assert_eq!(state.value(water), Some("123.456"));
+        }
+        assert!(state.take_identity_doubt());
+        assert_eq!(
+            water_of(telegram_values(&mut state, &with_water("123.500"))).as_deref(),
+            Some("123.500")
+        );
+
+        state.take_entities_changed();
+        let swapped =
+            fixtures::with_telegram(fixture_snapshot(), "telegram_dutch_water_swapped.txt");
+        assert_eq!(water_of(telegram_values(&mut state, &swapped)), None);
+        assert!(state.take_entities_changed(), "a new device");
+        assert_eq!(
+            state.identity().id_of(Device::MBus(1)).as_ref(),
+            "dsmrbridge_W0000000000000002"
+        );
+        assert_eq!(
+            water_of(telegram_values(&mut state, &swapped)).as_deref(),
+            Some("0.012")
+        );
+    }
+
+    /// After a restart the broker's retained reading is the floor, for the same device only.
+    #[test]
+    fn a_retained_m_bus_reading_is_the_floor_after_a_restart() {
+        let water = catalog::index_of("mbus1_water").unwrap();
+        let retained = |device: &str| RetainedRegister {
+            index: water,
+            value: 200.0,
+            text: "200.000".into(),
+            device: Some(Arc::from(device)),
+        };
+        let poll = fixtures::with_telegram(fixture_snapshot(), "telegram_dutch_water_gas.txt");
+        let mut state = MeterState::new("x");
+        state.expect_retained_registers();
+        state.retained_registers(vec![retained("dsmrbridge_W0000000000000001")]);
+        state.apply(&poll, NOW);
+        state.apply(&poll, NOW);
+        assert_eq!(
+            state.value(water),
+            None,
+            "below what an earlier run published"
+        );
+
+        let mut state = MeterState::new("x");
+        state.expect_retained_registers();
+        state.retained_registers(vec![retained("dsmrbridge_W0000000000000009")]);
+        state.apply(&poll, NOW);
+        state.apply(&poll, NOW);
+        assert_eq!(
+            state.value(water),
+            Some("123.456"),
+            "another meter's retained value"
+        );
+    }
+
+    #[test]
+    fn heat_unknown_types_and_broken_lines() {
+        let mut state = MeterState::new("x");
+        let heat = fixtures::with_telegram(
+            fixtures::without_gas(fixture_snapshot()),
+            "telegram_dutch_heat.txt",
+        );
+        state.apply(&heat, NOW);
+        assert_eq!(
+            telegram_values(&mut state, &heat)[0],
+            ("mbus1/heat".into(), "45.678".into())
+        );
+
+        let mut state = MeterState::new("x");
+        let unknown =
+            fixtures::with_telegram(fixture_snapshot(), "telegram_dutch_unknown_mbus.txt");
+        state.apply(&unknown, NOW);
+        state.apply(&unknown, NOW);
+        assert_eq!(keys_of(&state), Vec::<&str>::new());
+        assert_eq!(
+            state.warned_telegram,
+            HashSet::from([TelegramProblem::UnknownMBusType(6)])
+        );
+        // Everything else of the poll still goes out.
+        assert!(
+            state
+                .value(catalog::index_of("gas_delivered").unwrap())
+                .is_some()
+        );
+
+        let mut state = MeterState::new("x");
+        let broken = fixtures::with_telegram(
+            fixtures::belgian(fixture_snapshot()),
+            "telegram_broken_lines.txt",
+        );
+        state.apply(&broken, NOW);
+        assert_eq!(
+            keys_of(&state),
+            ["maximum_demand_month", "maximum_demand_month_timestamp"]
+        );
+        assert_eq!(state.warned_telegram.len(), 4);
+        assert!(
+            state
+                .value(catalog::index_of("electricity_currently_delivered").unwrap())
+                .is_some()
+        );
+    }
+
+    /// Water last: DSMR-reader takes the water meter for its gas meter. The bridge says so once,
+    /// and both M-Bus devices get their own device with the right class.
+    #[test]
+    fn dsmr_readers_gas_reading_from_a_water_meter_is_told() {
+        let mut state = MeterState::new("x");
+        let poll = fixtures::with_telegram(fixture_snapshot(), "telegram_dutch_gas_water.txt");
+        state.apply(&poll, NOW);
+        assert_eq!(
+            keys_of(&state),
+            [
+                "mbus1_gas",
+                "mbus1_timestamp",
+                "mbus2_water",
+                "mbus2_timestamp"
+            ]
+        );
+        assert!(
+            state
+                .warned_telegram
+                .contains(&TelegramProblem::GasDeviceIsNot(telegram::MBusKind::Water))
+        );
+        assert_ne!(
+            state.identity().id_of(Device::MBus(2)),
+            state.identity().id_of(Device::Gas)
+        );
     }
 
     fn reading_with(at: &str, delivered_1: Value) -> Snapshot {
@@ -943,7 +1274,7 @@ mod fuzz {
             Endpoint::Peak => snapshot.peak.as_ref(),
             Endpoint::Version => snapshot.version.as_ref(),
             Endpoint::Monitoring => snapshot.monitoring.as_ref(),
-            Endpoint::Health => None,
+            Endpoint::Health | Endpoint::Telegram => None,
         }
     }
 
@@ -957,7 +1288,14 @@ mod fuzz {
     ) -> Result<(), TestCaseError> {
         for &index in offered {
             let sensor = &SENSORS[index];
-            let object = object_of(snapshot, sensor.endpoint);
+            let telegram = match (sensor.endpoint, &snapshot.meter_stats) {
+                (Endpoint::Telegram, Some(stats)) => match stats.get("latest_telegram") {
+                    Some(Value::String(t)) => Some(telegram_fields(t, state.identity()).0),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let object = telegram.as_ref().or(object_of(snapshot, sensor.endpoint));
             prop_assert!(
                 object.is_some(),
                 "{} offered without its endpoint",
