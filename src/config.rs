@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 use serde::Deserialize;
 use tracing::level_filters::LevelFilter;
@@ -76,6 +76,22 @@ pub struct DemoArgs {
     /// Address of the status page [default: 127.0.0.1:8099, or a free port when it is taken]
     #[arg(long)]
     pub status_listen: Option<String>,
+    /// The simulated meter: dutch (gas), dutch-water (gas and a water meter) or belgian
+    /// (Fluvius, with the capacity tariff) [default: dutch]
+    #[arg(long, value_enum)]
+    pub meter: Option<DemoMeter>,
+}
+
+/// The meter `dsmr-bridge demo` simulates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum DemoMeter {
+    /// A Dutch DSMR 5 meter with a gas meter.
+    #[default]
+    Dutch,
+    /// A Dutch DSMR 5 meter with a water meter and a gas meter on its M-Bus.
+    DutchWater,
+    /// A Belgian Fluvius meter with a year of monthly maxima (capacity tariff) and gas.
+    Belgian,
 }
 
 impl DemoArgs {

@@ -6,13 +6,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use dsmr_sim::{SimOptions, Simulator};
+use dsmr_sim::{P1Profile, SimOptions, Simulator};
 use secrecy::SecretString;
 use tracing::info;
 
 use tracing::level_filters::LevelFilter;
 
-use crate::config::{Config, ConfigError, DemoArgs, RawOptions};
+use crate::config::{Config, ConfigError, DemoArgs, DemoMeter, RawOptions};
 use crate::pipeline::PUBLISHED_TARGET;
 
 /// The broker port everyone expects; the demo takes another one when it is in use.
@@ -27,6 +27,7 @@ const BROKER_START: Duration = Duration::from_secs(5);
 pub struct Demo {
     config: Config,
     broker: DemoBroker,
+    meter: DemoMeter,
 }
 
 enum DemoBroker {
@@ -50,7 +51,11 @@ impl Demo {
             Some(_) => DemoBroker::External,
             None => DemoBroker::Embedded(args.mqtt_port),
         };
-        Ok(Demo { config, broker })
+        Ok(Demo {
+            config,
+            broker,
+            meter: args.meter.unwrap_or_default(),
+        })
     }
 
     pub fn log_level(&self) -> LevelFilter {
@@ -97,13 +102,27 @@ impl Demo {
             config.status_listen = Some(page_address());
         }
 
-        let sim_options = SimOptions::default();
+        let (p1, meter) = match self.meter {
+            DemoMeter::Dutch => (P1Profile::Dutch, "a Dutch three-phase meter with gas"),
+            DemoMeter::DutchWater => (
+                P1Profile::DutchWithWater,
+                "a Dutch three-phase meter with a water and a gas meter",
+            ),
+            DemoMeter::Belgian => (
+                P1Profile::Belgian,
+                "a Belgian three-phase meter with gas and a year of monthly maxima",
+            ),
+        };
+        let sim_options = SimOptions {
+            p1,
+            ..SimOptions::default()
+        };
         config.dsmr.api_key = SecretString::from(sim_options.api_key.clone());
         let sim = Simulator::start(sim_options)
             .await
             .context("start the simulated DSMR-reader")?;
         config.dsmr.url = sim.url();
-        info!(url = %sim.url(), "Simulated DSMR-reader running: a three-phase meter with gas and solar panels");
+        info!(url = %sim.url(), meter, "Simulated DSMR-reader running, with solar panels");
 
         let result = crate::run(config, recent, shutdown).await;
         sim.shutdown();

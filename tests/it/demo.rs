@@ -75,6 +75,7 @@ fn demo_help_lists_only_the_options_it_applies() {
             "--discovery-prefix",
             "--log-level",
             "--status-listen",
+            "--meter",
             "--help",
         ],
         "{help}"
@@ -110,6 +111,21 @@ fn demo_rejects_options_it_would_ignore() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.starts_with("log_level:"), "{stderr}");
+}
+
+/// `--meter dutch-water` and `--meter belgian` show what those meters' telegrams add: a water
+/// meter device, the capacity tariff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_meters_show_water_and_the_capacity_tariff() {
+    for (meter, topic) in [
+        ("dutch-water", "dsmr-bridge/telegram/mbus1/water"),
+        ("belgian", "dsmr-bridge/telegram/capacity_tariff_basis"),
+    ] {
+        let mut demo = demo_until_retained(&["--meter", meter]).await;
+        demo.wait_log(&format!("published topic={topic}")).await;
+        demo.signal("INT");
+        assert_eq!(demo.wait_exit(), Some(0), "{}", demo.log());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
