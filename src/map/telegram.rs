@@ -423,6 +423,8 @@ impl TelegramReadings {
                 }
             } else if let Some(body) = line.strip_prefix("1-0:1.6.0") {
                 match groups(body).as_deref() {
+                    // No quarter hour closed yet this month.
+                    Some([at, _]) if is_no_time(at) => {}
                     Some([at, value]) => match (meter_time(at), kw_value(Some(value))) {
                         (Some(at), Some(v)) => out.month_maximum = Some((at, v)),
                         _ => out.problem(TelegramProblem::BrokenLine("1-0:1.6.0")),
@@ -456,6 +458,9 @@ impl TelegramReadings {
                             slot.equipment_id = Some(id.to_owned());
                         }
                     }
+                    "24.2.1" | "24.2.3"
+                        if groups(body)
+                            .is_some_and(|g| g.first().is_some_and(|t| is_no_time(t))) => {}
                     "24.2.1" | "24.2.3" => match mbus_reading(body) {
                         Some(reading) => {
                             slot.reading = Some(reading);
@@ -568,6 +573,20 @@ fn mbus_reading(body: &str) -> Option<MBusReading> {
         unit: unit.to_owned(),
         at: meter_time(at)?,
     })
+}
+
+/// The time e-MUCS meters print where there is none (no reading from an M-Bus device yet, no
+/// maximum yet this month): `632525252525` (25th month, 25th hour), or all zeros.
+fn is_no_time(text: &str) -> bool {
+    matches!(
+        text,
+        "632525252525W"
+            | "632525252525S"
+            | "000101000000W"
+            | "000101000000S"
+            | "000000000000W"
+            | "000000000000S"
+    )
 }
 
 /// `03.566*kW` → `3.566`.
@@ -843,6 +862,15 @@ mod tests {
         assert_eq!(t.average_demand, None);
         assert_eq!(t.month_maximum.as_ref().unwrap().1, "3.566");
         assert_eq!(t.capacity_tariff_basis(), None);
+
+        // The time e-MUCS meters print where there is none: no value, no problem.
+        let none = fixture_text("telegram_belgian_fluvius.txt")
+            .replace("1-0:1.6.0(261126093000W)", "1-0:1.6.0(632525252525W)")
+            .replace("0-1:24.2.3(261126140000W)", "0-1:24.2.3(632525252525W)");
+        let t = TelegramReadings::parse(&none);
+        assert_eq!(t.month_maximum, None);
+        assert_eq!(t.mbus[0].reading, None);
+        assert_eq!(t.problems, [TelegramProblem::IncompleteMBus]);
 
         for junk in ["", "hello", "{\"json\": 1}", "!0000"] {
             assert_eq!(
