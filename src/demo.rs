@@ -53,6 +53,11 @@ impl Demo {
         Ok(Demo { config, broker })
     }
 
+    /// The secrets of the demo's options (a password for `--mqtt-host`'s broker).
+    pub fn redactor(&self) -> crate::secrets::Redactor {
+        crate::secrets::Redactor::for_config(&self.config)
+    }
+
     pub fn log_level(&self) -> LevelFilter {
         self.config.log_level
     }
@@ -70,7 +75,11 @@ impl Demo {
     }
 
     /// Runs until Ctrl-C or SIGTERM.
-    pub async fn run(self, recent: crate::web::RecentLog) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        recent: crate::web::RecentLog,
+        redactor: crate::secrets::Redactor,
+    ) -> anyhow::Result<()> {
         crate::tls::install_crypto_provider();
         let shutdown = crate::shutdown::on_signals()?;
         let mut config = self.config;
@@ -105,7 +114,7 @@ impl Demo {
         config.dsmr.url = sim.url();
         info!(url = %sim.url(), "Simulated DSMR-reader running: a three-phase meter with gas and solar panels");
 
-        let result = crate::run(config, recent, shutdown).await;
+        let result = crate::run(config, recent, redactor, shutdown).await;
         sim.shutdown();
         result.map(drop)
     }

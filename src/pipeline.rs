@@ -207,7 +207,6 @@ impl<S: Sink> Pipeline<S> {
         match event {
             SourceEvent::Poll(snapshot) => {
                 let now = SystemTime::now();
-                self.status.polled(now);
                 let offered = self.state.apply(&snapshot, OffsetDateTime::now_utc());
                 self.report_meter(now);
                 if self.state.take_identity_doubt() {
@@ -235,6 +234,10 @@ impl<S: Sink> Pipeline<S> {
                 self.offer_discovery_if_changed();
             }
             SourceEvent::Failed(error) => self.status.failed(SystemTime::now(), error),
+            SourceEvent::Answered => self.status.polled(SystemTime::now()),
+            SourceEvent::SideFailing(endpoint, error) => {
+                self.status.side_failing(endpoint.path(), error);
+            }
             SourceEvent::Reachable | SourceEvent::Unreachable => {
                 let reachable = matches!(event, SourceEvent::Reachable);
                 self.status.set_reachable(reachable);

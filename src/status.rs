@@ -52,10 +52,14 @@ pub struct Status {
     pub broker_connected: bool,
     /// Since when the broker is connected (or away).
     pub broker_since: Option<SystemTime>,
-    /// Wall-clock time of the last poll that brought data from DSMR-reader.
+    /// Wall-clock time of the last poll whose newest reading DSMR-reader answered: what
+    /// "reachable" means here and in the source (side endpoints do not count).
     pub last_poll: Option<SystemTime>,
     /// `None` until the source has said either way.
     pub dsmr_reachable: Option<bool>,
+    /// Side endpoints that fail while the reading answers: `(endpoint, error in the words of
+    /// the log)`. Their entities keep their last values; DSMR-reader is not unreachable.
+    pub failing: Vec<(&'static str, String)>,
     pub dsmr_version: Option<String>,
     /// The last failed poll: when, and why in the words of the log.
     pub last_error: Option<(SystemTime, String)>,
@@ -129,6 +133,16 @@ impl StatusReporter {
             let changed = s.dsmr_reachable != Some(reachable);
             s.dsmr_reachable = Some(reachable);
             changed
+        });
+    }
+
+    /// A side endpoint fails (`Some(error)`) or answers again (`None`).
+    pub fn side_failing(&self, endpoint: &'static str, error: Option<String>) {
+        self.tx.send_modify(|s| {
+            s.failing.retain(|(e, _)| *e != endpoint);
+            if let Some(error) = error {
+                s.failing.push((endpoint, error));
+            }
         });
     }
 

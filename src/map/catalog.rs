@@ -125,6 +125,9 @@ pub struct Sensor {
     /// A value that cannot be negative (power, voltage, current, counters, today's energy and
     /// gas): a negative one is garbage and is held back, the last value stays.
     pub non_negative: bool,
+    /// The most a household's meter can measure here (power, current, voltage): a larger value
+    /// is garbage (a misread telegram, a broken meter), held back like a negative one.
+    pub max: Option<f64>,
     /// Published for compatibility with DSMR-reader's topic layout, but not announced as an
     /// entity (another key announces the same value).
     pub announce: bool,
@@ -164,6 +167,7 @@ impl Sensor {
         diagnostic: false,
         register_max_per_hour: None,
         non_negative: false,
+        max: None,
         announce: true,
         tariff: None,
         bridge_availability_only: false,
@@ -174,6 +178,20 @@ impl Sensor {
 const ELECTRICITY_MAX_KWH_PER_HOUR: f64 = 100.0;
 /// A large boiler burns about 6 m³/h; 25 leaves room for anything a home has.
 const GAS_MAX_M3_PER_HOUR: f64 = 25.0;
+
+// What a meter can report is far beyond what a home can draw: DSMR's telegram has room for
+// 99999.999 kW of power, 999 A and 9999.9 V. The limits below are what a household connection
+// can physically show, with room to spare, so that only garbage is held back.
+/// Total power, kW: a large household connection is 3 × 80 A at 230 V, 55 kW.
+const POWER_MAX_KW: f64 = 100.0;
+/// Power on one phase, kW: 128 A at 250 V.
+const PHASE_POWER_MAX_KW: f64 = 32.0;
+/// Current on one phase, A: above the largest household fuse (80 A) and main breaker (125 A).
+const CURRENT_MAX_A: f64 = 128.0;
+/// Voltage on one phase, V: 230 V nominal, +10 % allowed (253 V); 440 V leaves room for a
+/// meter on a 3 × 230 V network without neutral (Belgium) that reports line-to-line voltage
+/// (230 V) or a 3 × 400 V one doing the same (400 V).
+const VOLTAGE_MAX_V: f64 = 440.0;
 
 /// A grid register of the meter: what the Energy dashboard sums.
 const REGISTER: Sensor = Sensor {
@@ -192,7 +210,14 @@ const POWER: Sensor = Sensor {
     state_class: Some("measurement"),
     precision: Some(3),
     non_negative: true,
+    max: Some(POWER_MAX_KW),
     ..Sensor::DEFAULT
+};
+
+/// One phase's share of `POWER`.
+const PHASE_POWER: Sensor = Sensor {
+    max: Some(PHASE_POWER_MAX_KW),
+    ..POWER
 };
 
 /// Per-phase detail most users never look at: off by default.
@@ -204,6 +229,7 @@ const PHASE_VOLTAGE: Sensor = Sensor {
     enabled: false,
     diagnostic: true,
     non_negative: true,
+    max: Some(VOLTAGE_MAX_V),
     ..Sensor::DEFAULT
 };
 
@@ -213,6 +239,7 @@ const PHASE_CURRENT: Sensor = Sensor {
     device_class: Some("current"),
     state_class: Some("measurement"),
     precision: Some(0),
+    max: Some(CURRENT_MAX_A),
     ..PHASE_VOLTAGE
 };
 
@@ -310,7 +337,7 @@ pub static SENSORS: &[Sensor] = &[
         topic: "reading/phase_currently_delivered_l1",
         name: "Power consumption L1",
         enabled: false,
-        ..POWER
+        ..PHASE_POWER
     },
     Sensor {
         key: "phase_currently_delivered_l2",
@@ -318,7 +345,7 @@ pub static SENSORS: &[Sensor] = &[
         topic: "reading/phase_currently_delivered_l2",
         name: "Power consumption L2",
         enabled: false,
-        ..POWER
+        ..PHASE_POWER
     },
     Sensor {
         key: "phase_currently_delivered_l3",
@@ -326,7 +353,7 @@ pub static SENSORS: &[Sensor] = &[
         topic: "reading/phase_currently_delivered_l3",
         name: "Power consumption L3",
         enabled: false,
-        ..POWER
+        ..PHASE_POWER
     },
     Sensor {
         key: "phase_currently_returned_l1",
@@ -334,7 +361,7 @@ pub static SENSORS: &[Sensor] = &[
         topic: "reading/phase_currently_returned_l1",
         name: "Power production L1",
         enabled: false,
-        ..POWER
+        ..PHASE_POWER
     },
     Sensor {
         key: "phase_currently_returned_l2",
@@ -342,7 +369,7 @@ pub static SENSORS: &[Sensor] = &[
         topic: "reading/phase_currently_returned_l2",
         name: "Power production L2",
         enabled: false,
-        ..POWER
+        ..PHASE_POWER
     },
     Sensor {
         key: "phase_currently_returned_l3",
@@ -350,7 +377,7 @@ pub static SENSORS: &[Sensor] = &[
         topic: "reading/phase_currently_returned_l3",
         name: "Power production L3",
         enabled: false,
-        ..POWER
+        ..PHASE_POWER
     },
     Sensor {
         key: "phase_voltage_l1",

@@ -370,6 +370,11 @@ impl MeterState {
         {
             return Err(Rejection::Negative);
         }
+        if let (Some(max), Some(text)) = (sensor.max, &text)
+            && text.parse::<f64>().is_ok_and(|v| v > max)
+        {
+            return Err(Rejection::TooLarge);
+        }
         let register = match sensor.register_max_per_hour {
             Some(max_per_hour) => {
                 let shown = text.as_deref().or(current).ok_or(Rejection::Malformed)?;
@@ -750,6 +755,65 @@ mod tests {
         let cost = catalog::index_of("total_cost").unwrap();
         assert!(offered.contains(&cost));
         assert_eq!(state.value(cost), Some("-0.75"));
+    }
+
+    /// Power, current and voltage beyond what a household connection can show (a misread
+    /// telegram, DSMR's largest 99999.999 kW) are held back, the last value stays; the largest
+    /// plausible values go out.
+    #[test]
+    fn implausible_power_current_and_voltage_are_held_back() {
+        let mut state = MeterState::new("x");
+        state.apply(&fixture_snapshot(), NOW);
+        let implausible = [
+            ("electricity_currently_delivered", json!("99999.999")),
+            ("electricity_currently_returned", json!("100.001")),
+            ("phase_currently_delivered_l1", json!("32.001")),
+            ("phase_voltage_l2", json!("440.1")),
+            ("phase_power_current_l3", json!(129)),
+        ];
+        let before: Vec<Option<String>> = implausible
+            .iter()
+            .map(|(key, _)| {
+                state
+                    .value(catalog::index_of(key).unwrap())
+                    .map(str::to_owned)
+            })
+            .collect();
+        let mut next = fixture_snapshot();
+        let reading = next.reading.as_mut().unwrap();
+        for (field, value) in &implausible {
+            reading.insert((*field).into(), value.clone());
+        }
+        let offered = state.apply(&next, NOW);
+        for ((key, _), before) in implausible.iter().zip(before) {
+            let index = catalog::index_of(key).unwrap();
+            assert!(!offered.contains(&index), "{key} offered");
+            assert!(before.is_some(), "{key} has a value in the fixture");
+            assert_eq!(
+                state.value(index),
+                before.as_deref(),
+                "{key} kept its last value"
+            );
+        }
+        let mut top = fixture_snapshot();
+        let reading = top.reading.as_mut().unwrap();
+        for (field, value) in [
+            ("electricity_currently_delivered", json!("100.000")),
+            ("phase_currently_delivered_l1", json!("32.000")),
+            ("phase_voltage_l2", json!("440.0")),
+            ("phase_power_current_l3", json!(128)),
+        ] {
+            reading.insert(field.into(), value);
+        }
+        let offered = state.apply(&top, NOW);
+        for key in [
+            "electricity_currently_delivered",
+            "phase_currently_delivered_l1",
+            "phase_voltage_l2",
+            "phase_power_current_l3",
+        ] {
+            assert!(offered.contains(&catalog::index_of(key).unwrap()), "{key}");
+        }
     }
 
     #[test]

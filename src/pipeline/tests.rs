@@ -238,11 +238,13 @@ impl Harness {
         }
     }
 
+    /// A poll whose reading DSMR-reader answered, as the source reports it.
     async fn poll(&self, snapshot: Snapshot) {
         self.source
             .send(SourceEvent::Poll(Box::new(snapshot)))
             .await
             .unwrap();
+        self.source.send(SourceEvent::Answered).await.unwrap();
         settle().await;
     }
 
