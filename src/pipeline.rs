@@ -32,8 +32,22 @@ const BIRTH_DELAY_SPREAD_MS: u64 = 2000;
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 const SUMMARY_EVERY: Duration = Duration::from_secs(300);
 
-/// Tracing target of the "published" lines (`dsmr-bridge demo` shows them).
+/// Tracing target of the "published" lines.
 pub const PUBLISHED_TARGET: &str = "dsmr_bridge::published";
+/// A payload shown at `info` (`Config::show_published`) is cut after this many characters.
+const SHOWN_PAYLOAD: usize = 60;
+
+/// A payload as a line shows it: a discovery config (several kB) as its start and its size.
+struct Shown<'p>(&'p str);
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.char_indices().nth(SHOWN_PAYLOAD) {
+            None => f.write_str(self.0),
+            Some((cut, _)) => write!(f, "{}… ({} bytes)", &self.0[..cut], self.0.len()),
+        }
+    }
+}
 
 enum Scan {
     NotStarted,
@@ -53,6 +67,8 @@ pub struct Pipeline<S> {
     sink: S,
     republish_at: Option<Instant>,
     polled_values: u64,
+    /// `Config::show_published`.
+    show_published: bool,
     status: StatusReporter,
     /// Back to the source: a register held back may mean a new meter whose identity is in
     /// meter statistics, which the source asks for only once a minute otherwise.
@@ -96,6 +112,7 @@ impl<S: Sink> Pipeline<S> {
             sink,
             republish_at: None,
             polled_values: 0,
+            show_published: config.show_published,
             status,
             source_requests,
         }
@@ -160,7 +177,11 @@ impl<S: Sink> Pipeline<S> {
                 self.dedup.connection_lost();
             }
             SinkEvent::Delivered(message) => {
-                debug!(target: PUBLISHED_TARGET, topic = %message.topic, payload = %message.payload, "published");
+                if self.show_published {
+                    info!(target: PUBLISHED_TARGET, topic = %message.topic, payload = %Shown(&message.payload), "published");
+                } else {
+                    debug!(target: PUBLISHED_TARGET, topic = %message.topic, payload = %message.payload, "published");
+                }
                 self.dedup.delivered(&message);
             }
             SinkEvent::Refused(message) => self.dedup.refused(&message),
@@ -270,6 +291,14 @@ impl<S: Sink> Pipeline<S> {
         }
     }
 
+    fn offer_discovery_again(&mut self) {
+        if let Some(discovery) = &mut self.discovery {
+            for message in discovery.messages(&self.state, &self.topics) {
+                self.dedup.offer_again(message);
+            }
+        }
+    }
+
     fn finish_scan(&mut self) {
         if let Some(discovery) = &self.discovery {
             self.sink.unsubscribe(&discovery.scan_filter());
@@ -302,15 +331,17 @@ impl<S: Sink> Pipeline<S> {
 
     /// Configs first, then availability, then every current state: what Home Assistant
     /// needs after its own restart or a broker that lost its retained messages.
+    /// What is still queued from before (a poll that came before the broker connection) is
+    /// offered again, not anew: the status page counts no discard for it.
     fn republish_all(&mut self) {
         self.dedup.forget_delivered();
         if self.discovery_ready() {
-            self.offer_discovery();
+            self.offer_discovery_again();
         }
         self.dedup
-            .offer(Message::new(self.topics.bridge_status.clone(), "online"));
+            .offer_again(Message::new(self.topics.bridge_status.clone(), "online"));
         for message in map::state_messages(&self.state, &self.topics, self.state.current()) {
-            self.dedup.offer(message);
+            self.dedup.offer_again(message);
         }
     }
 
