@@ -4,6 +4,7 @@
 //! `Status`, the recent warnings and the broker's address, nothing from the configuration, and
 //! its text passes the log's `Redactor`.
 
+pub mod json;
 pub mod recent;
 
 use std::convert::Infallible;
@@ -16,14 +17,14 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::secrets::Redactor;
-use crate::status::{Status, unix};
+use crate::status::Status;
+use json::StatusJson;
 pub use recent::RecentLog;
 
 /// The Supervisor's ingress proxy: inside Home Assistant the only client the page answers.
@@ -194,8 +195,16 @@ fn respond(request: &Request<Incoming>, page: &Page) -> Response<Full<Bytes>> {
     match request.uri().path() {
         "/" => with_type(PAGE.into(), "text/html; charset=utf-8"),
         "/api/status" => {
-            let body = snapshot(&page.status.borrow(), page, SystemTime::now());
-            with_type(body.to_string().into(), "application/json")
+            let status = page.status.borrow();
+            let json = StatusJson::new(
+                &status,
+                &page.broker,
+                page.recent.entries(),
+                &page.redactor,
+                SystemTime::now(),
+            );
+            let body = serde_json::to_vec(&json).expect("the status serializes");
+            with_type(body.into(), "application/json")
         }
         _ => plain(StatusCode::NOT_FOUND, "404 not found\n"),
     }
@@ -256,59 +265,6 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
     );
     *response.status_mut() = status;
     response
-}
-
-/// The JSON the page polls. Times are seconds since the Unix epoch; `now` lets the page say
-/// "12 s ago" without trusting the browser's clock.
-fn snapshot(status: &Status, page: &Page, now: SystemTime) -> Value {
-    let meter: serde_json::Map<String, Value> = status
-        .meter
-        .iter()
-        .map(|(key, value)| ((*key).to_owned(), Value::from(value.as_str())))
-        .collect();
-    let power: Vec<Value> = status
-        .power
-        .iter()
-        .map(|p| json!([p.at, p.delivered_w, p.returned_w]))
-        .collect();
-    let recent: Vec<Value> = page
-        .recent
-        .entries()
-        .into_iter()
-        .rev()
-        .map(|e| json!({ "at": unix(e.at), "level": e.level.as_str(), "text": e.text }))
-        .collect();
-    let t = &status.traffic;
-    let shown = |text: &str| page.redactor.redact(text).into_owned();
-    json!({
-        "bridge": env!("CARGO_PKG_VERSION"),
-        "now": unix(now),
-        "dsmr_reader": {
-            "reachable": status.dsmr_reachable,
-            "version": status.dsmr_version.as_deref().map(shown),
-            "last_poll": status.last_poll.map(unix),
-            "last_error": status.last_error.as_ref().map(|(at, text)| json!({ "at": unix(*at), "text": shown(text) })),
-            "failing": status.failing.iter().map(|(endpoint, text)| json!({ "endpoint": endpoint, "text": shown(text) })).collect::<Vec<_>>(),
-        },
-        "broker": {
-            "connected": status.broker_connected,
-            "address": page.broker,
-            "since": status.broker_since.map(unix),
-        },
-        "history": status.history.as_ref().map(|h| json!({ "ok": h.ok, "text": shown(&h.text) })),
-        "meter": meter,
-        "power": power,
-        "traffic": {
-            "offered": t.offered,
-            "published": t.published,
-            "suppressed_by_cache": t.suppressed_by_cache,
-            "discarded_in_queue": t.discarded_in_queue,
-            "replaced_in_queue": t.replaced_in_queue,
-            "dropped": t.dropped,
-        },
-        "entities": status.entities,
-        "recent": recent,
-    })
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 use super::*;
 use crate::dedup::Stats;
 use crate::status::StatusReporter;
+use crate::status::unix;
+use serde_json::{Value, json};
 
 struct Served {
     base: String,
@@ -353,4 +355,79 @@ async fn the_proxy_is_answered_during_a_flood_of_refused_peers() {
     }
     more.abort();
     drop(flood);
+}
+
+/// The page's JSON contract: every field `page.html` reads, at its place, with its JSON type.
+#[tokio::test]
+async fn the_json_contract_is_what_the_page_reads() {
+    let served = serve_on_loopback(None).await;
+    let now = SystemTime::now();
+    served.reporter.set_connected(true);
+    served.reporter.set_reachable(true);
+    served.reporter.polled(now);
+    served.reporter.meter(
+        now,
+        Some("v5.11.0"),
+        vec![("electricity_currently_delivered", "0.512".into())],
+    );
+    served
+        .reporter
+        .failed(now, "DSMR-reader answered HTTP 500".into());
+    served.reporter.side_failing(
+        "consumption/today",
+        Some("DSMR-reader answered HTTP 502".into()),
+    );
+    served.reporter.history(false, "stopped".into());
+    let subscriber = tracing_subscriber::layer::SubscriberExt::with(
+        tracing_subscriber::registry(),
+        served.recent.layer(Redactor::default()),
+    );
+    tracing::subscriber::with_default(subscriber, || tracing::warn!("DSMR-reader poll failed"));
+    let json: Value = reqwest::get(format!("{}api/status", served.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    fn shape(value: &Value) -> Value {
+        match value {
+            Value::Object(fields) => {
+                Value::Object(fields.iter().map(|(k, v)| (k.clone(), shape(v))).collect())
+            }
+            Value::Array(items) => Value::Array(items.iter().map(shape).collect()),
+            Value::String(_) => json!("string"),
+            Value::Number(_) => json!("number"),
+            Value::Bool(_) => json!("bool"),
+            Value::Null => json!("null"),
+        }
+    }
+    assert_eq!(
+        shape(&json),
+        json!({
+            "bridge": "string",
+            "now": "number",
+            "dsmr_reader": {
+                "reachable": "bool",
+                "version": "string",
+                "last_poll": "number",
+                "last_error": { "at": "number", "text": "string" },
+                "failing": [{ "endpoint": "string", "text": "string" }],
+            },
+            "broker": { "connected": "bool", "address": "string", "since": "number" },
+            "history": { "ok": "bool", "text": "string" },
+            "meter": { "electricity_currently_delivered": "string" },
+            "power": [["number", "number", "number"]],
+            "traffic": {
+                "offered": "number",
+                "published": "number",
+                "suppressed_by_cache": "number",
+                "discarded_in_queue": "number",
+                "replaced_in_queue": "number",
+                "dropped": "number",
+            },
+            "entities": "number",
+            "recent": [{ "at": "number", "level": "string", "text": "string" }],
+        })
+    );
 }
