@@ -13,13 +13,13 @@ use tracing::{debug, info};
 
 use crate::config::Config;
 use crate::dedup::{Dedup, Stats};
-use crate::map::catalog::{self, SENSORS};
+use crate::map::catalog;
 use crate::map::discovery::Discovery;
 use crate::map::{self, MeterState, RetainedRegister, Topics};
 use crate::model::Message;
 use crate::sink::{Sink, SinkEvent};
 use crate::source::{self, SourceEvent, SourceRequest};
-use crate::status::{METER_KEYS, StatusReporter};
+use crate::status::StatusReporter;
 
 /// How long to collect retained discovery configs and meter registers at startup before
 /// cleaning up leftovers and publishing registers.
@@ -61,7 +61,7 @@ pub struct Pipeline<S> {
     discovery: Option<Discovery>,
     scan: Scan,
     /// Register values found retained during the scan: `(table index, payload)`.
-    retained_registers: Vec<(usize, String)>,
+    retained_registers: Vec<(catalog::Key, String)>,
     state: MeterState,
     dedup: Dedup,
     sink: S,
@@ -162,7 +162,7 @@ impl<S: Sink> Pipeline<S> {
                     if let Some(discovery) = &self.discovery {
                         self.sink.subscribe(&discovery.scan_filter());
                     }
-                    for index in catalog::register_indices() {
+                    for index in catalog::Key::registers() {
                         self.sink.subscribe(self.topics.state(index));
                     }
                     self.scan = Scan::Collecting {
@@ -211,8 +211,7 @@ impl<S: Sink> Pipeline<S> {
     /// A retained message found by the startup scan: a register or a discovery config an
     /// earlier run left on the broker.
     fn on_retained(&mut self, topic: &str, payload: Vec<u8>) {
-        if let Some(index) = catalog::register_indices().find(|&i| &**self.topics.state(i) == topic)
-        {
+        if let Some(index) = catalog::Key::registers().find(|&i| &**self.topics.state(i) == topic) {
             if let Ok(text) = String::from_utf8(payload) {
                 debug!(topic = %topic, payload = %text, "found a retained register of this bridge");
                 self.retained_registers.push((index, text));
@@ -303,7 +302,7 @@ impl<S: Sink> Pipeline<S> {
         if let Some(discovery) = &self.discovery {
             self.sink.unsubscribe(&discovery.scan_filter());
         }
-        for index in catalog::register_indices() {
+        for index in catalog::Key::registers() {
             self.sink.unsubscribe(self.topics.state(index));
         }
         let retained = std::mem::take(&mut self.retained_registers)
@@ -313,7 +312,7 @@ impl<S: Sink> Pipeline<S> {
                 let device = self
                     .discovery
                     .as_ref()
-                    .and_then(|d| d.retained_device_of(SENSORS[index].device));
+                    .and_then(|d| d.retained_device_of(index.sensor().device));
                 Some(RetainedRegister {
                     index,
                     value,
@@ -347,12 +346,9 @@ impl<S: Sink> Pipeline<S> {
 
     /// The values the status page shows, as published.
     fn report_meter(&self, at: SystemTime) {
-        let meter = METER_KEYS
-            .iter()
-            .filter_map(|&key| {
-                let value = self.state.value(catalog::index_of(key)?)?;
-                Some((key, value.to_owned()))
-            })
+        let meter = catalog::Key::all()
+            .filter(|key| key.sensor().on_page)
+            .filter_map(|key| Some((key.sensor().key, self.state.value(key)?.to_owned())))
             .collect();
         self.status.meter(at, self.state.reader_version(), meter);
     }
@@ -360,7 +356,7 @@ impl<S: Sink> Pipeline<S> {
     /// Counters for the status page, after every step of the loop (sent only on change).
     fn report_traffic(&self) {
         let entities = if self.discovery.is_some() && self.discovery_ready() {
-            (0..SENSORS.len())
+            catalog::Key::all()
                 .filter(|&i| self.state.entity_exists(i))
                 .count()
         } else {

@@ -136,6 +136,8 @@ pub struct Sensor {
     pub tariff: Option<Tariff>,
     /// Per-entity availability: only the bridge's own status, not DSMR-reader's.
     pub bridge_availability_only: bool,
+    /// Shown on the status page (power, today's totals and cost, the registers and gas).
+    pub on_page: bool,
 }
 
 impl Sensor {
@@ -171,6 +173,7 @@ impl Sensor {
         announce: true,
         tariff: None,
         bridge_availability_only: false,
+        on_page: false,
     };
 }
 
@@ -287,6 +290,7 @@ pub static SENSORS: &[Sensor] = &[
     // The four grid registers: what the Energy dashboard uses.
     Sensor {
         key: "electricity_delivered_1",
+        on_page: true,
         field: "electricity_delivered_1",
         topic: "reading/electricity_delivered_1",
         name: "Energy consumption",
@@ -295,6 +299,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "electricity_delivered_2",
+        on_page: true,
         field: "electricity_delivered_2",
         topic: "reading/electricity_delivered_2",
         name: "Energy consumption",
@@ -303,6 +308,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "electricity_returned_1",
+        on_page: true,
         field: "electricity_returned_1",
         topic: "reading/electricity_returned_1",
         name: "Energy production",
@@ -311,6 +317,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "electricity_returned_2",
+        on_page: true,
         field: "electricity_returned_2",
         topic: "reading/electricity_returned_2",
         name: "Energy production",
@@ -319,6 +326,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "electricity_currently_delivered",
+        on_page: true,
         field: "electricity_currently_delivered",
         topic: "reading/electricity_currently_delivered",
         name: "Power consumption",
@@ -326,6 +334,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "electricity_currently_returned",
+        on_page: true,
         field: "electricity_currently_returned",
         topic: "reading/electricity_currently_returned",
         name: "Power production",
@@ -333,6 +342,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "phase_currently_delivered_l1",
+        on_page: true,
         field: "phase_currently_delivered_l1",
         topic: "reading/phase_currently_delivered_l1",
         name: "Power consumption L1",
@@ -341,6 +351,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "phase_currently_delivered_l2",
+        on_page: true,
         field: "phase_currently_delivered_l2",
         topic: "reading/phase_currently_delivered_l2",
         name: "Power consumption L2",
@@ -349,6 +360,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "phase_currently_delivered_l3",
+        on_page: true,
         field: "phase_currently_delivered_l3",
         topic: "reading/phase_currently_delivered_l3",
         name: "Power consumption L3",
@@ -357,6 +369,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "phase_currently_returned_l1",
+        on_page: true,
         field: "phase_currently_returned_l1",
         topic: "reading/phase_currently_returned_l1",
         name: "Power production L1",
@@ -365,6 +378,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "phase_currently_returned_l2",
+        on_page: true,
         field: "phase_currently_returned_l2",
         topic: "reading/phase_currently_returned_l2",
         name: "Power production L2",
@@ -373,6 +387,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "phase_currently_returned_l3",
+        on_page: true,
         field: "phase_currently_returned_l3",
         topic: "reading/phase_currently_returned_l3",
         name: "Power production L3",
@@ -454,6 +469,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "gas_delivered",
+        on_page: true,
         field: "extra_device_delivered",
         topic: "consumption/gas/delivered",
         device: Device::Gas,
@@ -608,6 +624,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "electricity_merged",
+        on_page: true,
         field: "electricity_merged",
         topic: "day-consumption/electricity_merged",
         name: "Energy consumption today",
@@ -615,6 +632,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "electricity_returned_merged",
+        on_page: true,
         field: "electricity_returned_merged",
         topic: "day-consumption/electricity_returned_merged",
         name: "Energy production today",
@@ -622,6 +640,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "gas_today",
+        on_page: true,
         field: "gas",
         topic: "day-consumption/gas",
         endpoint: Endpoint::Today,
@@ -662,6 +681,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "total_cost",
+        on_page: true,
         field: "total_cost",
         topic: "day-consumption/total_cost",
         name: "Total cost today",
@@ -802,22 +822,62 @@ pub static SENSORS: &[Sensor] = &[
     },
 ];
 
-/// Index of a key in `SENSORS`.
-pub fn index_of(key: &str) -> Option<usize> {
-    SENSORS.iter().position(|s| s.key == key)
+/// An entry of `SENSORS`. The meter state, the topics, the register guard and the status page
+/// index their tables by it; only the catalog makes one, so it always names an entry, and a
+/// `PerKey` table has a slot for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key(usize);
+
+impl Key {
+    /// Every entry, in table order.
+    pub fn all() -> impl Iterator<Item = Key> + Clone {
+        (0..SENSORS.len()).map(Key)
+    }
+
+    /// The entry whose `Sensor::key` this is.
+    pub fn of(key: &str) -> Option<Key> {
+        SENSORS.iter().position(|s| s.key == key).map(Key)
+    }
+
+    /// The meter registers (`register_max_per_hour`).
+    pub fn registers() -> impl Iterator<Item = Key> {
+        Self::all().filter(|k| k.sensor().register_max_per_hour.is_some())
+    }
+
+    /// DSMR-reader's reachability.
+    pub fn health() -> Key {
+        Self::all()
+            .find(|k| k.sensor().endpoint == Endpoint::Health)
+            .expect("the table has a Health entry")
+    }
+
+    pub fn sensor(self) -> &'static Sensor {
+        &SENSORS[self.0]
+    }
 }
 
-/// Table indices of the meter registers (`register_max_per_hour`).
-pub fn register_indices() -> impl Iterator<Item = usize> {
-    (0..SENSORS.len()).filter(|&i| SENSORS[i].register_max_per_hour.is_some())
+/// One `T` per entry of `SENSORS`, indexed by `Key`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PerKey<T>(Vec<T>);
+
+impl<T> PerKey<T> {
+    pub fn new(mut value: impl FnMut(Key) -> T) -> Self {
+        Self(Key::all().map(&mut value).collect())
+    }
 }
 
-/// The table index of DSMR-reader's reachability.
-pub fn health_index() -> usize {
-    SENSORS
-        .iter()
-        .position(|s| s.endpoint == Endpoint::Health)
-        .expect("the table has a Health entry")
+impl<T> std::ops::Index<Key> for PerKey<T> {
+    type Output = T;
+
+    fn index(&self, key: Key) -> &T {
+        &self.0[key.0]
+    }
+}
+
+impl<T> std::ops::IndexMut<Key> for PerKey<T> {
+    fn index_mut(&mut self, key: Key) -> &mut T {
+        &mut self.0[key.0]
+    }
 }
 
 #[cfg(test)]
@@ -847,14 +907,14 @@ mod tests {
             "electricity_returned_1",
             "electricity_returned_2",
         ] {
-            let s = &SENSORS[index_of(key).unwrap()];
+            let s = Key::of(key).unwrap().sensor();
             assert_eq!(s.topic, format!("reading/{key}"));
             assert_eq!(s.unit, Some("kWh"));
             assert_eq!(s.device_class, Some("energy"));
             assert_eq!(s.state_class, Some("total_increasing"));
             assert!(s.register_max_per_hour.is_some());
         }
-        let gas = &SENSORS[index_of("gas_delivered").unwrap()];
+        let gas = Key::of("gas_delivered").unwrap().sensor();
         assert_eq!(gas.unit, Some("m³"));
         assert_eq!(gas.device_class, Some("gas"));
         assert_eq!(gas.device, Device::Gas);
@@ -894,7 +954,7 @@ mod tests {
                 None => assert!(!per_tariff || digits.is_empty(), "{} has no tariff", s.key),
             }
         }
-        let register = &SENSORS[index_of("electricity_delivered_2").unwrap()];
+        let register = Key::of("electricity_delivered_2").unwrap().sensor();
         assert_eq!(
             register.name_for(TariffConvention::Dutch),
             "Energy consumption (tariff 2, normal)"

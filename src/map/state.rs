@@ -9,7 +9,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
-use super::catalog::{self, Device, Endpoint, Kind, SENSORS, Sensor};
+use super::catalog::{Device, Endpoint, Key, Kind, PerKey, SENSORS, Sensor};
 use super::guard::{Reader, RegisterGuard, RetainedRegister};
 use super::telegram::{self, MeterIdentity};
 use super::value::{Accepted, Rejection, displays_as, parse_timestamp, parse_value};
@@ -30,8 +30,8 @@ const MAX_GAS_LAG: time::Duration = time::Duration::hours(2);
 pub struct MeterState {
     /// Shared with the messages offered for them, so offering, queueing and caching a value
     /// copies a pointer, not the text.
-    values: Vec<Option<Arc<str>>>,
-    exists: Vec<bool>,
+    values: PerKey<Option<Arc<str>>>,
+    exists: PerKey<bool>,
     identity: MeterIdentity,
     /// Of the telegram lines the identity was last read from.
     identity_fingerprint: Option<u64>,
@@ -40,14 +40,14 @@ pub struct MeterState {
     reader_version: Option<String>,
     guard: RegisterGuard,
     last_reading_at: Option<OffsetDateTime>,
-    warned: HashSet<(usize, Rejection)>,
+    warned: HashSet<(Key, Rejection)>,
     warned_reading: Option<SkippedReading>,
     entities_changed: bool,
     /// A meter register was held back by the register guard since the last
     /// `take_identity_doubt`.
     identity_doubt: bool,
     has_data: bool,
-    gas_index: usize,
+    gas: Key,
 }
 
 impl MeterState {
@@ -55,10 +55,10 @@ impl MeterState {
     pub fn new(fallback_id: &str) -> Self {
         // DSMR-reader's reachability is known from the first poll on, and its device has to
         // exist before the meter devices that name it as `via_device`.
-        let mut exists = vec![false; SENSORS.len()];
-        exists[catalog::health_index()] = true;
+        let mut exists = PerKey::new(|_| false);
+        exists[Key::health()] = true;
         Self {
-            values: vec![None; SENSORS.len()],
+            values: PerKey::new(|_| None),
             exists,
             identity: MeterIdentity::fallback(fallback_id),
             identity_fingerprint: None,
@@ -71,7 +71,7 @@ impl MeterState {
             entities_changed: false,
             identity_doubt: false,
             has_data: false,
-            gas_index: catalog::index_of("gas_delivered").expect("gas register in the table"),
+            gas: Key::of("gas_delivered").expect("gas register in the table"),
         }
     }
 
@@ -94,24 +94,24 @@ impl MeterState {
         self.has_data
     }
 
-    pub fn value(&self, index: usize) -> Option<&str> {
+    pub fn value(&self, index: Key) -> Option<&str> {
         self.values[index].as_deref()
     }
 
     /// The value as the messages offered for it share it.
-    pub(super) fn shared_value(&self, index: usize) -> Option<&Arc<str>> {
+    pub(super) fn shared_value(&self, index: Key) -> Option<&Arc<str>> {
         self.values[index].as_ref()
     }
 
     /// Whether Home Assistant should have an entity for this entry.
-    pub fn entity_exists(&self, index: usize) -> bool {
+    pub fn entity_exists(&self, index: Key) -> bool {
         self.exists[index] && self.publishable(index)
     }
 
     /// Gas-meter values only count once the meter has reported a gas register: DSMR-reader
     /// fills day totals with 0 for homes without gas.
-    fn publishable(&self, index: usize) -> bool {
-        SENSORS[index].device != Device::Gas || self.exists[self.gas_index]
+    fn publishable(&self, index: Key) -> bool {
+        index.sensor().device != Device::Gas || self.exists[self.gas]
     }
 
     /// True once after the set of entities (or a device identity) changed.
@@ -128,7 +128,7 @@ impl MeterState {
 
     /// Applies one poll. Returns the table indices whose current value should be offered for
     /// publishing (every valid value fetched in this poll, changed or not: dedup decides).
-    pub fn apply(&mut self, snapshot: &Snapshot, now: OffsetDateTime) -> Vec<usize> {
+    pub fn apply(&mut self, snapshot: &Snapshot, now: OffsetDateTime) -> Vec<Key> {
         let mut offered = Vec::with_capacity(SENSORS.len());
         if let Some(stats) = &snapshot.meter_stats {
             self.apply_identity(stats);
@@ -166,11 +166,11 @@ impl MeterState {
     /// DSMR-reader does not have `endpoint`: its entities go (Home Assistant removes them at
     /// the next discovery) until it answers again.
     pub fn forget(&mut self, endpoint: Endpoint) {
-        for (index, sensor) in SENSORS.iter().enumerate() {
-            if sensor.endpoint == endpoint && self.exists[index] {
+        for index in Key::all() {
+            if index.sensor().endpoint == endpoint && self.exists[index] {
                 self.exists[index] = false;
                 self.values[index] = None;
-                self.entities_changed |= sensor.announce;
+                self.entities_changed |= index.sensor().announce;
             }
         }
     }
@@ -188,8 +188,8 @@ impl MeterState {
     }
 
     /// Sets DSMR-reader's reachability and returns its table index.
-    pub fn set_reachable(&mut self, reachable: bool) -> usize {
-        let index = catalog::health_index();
+    pub fn set_reachable(&mut self, reachable: bool) -> Key {
+        let index = Key::health();
         let status = if reachable { "online" } else { "offline" };
         if self.value(index) != Some(status) {
             self.values[index] = Some(Arc::from(status));
@@ -198,8 +198,8 @@ impl MeterState {
     }
 
     /// Every entry with a current value, for a full republish.
-    pub fn current(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..SENSORS.len()).filter(|&i| self.values[i].is_some() && self.publishable(i))
+    pub fn current(&self) -> impl Iterator<Item = Key> + '_ {
+        Key::all().filter(|&i| self.values[i].is_some() && self.publishable(i))
     }
 
     fn apply_identity(&mut self, stats: &Object) {
@@ -291,11 +291,10 @@ impl MeterState {
         endpoint: Endpoint,
         object: &Object,
         at: OffsetDateTime,
-        offered: &mut Vec<usize>,
+        offered: &mut Vec<Key>,
     ) {
-        for (index, sensor) in SENSORS
-            .iter()
-            .enumerate()
+        for (index, sensor) in Key::all()
+            .map(|k| (k, k.sensor()))
             .filter(|(_, s)| s.endpoint == endpoint)
         {
             let Some(raw) = object.get(sensor.field) else {
@@ -309,7 +308,7 @@ impl MeterState {
                     self.warned.retain(|(i, _)| *i != index);
                     if !self.exists[index] {
                         self.exists[index] = true;
-                        self.entities_changed |= sensor.announce;
+                        self.entities_changed |= index.sensor().announce;
                     }
                     if let Accepted::Changed(text) = accepted {
                         self.values[index] = Some(Arc::from(text));
@@ -321,7 +320,7 @@ impl MeterState {
                 Err(rejection) => {
                     if rejection.keeps_entity() && !self.exists[index] {
                         self.exists[index] = true;
-                        self.entities_changed |= sensor.announce;
+                        self.entities_changed |= index.sensor().announce;
                     }
                     self.identity_doubt |= rejection.by_register_guard();
                     if self.warned.insert((index, rejection)) {
@@ -342,7 +341,7 @@ impl MeterState {
     /// must be recorded as comes back with it.
     fn check<'v>(
         &mut self,
-        index: usize,
+        index: Key,
         sensor: &Sensor,
         raw: &'v Value,
         object: &Object,
@@ -480,20 +479,18 @@ mod tests {
         reading.insert("electricity_currently_returned".into(), json!(0.208));
         state.apply(&next, NOW);
 
-        let changed: Vec<&str> = SENSORS
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| match (&before[*i], &state.values[*i]) {
+        let changed: Vec<&str> = Key::all()
+            .filter(|&i| match (&before[i], &state.values[i]) {
                 (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
                 (a, b) => a.is_some() != b.is_some(),
             })
-            .map(|(_, s)| s.field)
+            .map(|i| i.sensor().field)
             .collect();
         assert_eq!(
             changed,
             ["electricity_currently_delivered", "phase_power_current_l1"]
         );
-        let l1 = catalog::index_of("phase_power_current_l1").unwrap();
+        let l1 = Key::of("phase_power_current_l1").unwrap();
         assert_eq!(state.value(l1), Some("8"));
     }
 
@@ -556,10 +553,10 @@ mod tests {
         );
         // Other fields of a reading with a bad register still go out.
         let offered = state.apply(&reading_with(t1, json!("1.000")), NOW);
-        assert!(offered.contains(&catalog::index_of("electricity_currently_delivered").unwrap()));
+        assert!(offered.contains(&Key::of("electricity_currently_delivered").unwrap()));
         // The last good value stays the one to republish.
         assert_eq!(
-            state.value(catalog::index_of("electricity_delivered_1").unwrap()),
+            state.value(Key::of("electricity_delivered_1").unwrap()),
             Some("100.001")
         );
     }
@@ -659,8 +656,8 @@ mod tests {
     fn a_forgotten_endpoint_takes_its_entities_along() {
         let mut state = MeterState::new("x");
         state.apply(&fixture_snapshot(), NOW);
-        let peak = catalog::index_of("quarter_hour_peak").unwrap();
-        let register = catalog::index_of("electricity_delivered_1").unwrap();
+        let peak = Key::of("quarter_hour_peak").unwrap();
+        let register = Key::of("electricity_delivered_1").unwrap();
         assert!(state.entity_exists(peak));
         state.take_entities_changed();
         state.forget(Endpoint::Peak);
@@ -676,7 +673,7 @@ mod tests {
     /// readings after it go out: a single outlier does not hold the meter hostage.
     #[test]
     fn a_reading_stamped_ahead_of_the_clock_does_not_hold_the_meter_hostage() {
-        let power = catalog::index_of("electricity_currently_delivered").unwrap();
+        let power = Key::of("electricity_currently_delivered").unwrap();
         let poll = |state: &mut MeterState, at: &str, value: &str, now: OffsetDateTime| {
             let mut reading = fixtures::reading();
             reading.insert("timestamp".into(), json!(at));
@@ -745,14 +742,14 @@ mod tests {
             "electricity_merged",
             "gas_today",
         ] {
-            let index = catalog::index_of(key).unwrap();
+            let index = Key::of(key).unwrap();
             assert!(!offered.contains(&index), "{key} offered");
             assert!(
                 !state.value(index).unwrap().starts_with('-'),
                 "{key} kept its last value"
             );
         }
-        let cost = catalog::index_of("total_cost").unwrap();
+        let cost = Key::of("total_cost").unwrap();
         assert!(offered.contains(&cost));
         assert_eq!(state.value(cost), Some("-0.75"));
     }
@@ -773,11 +770,7 @@ mod tests {
         ];
         let before: Vec<Option<String>> = implausible
             .iter()
-            .map(|(key, _)| {
-                state
-                    .value(catalog::index_of(key).unwrap())
-                    .map(str::to_owned)
-            })
+            .map(|(key, _)| state.value(Key::of(key).unwrap()).map(str::to_owned))
             .collect();
         let mut next = fixture_snapshot();
         let reading = next.reading.as_mut().unwrap();
@@ -786,7 +779,7 @@ mod tests {
         }
         let offered = state.apply(&next, NOW);
         for ((key, _), before) in implausible.iter().zip(before) {
-            let index = catalog::index_of(key).unwrap();
+            let index = Key::of(key).unwrap();
             assert!(!offered.contains(&index), "{key} offered");
             assert!(before.is_some(), "{key} has a value in the fixture");
             assert_eq!(
@@ -812,7 +805,7 @@ mod tests {
             "phase_voltage_l2",
             "phase_power_current_l3",
         ] {
-            assert!(offered.contains(&catalog::index_of(key).unwrap()), "{key}");
+            assert!(offered.contains(&Key::of(key).unwrap()), "{key}");
         }
     }
 
@@ -823,8 +816,8 @@ mod tests {
         let reading = snapshot.reading.as_mut().unwrap();
         reading.insert("electricity_returned_1".into(), json!("0.000"));
         state.apply(&snapshot, NOW);
-        assert!(!state.entity_exists(catalog::index_of("electricity_returned_1").unwrap()));
-        assert!(state.entity_exists(catalog::index_of("electricity_returned_2").unwrap()));
+        assert!(!state.entity_exists(Key::of("electricity_returned_1").unwrap()));
+        assert!(state.entity_exists(Key::of("electricity_returned_2").unwrap()));
     }
 
     #[test]
@@ -857,7 +850,7 @@ mod tests {
         }
         let offered = state.apply(&snapshot, NOW);
         for i in offered.iter().copied() {
-            let s = &SENSORS[i];
+            let s = i.sensor();
             assert!(
                 !s.key.ends_with("_l2") && !s.key.ends_with("_l3"),
                 "{}",
@@ -866,7 +859,7 @@ mod tests {
             assert_ne!(s.device, Device::Gas, "{}", s.key);
         }
         // `today` still says gas: 1.513 but the meter reports no gas register.
-        assert!(!state.entity_exists(catalog::index_of("gas_today").unwrap()));
+        assert!(!state.entity_exists(Key::of("gas_today").unwrap()));
     }
 
     #[test]
@@ -1016,11 +1009,11 @@ mod fuzz {
     fn check_offered(
         state: &MeterState,
         snapshot: &Snapshot,
-        offered: &[usize],
+        offered: &[Key],
         now: OffsetDateTime,
     ) -> Result<(), TestCaseError> {
         for &index in offered {
-            let sensor = &SENSORS[index];
+            let sensor = index.sensor();
             let object = object_of(snapshot, sensor.endpoint);
             prop_assert!(
                 object.is_some(),
@@ -1125,7 +1118,7 @@ mod fuzz {
     /// after a battery swap, or far ahead) used to open the jump check for the next value.
     #[test]
     fn a_wrong_gas_clock_does_not_open_the_jump_check() {
-        let gas = catalog::index_of("gas_delivered").unwrap();
+        let gas = Key::of("gas_delivered").unwrap();
         for wrong in ["0000-01-01T00:00:00Z", "9999-12-31T23:59:59Z"] {
             let mut state = MeterState::new("x");
             let mut reading = fixture_object(Endpoint::Reading);
@@ -1182,7 +1175,6 @@ mod fuzz {
                 seen.sort_unstable();
                 seen.dedup();
                 prop_assert_eq!(seen.len(), offered.len());
-                prop_assert!(offered.iter().all(|&i| i < SENSORS.len()));
             }
         }
 
@@ -1193,14 +1185,14 @@ mod fuzz {
         ) {
             let mut state = MeterState::new("fuzz");
             // (value, wall clock) of the last publish, per register and device.
-            let mut last: HashMap<(Arc<str>, usize), (f64, OffsetDateTime)> = HashMap::new();
+            let mut last: HashMap<(Arc<str>, Key), (f64, OffsetDateTime)> = HashMap::new();
             let mut now = NOW;
             for (advance, snapshot) in std::iter::once(first).chain(rest) {
                 now += time::Duration::seconds(advance);
                 let offered = state.apply(&snapshot, now);
                 check_offered(&state, &snapshot, &offered, now)?;
                 for index in offered {
-                    let sensor = &SENSORS[index];
+                    let sensor = index.sensor();
                     let Some(max_per_hour) = sensor.register_max_per_hour else { continue };
                     let value: f64 = state.value(index).unwrap().parse().unwrap();
                     prop_assert!(value > 0.0, "{} published {value}", sensor.key);

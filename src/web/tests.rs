@@ -431,3 +431,22 @@ async fn the_json_contract_is_what_the_page_reads() {
         })
     );
 }
+
+/// The catalog's entries shown on the page are the ones the page reads (the phases by their
+/// common prefix, which the page completes with l1, l2, l3).
+#[test]
+fn the_page_reads_every_value_the_catalog_puts_on_it() {
+    let shown: Vec<&str> = crate::map::catalog::Key::all()
+        .map(|k| k.sensor())
+        .filter(|s| s.on_page)
+        .map(|s| s.key)
+        .collect();
+    assert_eq!(shown.len(), 17, "{shown:?}");
+    for key in shown {
+        let read = match key.strip_suffix(&key[key.len() - 3..]) {
+            Some(prefix) if key.starts_with("phase_") => PAGE.contains(&format!("\"{prefix}_\"")),
+            _ => PAGE.contains(&format!("\"{key}\"")) || PAGE.contains(&format!("m.{key})")),
+        };
+        assert!(read, "the page does not read {key}");
+    }
+}

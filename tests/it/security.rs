@@ -432,7 +432,7 @@ mod answers {
                 published.set(published.get() + offered.len());
                 let mut topics = BTreeMap::new();
                 for index in offered {
-                    let sensor = &SENSORS[index];
+                    let sensor = index.sensor();
                     let raw =
                         object_for(&snapshot, sensor.endpoint).and_then(|o| o.get(sensor.field));
                     prop_assert!(raw.is_some(), "{} offered without its field", sensor.key);
