@@ -25,6 +25,7 @@ pub mod map;
 pub mod model;
 pub mod pipeline;
 pub mod privileges;
+pub mod retry;
 pub mod secrets;
 pub mod shutdown;
 pub mod sink;
