@@ -312,6 +312,9 @@ pub struct Config {
     /// Where the status page listens outside Home Assistant; inside, it moves the ingress
     /// listener (which still answers only the ingress proxy).
     pub status_listen: Option<SocketAddr>,
+    /// Each published message as a short line at `info` instead of in full at `debug`: what
+    /// the demo shows a newcomer. Not an option; the demo sets it.
+    pub show_published: bool,
 }
 
 #[derive(Clone)]
@@ -740,6 +743,7 @@ impl TryFrom<RawOptions> for Config {
             log_level,
             history,
             status_listen,
+            show_published: false,
         })
     }
 }

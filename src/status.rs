@@ -11,27 +11,6 @@ use tokio::sync::watch;
 
 use crate::dedup::Stats;
 
-/// The meter values the status page shows, by catalog key (the keys of `map::catalog`).
-pub const METER_KEYS: [&str; 17] = [
-    "electricity_currently_delivered",
-    "electricity_currently_returned",
-    "phase_currently_delivered_l1",
-    "phase_currently_delivered_l2",
-    "phase_currently_delivered_l3",
-    "phase_currently_returned_l1",
-    "phase_currently_returned_l2",
-    "phase_currently_returned_l3",
-    "electricity_merged",
-    "electricity_returned_merged",
-    "gas_today",
-    "total_cost",
-    "gas_delivered",
-    "electricity_delivered_1",
-    "electricity_delivered_2",
-    "electricity_returned_1",
-    "electricity_returned_2",
-];
-
 /// One point per this span at most: an hour of power then fits in `POWER_POINTS`, whatever
 /// the poll interval.
 pub const POWER_STEP: Duration = Duration::from_secs(5);
@@ -52,14 +31,19 @@ pub struct Status {
     pub broker_connected: bool,
     /// Since when the broker is connected (or away).
     pub broker_since: Option<SystemTime>,
-    /// Wall-clock time of the last poll that brought data from DSMR-reader.
+    /// Wall-clock time of the last poll whose newest reading DSMR-reader answered: what
+    /// "reachable" means here and in the source (side endpoints do not count).
     pub last_poll: Option<SystemTime>,
     /// `None` until the source has said either way.
     pub dsmr_reachable: Option<bool>,
+    /// Side endpoints that fail while the reading answers: `(endpoint, error in the words of
+    /// the log)`. Their entities keep their last values; DSMR-reader is not unreachable.
+    pub failing: Vec<(&'static str, String)>,
     pub dsmr_version: Option<String>,
     /// The last failed poll: when, and why in the words of the log.
     pub last_error: Option<(SystemTime, String)>,
-    /// `(catalog key, value as published)` for the keys of `METER_KEYS` that have a value.
+    /// `(catalog key, value as published)` for the catalog's entries shown on the page
+    /// (`Sensor::on_page`) that have a value.
     pub meter: Vec<(&'static str, String)>,
     /// The last hour of power, oldest first.
     pub power: VecDeque<PowerPoint>,
@@ -129,6 +113,16 @@ impl StatusReporter {
             let changed = s.dsmr_reachable != Some(reachable);
             s.dsmr_reachable = Some(reachable);
             changed
+        });
+    }
+
+    /// A side endpoint fails (`Some(error)`) or answers again (`None`).
+    pub fn side_failing(&self, endpoint: &'static str, error: Option<String>) {
+        self.tx.send_modify(|s| {
+            s.failing.retain(|(e, _)| *e != endpoint);
+            if let Some(error) = error {
+                s.failing.push((endpoint, error));
+            }
         });
     }
 
@@ -205,13 +199,6 @@ mod tests {
             at,
             delivered_w: w,
             returned_w: 0,
-        }
-    }
-
-    #[test]
-    fn every_meter_key_is_in_the_catalog() {
-        for key in METER_KEYS {
-            assert!(crate::map::catalog::index_of(key).is_some(), "{key}");
         }
     }
 

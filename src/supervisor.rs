@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -14,6 +13,10 @@ use url::Url;
 
 /// Default address of the Supervisor API inside an app container.
 pub const SUPERVISOR_URL: &str = "http://supervisor/";
+
+/// Pauses between questions while no broker is named: from 2 s, growing to 30 s at most.
+const FIRST_RETRY: Duration = Duration::from_secs(2);
+const MAX_RETRY: Duration = Duration::from_secs(30);
 
 /// The services answer is a few hundred bytes; anything near this is not the Supervisor's.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -192,12 +195,8 @@ pub async fn wait_for_mqtt_service(
             SupervisorError::Setup("SUPERVISOR_TOKEN is not a valid HTTP header value".into())
         })?;
     auth.set_sensitive(true);
-    let mut backoff = ExponentialBuilder::default()
-        .with_min_delay(Duration::from_secs(2))
-        .with_max_delay(Duration::from_secs(30))
-        .without_max_times()
-        .build();
-    let mut last_error: Option<String> = None;
+    let mut backoff = crate::retry::pauses(FIRST_RETRY, MAX_RETRY);
+    let mut failures = crate::retry::Failures::default();
     loop {
         match fetch_mqtt_service(&http, base, &auth).await {
             Ok(service) => {
@@ -206,15 +205,14 @@ pub async fn wait_for_mqtt_service(
             }
             Err(error) => {
                 let text = error.to_string();
-                if last_error.as_deref() != Some(&text) {
+                if failures.failed(&text) {
                     warn!(error = %text, "Waiting for an MQTT broker from the Supervisor");
-                    last_error = Some(text);
                 } else {
                     debug!(error = %text, "still no broker from the Supervisor");
                 }
             }
         }
-        let delay = backoff.next().unwrap_or(Duration::from_secs(30));
+        let delay = backoff.next().unwrap_or(MAX_RETRY);
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = shutdown.cancelled() => return Ok(None),

@@ -83,8 +83,24 @@ impl Dedup {
     }
 
     pub fn offer(&mut self, message: Message) -> Offer {
-        self.stats.offered += 1;
         let outcome = self.decide(message);
+        self.count(outcome);
+        outcome
+    }
+
+    /// Offers again what the bridge already offered (its republish after a reconnect or a
+    /// Home Assistant restart): a message identical to one still queued or in flight is the
+    /// same message, not a new one discarded, so it counts for nothing.
+    pub fn offer_again(&mut self, message: Message) -> Offer {
+        let outcome = self.decide(message);
+        if outcome != Offer::Discarded {
+            self.count(outcome);
+        }
+        outcome
+    }
+
+    fn count(&mut self, outcome: Offer) {
+        self.stats.offered += 1;
         match outcome {
             Offer::Queued => {}
             Offer::Cached => self.stats.suppressed_by_cache += 1,
@@ -92,7 +108,6 @@ impl Dedup {
             Offer::Replaced => self.stats.replaced_in_queue += 1,
         }
         self.stats.peak_queue = self.stats.peak_queue.max(self.queue.len() as u64);
-        outcome
     }
 
     fn decide(&mut self, message: Message) -> Offer {

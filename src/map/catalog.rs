@@ -132,6 +132,9 @@ pub struct Sensor {
     /// A value that cannot be negative (power, voltage, current, counters, today's energy and
     /// gas): a negative one is garbage and is held back, the last value stays.
     pub non_negative: bool,
+    /// The most a household's meter can measure here (power, current, voltage): a larger value
+    /// is garbage (a misread telegram, a broken meter), held back like a negative one.
+    pub max: Option<f64>,
     /// Published for compatibility with DSMR-reader's topic layout, but not announced as an
     /// entity (another key announces the same value).
     pub announce: bool,
@@ -140,6 +143,8 @@ pub struct Sensor {
     pub tariff: Option<Tariff>,
     /// Per-entity availability: only the bridge's own status, not DSMR-reader's.
     pub bridge_availability_only: bool,
+    /// Shown on the status page (power, today's totals and cost, the registers and gas).
+    pub on_page: bool,
 }
 
 impl Sensor {
@@ -171,9 +176,11 @@ impl Sensor {
         diagnostic: false,
         register_max_per_hour: None,
         non_negative: false,
+        max: None,
         announce: true,
         tariff: None,
         bridge_availability_only: false,
+        on_page: false,
     };
 }
 
@@ -237,6 +244,20 @@ const MBUS_TIME: Sensor = Sensor {
     ..Sensor::DEFAULT
 };
 
+// What a meter can report is far beyond what a home can draw: DSMR's telegram has room for
+// 99999.999 kW of power, 999 A and 9999.9 V. The limits below are what a household connection
+// can physically show, with room to spare, so that only garbage is held back.
+/// Total power, kW: a large household connection is 3 × 80 A at 230 V, 55 kW.
+const POWER_MAX_KW: f64 = 100.0;
+/// Power on one phase, kW: 128 A at 250 V.
+const PHASE_POWER_MAX_KW: f64 = 32.0;
+/// Current on one phase, A: above the largest household fuse (80 A) and main breaker (125 A).
+const CURRENT_MAX_A: f64 = 128.0;
+/// Voltage on one phase, V: 230 V nominal, +10 % allowed (253 V); 440 V leaves room for a
+/// meter on a 3 × 230 V network without neutral (Belgium) that reports line-to-line voltage
+/// (230 V) or a 3 × 400 V one doing the same (400 V).
+const VOLTAGE_MAX_V: f64 = 440.0;
+
 /// A grid register of the meter: what the Energy dashboard sums.
 const REGISTER: Sensor = Sensor {
     unit: Some("kWh"),
@@ -254,7 +275,14 @@ const POWER: Sensor = Sensor {
     state_class: Some("measurement"),
     precision: Some(3),
     non_negative: true,
+    max: Some(POWER_MAX_KW),
     ..Sensor::DEFAULT
+};
+
+/// One phase's share of `POWER`.
+const PHASE_POWER: Sensor = Sensor {
+    max: Some(PHASE_POWER_MAX_KW),
+    ..POWER
 };
 
 /// Per-phase detail most users never look at: off by default.
@@ -266,6 +294,7 @@ const PHASE_VOLTAGE: Sensor = Sensor {
     enabled: false,
     diagnostic: true,
     non_negative: true,
+    max: Some(VOLTAGE_MAX_V),
     ..Sensor::DEFAULT
 };
 
@@ -275,6 +304,7 @@ const PHASE_CURRENT: Sensor = Sensor {
     device_class: Some("current"),
     state_class: Some("measurement"),
     precision: Some(0),
+    max: Some(CURRENT_MAX_A),
     ..PHASE_VOLTAGE
 };
 
@@ -322,6 +352,7 @@ pub static SENSORS: &[Sensor] = &[
     // The four grid registers: what the Energy dashboard uses.
     Sensor {
         key: "electricity_delivered_1",
+        on_page: true,
         field: "electricity_delivered_1",
         topic: "reading/electricity_delivered_1",
         name: "Energy consumption",
@@ -330,6 +361,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "electricity_delivered_2",
+        on_page: true,
         field: "electricity_delivered_2",
         topic: "reading/electricity_delivered_2",
         name: "Energy consumption",
@@ -338,6 +370,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "electricity_returned_1",
+        on_page: true,
         field: "electricity_returned_1",
         topic: "reading/electricity_returned_1",
         name: "Energy production",
@@ -346,6 +379,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "electricity_returned_2",
+        on_page: true,
         field: "electricity_returned_2",
         topic: "reading/electricity_returned_2",
         name: "Energy production",
@@ -354,6 +388,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "electricity_currently_delivered",
+        on_page: true,
         field: "electricity_currently_delivered",
         topic: "reading/electricity_currently_delivered",
         name: "Power consumption",
@@ -361,6 +396,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "electricity_currently_returned",
+        on_page: true,
         field: "electricity_currently_returned",
         topic: "reading/electricity_currently_returned",
         name: "Power production",
@@ -368,51 +404,57 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "phase_currently_delivered_l1",
+        on_page: true,
         field: "phase_currently_delivered_l1",
         topic: "reading/phase_currently_delivered_l1",
         name: "Power consumption L1",
         enabled: false,
-        ..POWER
+        ..PHASE_POWER
     },
     Sensor {
         key: "phase_currently_delivered_l2",
+        on_page: true,
         field: "phase_currently_delivered_l2",
         topic: "reading/phase_currently_delivered_l2",
         name: "Power consumption L2",
         enabled: false,
-        ..POWER
+        ..PHASE_POWER
     },
     Sensor {
         key: "phase_currently_delivered_l3",
+        on_page: true,
         field: "phase_currently_delivered_l3",
         topic: "reading/phase_currently_delivered_l3",
         name: "Power consumption L3",
         enabled: false,
-        ..POWER
+        ..PHASE_POWER
     },
     Sensor {
         key: "phase_currently_returned_l1",
+        on_page: true,
         field: "phase_currently_returned_l1",
         topic: "reading/phase_currently_returned_l1",
         name: "Power production L1",
         enabled: false,
-        ..POWER
+        ..PHASE_POWER
     },
     Sensor {
         key: "phase_currently_returned_l2",
+        on_page: true,
         field: "phase_currently_returned_l2",
         topic: "reading/phase_currently_returned_l2",
         name: "Power production L2",
         enabled: false,
-        ..POWER
+        ..PHASE_POWER
     },
     Sensor {
         key: "phase_currently_returned_l3",
+        on_page: true,
         field: "phase_currently_returned_l3",
         topic: "reading/phase_currently_returned_l3",
         name: "Power production L3",
         enabled: false,
-        ..POWER
+        ..PHASE_POWER
     },
     Sensor {
         key: "phase_voltage_l1",
@@ -489,6 +531,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "gas_delivered",
+        on_page: true,
         field: "extra_device_delivered",
         topic: "consumption/gas/delivered",
         device: Device::Gas,
@@ -643,6 +686,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "electricity_merged",
+        on_page: true,
         field: "electricity_merged",
         topic: "day-consumption/electricity_merged",
         name: "Energy consumption today",
@@ -650,6 +694,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "electricity_returned_merged",
+        on_page: true,
         field: "electricity_returned_merged",
         topic: "day-consumption/electricity_returned_merged",
         name: "Energy production today",
@@ -657,6 +702,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "gas_today",
+        on_page: true,
         field: "gas",
         topic: "day-consumption/gas",
         endpoint: Endpoint::Today,
@@ -697,6 +743,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "total_cost",
+        on_page: true,
         field: "total_cost",
         topic: "day-consumption/total_cost",
         name: "Total cost today",
@@ -1013,22 +1060,62 @@ pub static SENSORS: &[Sensor] = &[
     },
 ];
 
-/// Index of a key in `SENSORS`.
-pub fn index_of(key: &str) -> Option<usize> {
-    SENSORS.iter().position(|s| s.key == key)
+/// An entry of `SENSORS`. The meter state, the topics, the register guard and the status page
+/// index their tables by it; only the catalog makes one, so it always names an entry, and a
+/// `PerKey` table has a slot for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key(usize);
+
+impl Key {
+    /// Every entry, in table order.
+    pub fn all() -> impl Iterator<Item = Key> + Clone {
+        (0..SENSORS.len()).map(Key)
+    }
+
+    /// The entry whose `Sensor::key` this is.
+    pub fn of(key: &str) -> Option<Key> {
+        SENSORS.iter().position(|s| s.key == key).map(Key)
+    }
+
+    /// The meter registers (`register_max_per_hour`).
+    pub fn registers() -> impl Iterator<Item = Key> {
+        Self::all().filter(|k| k.sensor().register_max_per_hour.is_some())
+    }
+
+    /// DSMR-reader's reachability.
+    pub fn health() -> Key {
+        Self::all()
+            .find(|k| k.sensor().endpoint == Endpoint::Health)
+            .expect("the table has a Health entry")
+    }
+
+    pub fn sensor(self) -> &'static Sensor {
+        &SENSORS[self.0]
+    }
 }
 
-/// Table indices of the meter registers (`register_max_per_hour`).
-pub fn register_indices() -> impl Iterator<Item = usize> {
-    (0..SENSORS.len()).filter(|&i| SENSORS[i].register_max_per_hour.is_some())
+/// One `T` per entry of `SENSORS`, indexed by `Key`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PerKey<T>(Vec<T>);
+
+impl<T> PerKey<T> {
+    pub fn new(mut value: impl FnMut(Key) -> T) -> Self {
+        Self(Key::all().map(&mut value).collect())
+    }
 }
 
-/// The table index of DSMR-reader's reachability.
-pub fn health_index() -> usize {
-    SENSORS
-        .iter()
-        .position(|s| s.endpoint == Endpoint::Health)
-        .expect("the table has a Health entry")
+impl<T> std::ops::Index<Key> for PerKey<T> {
+    type Output = T;
+
+    fn index(&self, key: Key) -> &T {
+        &self.0[key.0]
+    }
+}
+
+impl<T> std::ops::IndexMut<Key> for PerKey<T> {
+    fn index_mut(&mut self, key: Key) -> &mut T {
+        &mut self.0[key.0]
+    }
 }
 
 #[cfg(test)]
@@ -1058,14 +1145,14 @@ mod tests {
             "electricity_returned_1",
             "electricity_returned_2",
         ] {
-            let s = &SENSORS[index_of(key).unwrap()];
+            let s = Key::of(key).unwrap().sensor();
             assert_eq!(s.topic, format!("reading/{key}"));
             assert_eq!(s.unit, Some("kWh"));
             assert_eq!(s.device_class, Some("energy"));
             assert_eq!(s.state_class, Some("total_increasing"));
             assert!(s.register_max_per_hour.is_some());
         }
-        let gas = &SENSORS[index_of("gas_delivered").unwrap()];
+        let gas = Key::of("gas_delivered").unwrap().sensor();
         assert_eq!(gas.unit, Some("m³"));
         assert_eq!(gas.device_class, Some("gas"));
         assert_eq!(gas.device, Device::Gas);
@@ -1105,7 +1192,7 @@ mod tests {
                 None => assert!(!per_tariff || digits.is_empty(), "{} has no tariff", s.key),
             }
         }
-        let register = &SENSORS[index_of("electricity_delivered_2").unwrap()];
+        let register = Key::of("electricity_delivered_2").unwrap().sensor();
         assert_eq!(
             register.name_for(TariffConvention::Dutch),
             "Energy consumption (tariff 2, normal)"

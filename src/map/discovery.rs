@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::info;
 
-use super::catalog::{Device, Platform, SENSORS, Sensor, Tariff, TariffConvention};
+use super::catalog::{Device, Key, Platform, SENSORS, Sensor, Tariff, TariffConvention};
 use super::{MeterState, Topics};
 use crate::model::Message;
 
@@ -233,9 +233,9 @@ impl Discovery {
             if waiting && device != Device::Reader {
                 continue;
             }
-            let indices: Vec<usize> = (0..SENSORS.len())
+            let indices: Vec<Key> = Key::all()
                 .filter(|&i| {
-                    SENSORS[i].device == device && SENSORS[i].announce && state.entity_exists(i)
+                    i.sensor().device == device && i.sensor().announce && state.entity_exists(i)
                 })
                 .collect();
             if indices.is_empty() {
@@ -245,7 +245,7 @@ impl Discovery {
             let previous = self.known.remove(&device_id).unwrap_or_default();
             let payload = self.device_config(device, &indices, state, topics, &previous);
             let mut now_known: BTreeSet<String> = previous;
-            now_known.extend(indices.iter().map(|&i| SENSORS[i].key.to_owned()));
+            now_known.extend(indices.iter().map(|&i| i.sensor().key.to_owned()));
             self.known.insert(device_id.clone(), now_known);
             messages.push(Message::new(self.topic(&device_id), payload));
             desired.insert(device_id);
@@ -266,7 +266,7 @@ impl Discovery {
     fn device_config(
         &self,
         device: Device,
-        indices: &[usize],
+        indices: &[Key],
         state: &MeterState,
         topics: &Topics,
         previous: &BTreeSet<String>,
@@ -324,9 +324,9 @@ impl Discovery {
             .iter()
             .map(|&i| {
                 (
-                    SENSORS[i].key,
+                    i.sensor().key,
                     Component::Entity(Box::new(entity(
-                        &SENSORS[i],
+                        i.sensor(),
                         device_id,
                         identity.tariffs,
                         topics.state(i),

@@ -17,7 +17,7 @@ pub const NOW: OffsetDateTime = datetime!(2026-11-26 14:02:20 +01:00);
 pub fn published(
     state: &MeterState,
     topics: &Topics,
-    indices: Vec<usize>,
+    indices: Vec<crate::map::catalog::Key>,
 ) -> Vec<(String, String)> {
     state_messages(state, topics, indices)
         .map(|m| (m.topic.to_string(), m.payload.to_string()))

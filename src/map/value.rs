@@ -23,6 +23,8 @@ pub enum Rejection {
     Jump,
     /// Below 0 where the table says the value cannot be (`Sensor::non_negative`).
     Negative,
+    /// Above what a household's meter can measure (`Sensor::max`).
+    TooLarge,
     /// A register's first value since the start, waiting for a second reading that agrees.
     Unconfirmed,
     /// A register's first value since the start, lower than what the broker retained from an
@@ -78,6 +80,12 @@ impl Rejection {
                 value = %value,
                 last,
                 "Not published: value is negative, which this sensor cannot be"
+            ),
+            Self::TooLarge => warn!(
+                field,
+                value = %value,
+                last,
+                "Not published: value is larger than a household meter can measure"
             ),
             // The normal start: the next poll decides.
             Self::Unconfirmed => {}

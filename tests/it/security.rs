@@ -433,7 +433,7 @@ mod answers {
                 published.set(published.get() + offered.len());
                 let mut topics = BTreeMap::new();
                 for index in offered {
-                    let sensor = &SENSORS[index];
+                    let sensor = index.sensor();
                     if sensor.endpoint == Endpoint::Telegram {
                         continue;
                     }
@@ -469,7 +469,7 @@ mod answers {
 
 const API_KEY: &str = "SECRETapikey7f3a9c";
 const BROKER_PASSWORD: &str = "SECRET-broker-pw-41d2";
-const SUPERVISOR_TOKEN: &str = "SECRET-supervisor-token-9e8b";
+const SUPERVISOR_TOKEN: &str = "SECRET-svtok-Hq27-9e8b";
 const ADDONS_PASSWORD: &str = "SECRET-addons-pw-5c6d";
 const WRONG_API_KEY: &str = "SECRETwrongkey0b1c";
 const WRONG_PASSWORD: &str = "SECRET-wrong-pw-77aa";
