@@ -1,21 +1,26 @@
 //! What the meter's telegram carries beyond DSMR-reader's fields, end to end: the simulated
 //! DSMR-reader serves a Belgian or a Dutch-with-water telegram in meter statistics, the bridge
-//! publishes the capacity tariff and the M-Bus devices to a real Mosquitto.
+//! publishes the capacity tariff and the M-Bus devices to a real Mosquitto; real Home
+//! Assistant Cores take the water and heat meters for the Energy dashboard.
 
-use serde_json::Value;
+use dsmr_bridge::history::ha::{HaClient, HaTarget};
+use secrecy::SecretString;
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use time::macros::datetime;
 
 use dsmr_sim::{P1Profile, SimOptions, Simulator};
 
+use crate::eventually::eventually;
+use crate::ha_core::{self, Core};
 use crate::harness::{Bridge, Broker, SIM_KEY, Watcher, args, fixture, retained, sim_options};
 
 const ELECTRICITY: &str = "homeassistant/device/dsmrbridge_12345678901234567890123456789000/config";
 const WATER: &str = "homeassistant/device/dsmrbridge_W0000000000000001/config";
 const NEW_WATER: &str = "homeassistant/device/dsmrbridge_W0000000000000002/config";
 
-fn json(text: &str) -> Value {
+fn parse(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
@@ -25,7 +30,7 @@ fn last(watcher: &Watcher, topic: &str) -> Option<String> {
 
 /// Meter statistics as the fixture, with `telegram` (in `tests/fixtures/`) as its telegram.
 fn statistics_with(telegram: &str) -> String {
-    let mut stats = json(&fixture("v2_datalogger_meter-statistics.json"));
+    let mut stats = parse(&fixture("v2_datalogger_meter-statistics.json"));
     stats["latest_telegram"] = Value::String(fixture(telegram));
     stats.to_string()
 }
@@ -63,7 +68,7 @@ async fn a_belgian_meter_publishes_the_capacity_tariff() {
             },
         )
         .await;
-    let config = json(&last(&watcher, ELECTRICITY).unwrap());
+    let config = parse(&last(&watcher, ELECTRICITY).unwrap());
     let components = &config["components"];
     for key in [
         "current_average_demand",
@@ -144,7 +149,7 @@ async fn a_water_meter_gets_its_own_device_across_restarts_and_a_swap() {
                 && seen.iter().any(|s| s.topic == "nl/telegram/mbus1/water")
         })
         .await;
-    let config = json(&last(&watcher, WATER).unwrap());
+    let config = parse(&last(&watcher, WATER).unwrap());
     assert_eq!(config["device"]["name"], "Water meter");
     assert_eq!(config["device"]["serial_number"], "W0000000000000001");
     assert_eq!(
@@ -219,6 +224,205 @@ async fn a_water_meter_gets_its_own_device_across_restarts_and_a_swap() {
                     .any(|s| s.topic == WATER && s.payload.is_empty())
         })
         .await;
-    let new = json(&last(&watcher, NEW_WATER).unwrap());
+    let new = parse(&last(&watcher, NEW_WATER).unwrap());
     assert_eq!(new["device"]["serial_number"], "W0000000000000002");
+}
+
+/// The Dutch telegram with water on channel 1 and gas (DSMR-reader's) on 2, and a heat meter
+/// counting GJ on channel 3.
+fn water_heat_and_gas_telegram() -> String {
+    let heat_id: String = "H0000000000000001"
+        .bytes()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    fixture("telegram_dutch_water_gas.txt").replace(
+        "0-2:24.1.0(003)",
+        &format!(
+            "0-3:24.1.0(004)\r\n0-3:96.1.0({heat_id})\r\n0-3:24.2.1(261126140000W)(00045.678*GJ)\r\n0-2:24.1.0(003)"
+        ),
+    )
+}
+
+/// Sets up Core's MQTT integration on the broker at `port`, as a user does in the UI.
+async fn add_mqtt(core: &Core, port: u16) {
+    let http = reqwest::Client::new();
+    let url = format!("{}api/config/config_entries/flow", core.url());
+    let flow: Value = http
+        .post(&url)
+        .bearer_auth(&core.token)
+        .json(&json!({"handler": "mqtt", "show_advanced_options": false}))
+        .send()
+        .await
+        .expect("start the MQTT flow")
+        .json()
+        .await
+        .expect("flow JSON");
+    let id = flow["flow_id"].as_str().unwrap_or_else(|| panic!("{flow}"));
+    let done: Value = http
+        .post(format!("{url}/{id}"))
+        .bearer_auth(&core.token)
+        .json(&json!({"broker": "127.0.0.1", "port": port}))
+        .send()
+        .await
+        .expect("the broker step")
+        .json()
+        .await
+        .expect("flow JSON");
+    assert_eq!(done["type"], "create_entry", "{}: {done}", core.version);
+}
+
+/// Point 3 of the telegram's entities on real Home Assistant Cores: the water and heat readings
+/// arrive through Core's own MQTT integration with their classes and units, and the Energy
+/// dashboard takes the water meter as a water source and the heat meter as a device's
+/// consumption with no issue from `energy/validate`. Core's clock starts shortly before a
+/// five-minute boundary (libfaketime): statistics exist from the first compile after it, and
+/// `energy/validate` wants them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn core_takes_the_water_and_heat_meters_for_the_energy_dashboard() {
+    let broker = Broker::start();
+    let sim = crate::harness::fixture_sim().await;
+    sim.override_endpoint(
+        "/api/v2/datalogger/meter-statistics",
+        200,
+        "application/json",
+        {
+            let mut stats = parse(&fixture("v2_datalogger_meter-statistics.json"));
+            stats["latest_telegram"] = Value::String(water_heat_and_gas_telegram());
+            stats.to_string()
+        },
+    );
+    let bridge = Bridge::start(&args(&sim.url(), broker.port, "core", &[]));
+    let watcher = Watcher::connect(broker.port, &["core/telegram/#"]).await;
+    // Retained before Core connects, so its entities have states at once.
+    watcher
+        .wait_for("both readings", |seen| {
+            ["core/telegram/mbus1/water", "core/telegram/mbus3/heat"]
+                .iter()
+                .all(|t| seen.iter().any(|s| s.topic == *t))
+        })
+        .await;
+    for version in ["2025.4.4", "2026.2.3"] {
+        let now = OffsetDateTime::now_utc();
+        // 50 s before a five-minute boundary.
+        let minute = now.minute() - now.minute() % 5;
+        let start = now
+            .replace_minute(minute)
+            .unwrap()
+            .replace_second(0)
+            .unwrap()
+            + time::Duration::minutes(5)
+            - time::Duration::seconds(50);
+        let setup = ha_core::Setup {
+            faketime: Some(start),
+            config_dir: None,
+        };
+        let Some(core) = ha_core::start(version, setup) else {
+            return;
+        };
+        add_mqtt(&core, broker.port).await;
+        let mut ha = HaClient::connect(&HaTarget {
+            url: url::Url::parse(&format!("ws://127.0.0.1:{}/api/websocket", core.port)).unwrap(),
+            token: SecretString::from(core.token.clone()),
+            token_source: "homeassistant_token",
+        })
+        .await
+        .expect("Core's WebSocket API");
+        // The entity ids Core gave the bridge's unique ids.
+        let wanted = [
+            "dsmrbridge_W0000000000000001_mbus1_water",
+            "dsmrbridge_H0000000000000001_mbus3_heat",
+        ];
+        let mut ids = Vec::new();
+        for unique_id in wanted {
+            let found = eventually(format!("{version}: {unique_id} in the entity registry"))
+                .until(async || {
+                    let list = ha
+                        .call(json!({"type": "config/entity_registry/list"}))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    list.as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|e| e["unique_id"] == unique_id)
+                        .and_then(|e| e["entity_id"].as_str().map(str::to_owned))
+                        .ok_or_else(|| format!("{} entities", list.as_array().map_or(0, Vec::len)))
+                })
+                .await;
+            ids.push(found);
+        }
+        let http = reqwest::Client::new();
+        for (id, (class, unit)) in ids.iter().zip([("water", "m³"), ("energy", "GJ")]) {
+            let state: Value = http
+                .get(format!("{}api/states/{id}", core.url()))
+                .bearer_auth(&core.token)
+                .send()
+                .await
+                .expect("state")
+                .json()
+                .await
+                .expect("state JSON");
+            let attributes = &state["attributes"];
+            assert_eq!(attributes["device_class"], class, "{version}: {state}");
+            assert_eq!(
+                attributes["unit_of_measurement"], unit,
+                "{version}: {state}"
+            );
+            assert_eq!(
+                attributes["state_class"], "total_increasing",
+                "{version}: {state}"
+            );
+        }
+        // Available once Core has the bridge's and DSMR-reader's retained status.
+        eventually(format!("{version}: the water reading in Core"))
+            .until(async || {
+                let state: Value = http
+                    .get(format!("{}api/states/{}", core.url(), ids[0]))
+                    .bearer_auth(&core.token)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .json()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if state["state"] == "123.456" {
+                    Ok(())
+                } else {
+                    Err(state.to_string())
+                }
+            })
+            .await;
+        let water = json!({"type": "water", "stat_energy_from": ids[0], "stat_cost": null,
+                           "entity_energy_price": null, "number_energy_price": null});
+        ha.call(
+            json!({"type": "energy/save_prefs", "energy_sources": [water],
+                       "device_consumption": [{"stat_consumption": ids[1]}]}),
+        )
+        .await
+        .expect("the Energy dashboard takes both");
+        // Statistics exist after the first compile (10 s past the boundary, or the next one
+        // on a slow start); until then Core says `statistics_not_defined`.
+        eventually(format!("{version}: a clean energy/validate"))
+            .within(std::time::Duration::from_secs(420))
+            .every(std::time::Duration::from_secs(2))
+            .until(async || {
+                let verdict = ha
+                    .call(json!({"type": "energy/validate"}))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let issues: Vec<&Value> = ["energy_sources", "device_consumption"]
+                    .iter()
+                    .flat_map(|k| verdict[*k].as_array().into_iter().flatten())
+                    .flat_map(|per| per.as_array().into_iter().flatten())
+                    .collect();
+                let sources = verdict["energy_sources"].as_array().map_or(0, Vec::len);
+                let devices = verdict["device_consumption"].as_array().map_or(0, Vec::len);
+                if issues.is_empty() && sources == 1 && devices == 1 {
+                    Ok(())
+                } else {
+                    Err(verdict.to_string())
+                }
+            })
+            .await;
+    }
+    drop(bridge);
 }
