@@ -406,7 +406,8 @@ impl MeterState {
             Some(max_per_hour) => {
                 let shown = text.as_deref().or(current).ok_or(Rejection::Malformed)?;
                 let value: f64 = shown.parse().map_err(|_| Rejection::Malformed)?;
-                // The gas register has its own timestamp; it only moves every 5 minutes or hour.
+                // Gas and M-Bus registers have their own timestamp; it only moves every 5
+                // minutes or hour.
                 let own_time = match sensor.device {
                     Device::Gas => Some("extra_device_timestamp"),
                     Device::MBus(n) => MBUS_TIME_FIELDS
@@ -415,8 +416,8 @@ impl MeterState {
                     _ => None,
                 };
                 let at = match own_time.and_then(|field| object.get(field)) {
-                    Some(Value::String(s)) => parse_timestamp(s).map_or(at, |gas_at| {
-                        gas_at.clamp(at.checked_sub(MAX_GAS_LAG).unwrap_or(at), at)
+                    Some(Value::String(s)) => parse_timestamp(s).map_or(at, |own_at| {
+                        own_at.clamp(at.checked_sub(MAX_GAS_LAG).unwrap_or(at), at)
                     }),
                     _ => at,
                 };

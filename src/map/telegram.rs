@@ -391,10 +391,6 @@ pub struct TelegramReadings {
     pub monthly_maxima: Option<Vec<MonthlyMaximum>>,
     /// Channels 1–4.
     pub mbus: [MBusChannel; 4],
-    /// The channel whose reading DSMR-reader stores as its gas reading: it takes the last
-    /// reading line (`24.2.3` on Belgian meters when there is one, else `24.2.1`), whatever
-    /// the device's type.
-    pub dsmr_reader_channel: Option<u8>,
     pub problems: Vec<TelegramProblem>,
 }
 
@@ -413,8 +409,6 @@ impl TelegramReadings {
             out.problems.push(TelegramProblem::NotATelegram);
             return out;
         }
-        let mut last_hourly = None;
-        let mut last_belgian = None;
         for line in text.lines().map(str::trim) {
             if let Some(body) = line.strip_prefix("1-0:1.4.0(") {
                 match kw_value(body.strip_suffix(')')) {
@@ -462,21 +456,13 @@ impl TelegramReadings {
                         if groups(body)
                             .is_some_and(|g| g.first().is_some_and(|t| is_no_time(t))) => {}
                     "24.2.1" | "24.2.3" => match mbus_reading(body) {
-                        Some(reading) => {
-                            slot.reading = Some(reading);
-                            if code == "24.2.3" {
-                                last_belgian = Some(channel);
-                            } else {
-                                last_hourly = Some(channel);
-                            }
-                        }
+                        Some(reading) => slot.reading = Some(reading),
                         None => out.problem(TelegramProblem::BrokenLine("0-n:24.2.1")),
                     },
                     _ => {}
                 }
             }
         }
-        out.dsmr_reader_channel = last_belgian.or(last_hourly);
         for channel in &out.mbus {
             match (channel.device_type, &channel.reading) {
                 (None, None) => {}
@@ -784,7 +770,6 @@ mod tests {
         // The Belgian gas meter: type 3 on channel 1, its reading on 24.2.3.
         assert_eq!(t.mbus[0].kind(), Some(MBusKind::Gas));
         assert_eq!(t.mbus[0].reading.as_ref().unwrap().value, "11268.833");
-        assert_eq!(t.dsmr_reader_channel, Some(1));
     }
 
     /// Fluvius: the average of the last 12 monthly maxima, each at least 2.5 kW. The buffer's
@@ -830,7 +815,6 @@ mod tests {
         );
         assert_eq!(water.at, meter_time("261126140000W").unwrap());
         assert_eq!(t.mbus[1].kind(), Some(MBusKind::Gas));
-        assert_eq!(t.dsmr_reader_channel, Some(2), "the last reading line");
 
         let heat = parse("telegram_dutch_heat.txt");
         assert_eq!(heat.problems, []);
