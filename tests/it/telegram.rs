@@ -3,8 +3,6 @@
 //! publishes the capacity tariff and the M-Bus devices to a real Mosquitto; real Home
 //! Assistant Cores take the water and heat meters for the Energy dashboard.
 
-use dsmr_bridge::history::ha::{HaClient, HaTarget};
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -13,7 +11,7 @@ use time::macros::datetime;
 use dsmr_sim::{P1Profile, SimOptions, Simulator};
 
 use crate::eventually::eventually;
-use crate::ha_core::{self, Core};
+use crate::ha_core;
 use crate::harness::{Bridge, Broker, SIM_KEY, Watcher, args, fixture, retained, sim_options};
 
 const ELECTRICITY: &str = "homeassistant/device/dsmrbridge_12345678901234567890123456789000/config";
@@ -243,34 +241,6 @@ fn water_heat_and_gas_telegram() -> String {
     )
 }
 
-/// Sets up Core's MQTT integration on the broker at `port`, as a user does in the UI.
-async fn add_mqtt(core: &Core, port: u16) {
-    let http = reqwest::Client::new();
-    let url = format!("{}api/config/config_entries/flow", core.url());
-    let flow: Value = http
-        .post(&url)
-        .bearer_auth(&core.token)
-        .json(&json!({"handler": "mqtt", "show_advanced_options": false}))
-        .send()
-        .await
-        .expect("start the MQTT flow")
-        .json()
-        .await
-        .expect("flow JSON");
-    let id = flow["flow_id"].as_str().unwrap_or_else(|| panic!("{flow}"));
-    let done: Value = http
-        .post(format!("{url}/{id}"))
-        .bearer_auth(&core.token)
-        .json(&json!({"broker": "127.0.0.1", "port": port}))
-        .send()
-        .await
-        .expect("the broker step")
-        .json()
-        .await
-        .expect("flow JSON");
-    assert_eq!(done["type"], "create_entry", "{}: {done}", core.version);
-}
-
 /// Point 3 of the telegram's entities on real Home Assistant Cores: the water and heat readings
 /// arrive through Core's own MQTT integration with their classes and units, and the Energy
 /// dashboard takes the water meter as a water source and the heat meter as a device's
@@ -319,14 +289,8 @@ async fn core_takes_the_water_and_heat_meters_for_the_energy_dashboard() {
         let Some(core) = ha_core::start(version, setup) else {
             return;
         };
-        add_mqtt(&core, broker.port).await;
-        let mut ha = HaClient::connect(&HaTarget {
-            url: url::Url::parse(&format!("ws://127.0.0.1:{}/api/websocket", core.port)).unwrap(),
-            token: SecretString::from(core.token.clone()),
-            token_source: "homeassistant_token",
-        })
-        .await
-        .expect("Core's WebSocket API");
+        core.add_mqtt(broker.port).await;
+        let mut ha = core.socket().await;
         // The entity ids Core gave the bridge's unique ids.
         let wanted = [
             "dsmrbridge_W0000000000000001_mbus1_water",
