@@ -241,10 +241,11 @@ fn water_heat_and_gas_telegram() -> String {
     )
 }
 
-/// Point 3 of the telegram's entities on real Home Assistant Cores: the water and heat readings
-/// arrive through Core's own MQTT integration with their classes and units, and the Energy
-/// dashboard takes the water meter as a water source and the heat meter as a device's
-/// consumption with no issue from `energy/validate`. Core's clock starts shortly before a
+/// The telegram's entities on real Home Assistant Cores: the water and heat readings and the
+/// Belgian capacity tariff arrive through Core's own MQTT integration with their classes and
+/// units; the Energy dashboard takes the water meter as a water source and the heat meter as a
+/// device's consumption with no issue from `energy/validate`; the monthly maximum has
+/// long-term statistics of its mean (and min and max). Core's clock starts shortly before a
 /// five-minute boundary (libfaketime): statistics exist from the first compile after it, and
 /// `energy/validate` wants them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,13 +263,37 @@ async fn core_takes_the_water_and_heat_meters_for_the_energy_dashboard() {
         },
     );
     let bridge = Bridge::start(&args(&sim.url(), broker.port, "core", &[]));
-    let watcher = Watcher::connect(broker.port, &["core/telegram/#"]).await;
+    // A Belgian household beside it, under a base topic of its own (its meters have ids of
+    // their own): DSMR-reader's Fluvius parser leaves the version and failure counts null.
+    let belgian = crate::harness::fixture_sim().await;
+    belgian.override_endpoint(
+        "/api/v2/datalogger/meter-statistics",
+        200,
+        "application/json",
+        {
+            let mut stats = parse(&statistics_with("telegram_belgian_capacity_history.txt"));
+            for field in [
+                "dsmr_version",
+                "power_failure_count",
+                "long_power_failure_count",
+            ] {
+                stats[field] = Value::Null;
+            }
+            stats.to_string()
+        },
+    );
+    let belgian_bridge = Bridge::start(&args(&belgian.url(), broker.port, "corebe", &[]));
+    let watcher = Watcher::connect(broker.port, &["core/telegram/#", "corebe/telegram/#"]).await;
     // Retained before Core connects, so its entities have states at once.
     watcher
-        .wait_for("both readings", |seen| {
-            ["core/telegram/mbus1/water", "core/telegram/mbus3/heat"]
-                .iter()
-                .all(|t| seen.iter().any(|s| s.topic == *t))
+        .wait_for("both readings and the monthly maximum", |seen| {
+            [
+                "core/telegram/mbus1/water",
+                "core/telegram/mbus3/heat",
+                "corebe/telegram/maximum_demand_month",
+            ]
+            .iter()
+            .all(|t| seen.iter().any(|s| s.topic == *t))
         })
         .await;
     for version in ["2025.4.4", "2026.2.3"] {
@@ -295,6 +320,8 @@ async fn core_takes_the_water_and_heat_meters_for_the_energy_dashboard() {
         let wanted = [
             "dsmrbridge_W0000000000000001_mbus1_water",
             "dsmrbridge_H0000000000000001_mbus3_heat",
+            "dsmrbridge_1SAG3101021605_maximum_demand_month",
+            "dsmrbridge_1SAG3101021605_capacity_tariff_basis",
         ];
         let mut ids = Vec::new();
         for unique_id in wanted {
@@ -315,7 +342,13 @@ async fn core_takes_the_water_and_heat_meters_for_the_energy_dashboard() {
             ids.push(found);
         }
         let http = reqwest::Client::new();
-        for (id, (class, unit)) in ids.iter().zip([("water", "m³"), ("energy", "GJ")]) {
+        let classes = [
+            ("water", "m³", "total_increasing"),
+            ("energy", "GJ", "total_increasing"),
+            ("power", "kW", "measurement"),
+            ("power", "kW", "measurement"),
+        ];
+        for (id, (class, unit, state_class)) in ids.iter().zip(classes) {
             let state: Value = http
                 .get(format!("{}api/states/{id}", core.url()))
                 .bearer_auth(&core.token)
@@ -331,10 +364,7 @@ async fn core_takes_the_water_and_heat_meters_for_the_energy_dashboard() {
                 attributes["unit_of_measurement"], unit,
                 "{version}: {state}"
             );
-            assert_eq!(
-                attributes["state_class"], "total_increasing",
-                "{version}: {state}"
-            );
+            assert_eq!(attributes["state_class"], state_class, "{version}: {state}");
         }
         // Available once Core has the bridge's and DSMR-reader's retained status.
         eventually(format!("{version}: the water reading in Core"))
@@ -387,6 +417,21 @@ async fn core_takes_the_water_and_heat_meters_for_the_energy_dashboard() {
                 }
             })
             .await;
+        // Long-term statistics keep the monthly maximum's mean, min and max.
+        let listed = ha
+            .call(json!({"type": "recorder/list_statistic_ids", "statistic_type": "mean"}))
+            .await
+            .expect("statistic ids");
+        let maximum = listed
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["statistic_id"] == ids[2].as_str())
+            .unwrap_or_else(|| panic!("{version}: {} not among {listed}", ids[2]));
+        assert_eq!(
+            maximum["statistics_unit_of_measurement"], "kW",
+            "{version}: {maximum}"
+        );
     }
-    drop(bridge);
+    drop((bridge, belgian_bridge));
 }
