@@ -296,142 +296,153 @@ async fn core_takes_the_water_and_heat_meters_for_the_energy_dashboard() {
             .all(|t| seen.iter().any(|s| s.topic == *t))
         })
         .await;
-    for version in ["2025.4.4", "2026.2.3"] {
-        let now = OffsetDateTime::now_utc();
-        // 50 s before a five-minute boundary.
-        let minute = now.minute() - now.minute() % 5;
-        let start = now
-            .replace_minute(minute)
-            .unwrap()
-            .replace_second(0)
-            .unwrap()
-            + time::Duration::minutes(5)
-            - time::Duration::seconds(50);
-        let setup = ha_core::Setup {
-            faketime: Some(start),
-            config_dir: None,
-        };
-        let Some(core) = ha_core::start(version, setup) else {
-            return;
-        };
-        core.add_mqtt(broker.port).await;
-        let mut ha = core.socket().await;
-        // The entity ids Core gave the bridge's unique ids.
-        let wanted = [
-            "dsmrbridge_W0000000000000001_mbus1_water",
-            "dsmrbridge_H0000000000000001_mbus3_heat",
-            "dsmrbridge_1SAG3101021605_maximum_demand_month",
-            "dsmrbridge_1SAG3101021605_capacity_tariff_basis",
-        ];
-        let mut ids = Vec::new();
-        for unique_id in wanted {
-            let found = eventually(format!("{version}: {unique_id} in the entity registry"))
-                .until(async || {
-                    let list = ha
-                        .call(json!({"type": "config/entity_registry/list"}))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    list.as_array()
-                        .into_iter()
-                        .flatten()
-                        .find(|e| e["unique_id"] == unique_id)
-                        .and_then(|e| e["entity_id"].as_str().map(str::to_owned))
-                        .ok_or_else(|| format!("{} entities", list.as_array().map_or(0, Vec::len)))
-                })
-                .await;
-            ids.push(found);
-        }
-        let http = reqwest::Client::new();
-        let classes = [
-            ("water", "m³", "total_increasing"),
-            ("energy", "GJ", "total_increasing"),
-            ("power", "kW", "measurement"),
-            ("power", "kW", "measurement"),
-        ];
-        for (id, (class, unit, state_class)) in ids.iter().zip(classes) {
+    // Both Cores at once: each waits for its first statistics compile.
+    tokio::join!(
+        core_takes_the_telegrams_entities("2025.4.4", broker.port),
+        core_takes_the_telegrams_entities("2026.2.3", broker.port),
+    );
+    drop((bridge, belgian_bridge));
+}
+
+/// One Core of `version` against the broker at `broker_port`, which holds both households.
+async fn core_takes_the_telegrams_entities(version: &'static str, broker_port: u16) {
+    let now = OffsetDateTime::now_utc();
+    // 50 s before a five-minute boundary.
+    let minute = now.minute() - now.minute() % 5;
+    let start = now
+        .replace_minute(minute)
+        .unwrap()
+        .replace_second(0)
+        .unwrap()
+        + time::Duration::minutes(5)
+        - time::Duration::seconds(50);
+    let setup = ha_core::Setup {
+        faketime: Some(start),
+        config_dir: None,
+    };
+    // Starting blocks until Core answers: off the runtime, so both Cores start at once.
+    let Some(core) = tokio::task::spawn_blocking(move || ha_core::start(version, setup))
+        .await
+        .expect("start Core")
+    else {
+        return;
+    };
+    core.add_mqtt(broker_port).await;
+    let mut ha = core.socket().await;
+    // The entity ids Core gave the bridge's unique ids.
+    let wanted = [
+        "dsmrbridge_W0000000000000001_mbus1_water",
+        "dsmrbridge_H0000000000000001_mbus3_heat",
+        "dsmrbridge_1SAG3101021605_maximum_demand_month",
+        "dsmrbridge_1SAG3101021605_capacity_tariff_basis",
+    ];
+    let mut ids = Vec::new();
+    for unique_id in wanted {
+        let found = eventually(format!("{version}: {unique_id} in the entity registry"))
+            .until(async || {
+                let list = ha
+                    .call(json!({"type": "config/entity_registry/list"}))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                list.as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|e| e["unique_id"] == unique_id)
+                    .and_then(|e| e["entity_id"].as_str().map(str::to_owned))
+                    .ok_or_else(|| format!("{} entities", list.as_array().map_or(0, Vec::len)))
+            })
+            .await;
+        ids.push(found);
+    }
+    let http = reqwest::Client::new();
+    let classes = [
+        ("water", "m³", "total_increasing"),
+        ("energy", "GJ", "total_increasing"),
+        ("power", "kW", "measurement"),
+        ("power", "kW", "measurement"),
+    ];
+    for (id, (class, unit, state_class)) in ids.iter().zip(classes) {
+        let state: Value = http
+            .get(format!("{}api/states/{id}", core.url()))
+            .bearer_auth(&core.token)
+            .send()
+            .await
+            .expect("state")
+            .json()
+            .await
+            .expect("state JSON");
+        let attributes = &state["attributes"];
+        assert_eq!(attributes["device_class"], class, "{version}: {state}");
+        assert_eq!(
+            attributes["unit_of_measurement"], unit,
+            "{version}: {state}"
+        );
+        assert_eq!(attributes["state_class"], state_class, "{version}: {state}");
+    }
+    // Available once Core has the bridge's and DSMR-reader's retained status.
+    eventually(format!("{version}: the water reading in Core"))
+        .until(async || {
             let state: Value = http
-                .get(format!("{}api/states/{id}", core.url()))
+                .get(format!("{}api/states/{}", core.url(), ids[0]))
                 .bearer_auth(&core.token)
                 .send()
                 .await
-                .expect("state")
+                .map_err(|e| e.to_string())?
                 .json()
                 .await
-                .expect("state JSON");
-            let attributes = &state["attributes"];
-            assert_eq!(attributes["device_class"], class, "{version}: {state}");
-            assert_eq!(
-                attributes["unit_of_measurement"], unit,
-                "{version}: {state}"
-            );
-            assert_eq!(attributes["state_class"], state_class, "{version}: {state}");
-        }
-        // Available once Core has the bridge's and DSMR-reader's retained status.
-        eventually(format!("{version}: the water reading in Core"))
-            .until(async || {
-                let state: Value = http
-                    .get(format!("{}api/states/{}", core.url(), ids[0]))
-                    .bearer_auth(&core.token)
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .json()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if state["state"] == "123.456" {
-                    Ok(())
-                } else {
-                    Err(state.to_string())
-                }
-            })
-            .await;
-        let water = json!({"type": "water", "stat_energy_from": ids[0], "stat_cost": null,
-                           "entity_energy_price": null, "number_energy_price": null});
-        ha.call(
-            json!({"type": "energy/save_prefs", "energy_sources": [water],
-                       "device_consumption": [{"stat_consumption": ids[1]}]}),
-        )
+                .map_err(|e| e.to_string())?;
+            if state["state"] == "123.456" {
+                Ok(())
+            } else {
+                Err(state.to_string())
+            }
+        })
+        .await;
+    let water = json!({"type": "water", "stat_energy_from": ids[0], "stat_cost": null,
+                       "entity_energy_price": null, "number_energy_price": null});
+    ha.call(
+        json!({"type": "energy/save_prefs", "energy_sources": [water],
+                   "device_consumption": [{"stat_consumption": ids[1]}]}),
+    )
+    .await
+    .expect("the Energy dashboard takes both");
+    // Statistics exist after the first compile (10 s past the boundary, or the next one
+    // on a slow start); until then Core says `statistics_not_defined`.
+    eventually(format!("{version}: a clean energy/validate"))
+        .within(std::time::Duration::from_secs(420))
+        .every(std::time::Duration::from_secs(2))
+        .until(async || {
+            let verdict = ha
+                .call(json!({"type": "energy/validate"}))
+                .await
+                .map_err(|e| e.to_string())?;
+            let issues: Vec<&Value> = ["energy_sources", "device_consumption"]
+                .iter()
+                .flat_map(|k| verdict[*k].as_array().into_iter().flatten())
+                .flat_map(|per| per.as_array().into_iter().flatten())
+                .collect();
+            let sources = verdict["energy_sources"].as_array().map_or(0, Vec::len);
+            let devices = verdict["device_consumption"].as_array().map_or(0, Vec::len);
+            if issues.is_empty() && sources == 1 && devices == 1 {
+                Ok(())
+            } else {
+                Err(verdict.to_string())
+            }
+        })
+        .await;
+    // Long-term statistics keep the monthly maximum's mean, min and max.
+    let listed = ha
+        .call(json!({"type": "recorder/list_statistic_ids", "statistic_type": "mean"}))
         .await
-        .expect("the Energy dashboard takes both");
-        // Statistics exist after the first compile (10 s past the boundary, or the next one
-        // on a slow start); until then Core says `statistics_not_defined`.
-        eventually(format!("{version}: a clean energy/validate"))
-            .within(std::time::Duration::from_secs(420))
-            .every(std::time::Duration::from_secs(2))
-            .until(async || {
-                let verdict = ha
-                    .call(json!({"type": "energy/validate"}))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let issues: Vec<&Value> = ["energy_sources", "device_consumption"]
-                    .iter()
-                    .flat_map(|k| verdict[*k].as_array().into_iter().flatten())
-                    .flat_map(|per| per.as_array().into_iter().flatten())
-                    .collect();
-                let sources = verdict["energy_sources"].as_array().map_or(0, Vec::len);
-                let devices = verdict["device_consumption"].as_array().map_or(0, Vec::len);
-                if issues.is_empty() && sources == 1 && devices == 1 {
-                    Ok(())
-                } else {
-                    Err(verdict.to_string())
-                }
-            })
-            .await;
-        // Long-term statistics keep the monthly maximum's mean, min and max.
-        let listed = ha
-            .call(json!({"type": "recorder/list_statistic_ids", "statistic_type": "mean"}))
-            .await
-            .expect("statistic ids");
-        let maximum = listed
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|s| s["statistic_id"] == ids[2].as_str())
-            .unwrap_or_else(|| panic!("{version}: {} not among {listed}", ids[2]));
-        assert_eq!(
-            maximum["statistics_unit_of_measurement"], "kW",
-            "{version}: {maximum}"
-        );
-    }
-    drop((bridge, belgian_bridge));
+        .expect("statistic ids");
+    let maximum = listed
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["statistic_id"] == ids[2].as_str())
+        .unwrap_or_else(|| panic!("{version}: {} not among {listed}", ids[2]));
+    assert_eq!(
+        maximum["statistics_unit_of_measurement"], "kW",
+        "{version}: {maximum}"
+    );
 }
