@@ -926,7 +926,7 @@ mod tests {
         fn dutch_gas_then_water() {
             check(
                 "discovery_dutch_gas_water",
-                "gas on channel 1, water on 2: DSMR-reader reads the water meter as gas; both M-Bus devices get a device",
+                "gas on channel 1, water on 2: DSMR-reader reads the water meter as gas, so none of its gas values are announced; both M-Bus devices get a device",
                 with_telegram(false, "telegram_dutch_gas_water.txt"),
             );
         }

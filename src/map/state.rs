@@ -112,9 +112,11 @@ impl MeterState {
     }
 
     /// Gas-meter values only count once the meter has reported a gas register: DSMR-reader
-    /// fills day totals with 0 for homes without gas.
+    /// fills day totals with 0 for homes without gas. And not when the telegram shows that
+    /// DSMR-reader's "gas" meter is a water or heat meter: they would be its values, as gas.
     fn publishable(&self, index: Key) -> bool {
-        index.sensor().device != Device::Gas || self.exists[self.gas]
+        index.sensor().device != Device::Gas
+            || (self.exists[self.gas] && self.identity.gas_device_is_not_gas().is_none())
     }
 
     /// True once after the set of entities (or a device identity) changed.
@@ -797,7 +799,8 @@ mod tests {
     }
 
     /// Water last: DSMR-reader takes the water meter for its gas meter. The bridge says so once,
-    /// and both M-Bus devices get their own device with the right class.
+    /// publishes none of DSMR-reader's gas values, and both M-Bus devices get their own device
+    /// with the right class.
     #[test]
     fn dsmr_readers_gas_reading_from_a_water_meter_is_told() {
         let mut state = MeterState::new("x");

@@ -150,6 +150,16 @@ impl MeterIdentity {
         found
     }
 
+    /// The kind of the M-Bus device DSMR-reader reads as its gas meter (the last one), when the
+    /// telegram says it is no gas meter: DSMR-reader's "gas" values are then that meter's.
+    pub fn gas_device_is_not_gas(&self) -> Option<MBusKind> {
+        self.mbus
+            .iter()
+            .find(|m| m.serial.is_some() && m.serial == self.gas_serial)
+            .and_then(|m| m.kind)
+            .filter(|&kind| kind != MBusKind::Gas)
+    }
+
     /// `DSMR 5.0` from `50`, as meters print it.
     pub fn dsmr_model(&self) -> Option<String> {
         let v = self.dsmr_version.as_deref()?;
@@ -344,7 +354,8 @@ pub enum TelegramProblem {
     /// An M-Bus channel with a device type but no reading, or a reading but no type.
     IncompleteMBus,
     /// DSMR-reader stores this M-Bus device's reading as its gas reading, but it is no gas
-    /// meter: DSMR-reader takes the last reading line of the telegram, whatever the device.
+    /// meter: DSMR-reader takes the last reading line of the telegram, whatever the device. Its
+    /// gas values would be wrong ones (`MeterIdentity::gas_device_is_not_gas`).
     GasDeviceIsNot(MBusKind),
 }
 
@@ -372,7 +383,7 @@ impl TelegramProblem {
             ),
             Self::GasDeviceIsNot(kind) => warn!(
                 kind = kind.as_str(),
-                "DSMR-reader reads this M-Bus device as its gas meter (the last reading in the telegram), so the gas meter device shows its reading; it gets a device of its own too. Only DSMR-reader can fix this (its extra device channel, for Belgian meters)"
+                "DSMR-reader reads this M-Bus device as its gas meter (the last reading in the telegram); its gas values are not published, the device gets a device of its own. Only DSMR-reader can change what it reads (its extra device channel, for Belgian meters)"
             ),
         }
     }
