@@ -3,6 +3,7 @@
 
 mod dsmr;
 mod error;
+mod lookup;
 mod outage;
 mod schedule;
 mod side;
