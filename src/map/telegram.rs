@@ -468,7 +468,11 @@ impl TelegramReadings {
                             .is_some_and(|g| g.first().is_some_and(|t| is_no_time(t))) => {}
                     "24.2.1" | "24.2.3" => match mbus_reading(body) {
                         Some(reading) => slot.reading = Some(reading),
-                        None => out.problem(TelegramProblem::BrokenLine("0-n:24.2.1")),
+                        None => out.problem(TelegramProblem::BrokenLine(if code == "24.2.3" {
+                            "0-n:24.2.3"
+                        } else {
+                            "0-n:24.2.1"
+                        })),
                     },
                     _ => {}
                 }
@@ -849,7 +853,7 @@ mod tests {
             [
                 TelegramProblem::BrokenLine("1-0:1.4.0"),
                 TelegramProblem::BrokenLine("0-0:98.1.0"),
-                TelegramProblem::BrokenLine("0-n:24.2.1"),
+                TelegramProblem::BrokenLine("0-n:24.2.3"),
                 TelegramProblem::IncompleteMBus,
             ]
         );
