@@ -450,3 +450,26 @@ fn the_page_reads_every_value_the_catalog_puts_on_it() {
         assert!(read, "the page does not read {key}");
     }
 }
+
+/// A client that does not finish its request headers loses its connection after
+/// `HEADER_TIMEOUT` (3 s, on the paused clock), so a slow one holds a slot briefly.
+#[tokio::test(start_paused = true)]
+async fn slow_headers_are_dropped_after_a_short_deadline() {
+    use tokio::io::AsyncReadExt;
+    let served = serve_on_loopback(None).await;
+    let address: SocketAddr = served.base["http://".len()..served.base.len() - 1]
+        .parse()
+        .unwrap();
+    let mut stream = slow_headers(Ipv4Addr::LOCALHOST.into(), address)
+        .await
+        .unwrap();
+    let start = tokio::time::Instant::now();
+    let mut buffer = [0; 64];
+    let read = stream.read(&mut buffer).await;
+    assert!(matches!(read, Ok(0) | Err(_)), "closed: {read:?}");
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(3) && waited <= Duration::from_millis(3100),
+        "{waited:?}"
+    );
+}
