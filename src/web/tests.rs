@@ -122,6 +122,7 @@ async fn the_json_follows_the_status() {
             ("electricity_currently_returned", "0.000".into()),
             ("gas_delivered", "1234.567".into()),
         ],
+        true,
     );
     served
         .reporter
@@ -369,6 +370,7 @@ async fn the_json_contract_is_what_the_page_reads() {
         now,
         Some("v5.11.0"),
         vec![("electricity_currently_delivered", "0.512".into())],
+        true,
     );
     served
         .reporter
