@@ -228,7 +228,7 @@ impl<S: Sink> Pipeline<S> {
             SourceEvent::Poll(snapshot) => {
                 let now = SystemTime::now();
                 let offered = self.state.apply(&snapshot, OffsetDateTime::now_utc());
-                self.report_meter(now);
+                self.report_meter(now, snapshot.reading.is_some());
                 if self.state.take_identity_doubt() {
                     // A full channel already holds the same request.
                     let _ = self
@@ -344,13 +344,14 @@ impl<S: Sink> Pipeline<S> {
         }
     }
 
-    /// The values the status page shows, as published.
-    fn report_meter(&self, at: SystemTime) {
+    /// The values the status page shows, as published; `reading`: the poll brought one.
+    fn report_meter(&self, at: SystemTime, reading: bool) {
         let meter = catalog::Key::all()
             .filter(|key| key.sensor().on_page)
             .filter_map(|key| Some((key.sensor().key, self.state.value(key)?.to_owned())))
             .collect();
-        self.status.meter(at, self.state.reader_version(), meter);
+        self.status
+            .meter(at, self.state.reader_version(), meter, reading);
     }
 
     /// Counters for the status page, after every step of the loop (sent only on change).

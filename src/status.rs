@@ -130,8 +130,15 @@ impl StatusReporter {
         self.tx.send_modify(|s| s.last_error = Some((at, error)));
     }
 
-    /// The meter after a poll: its values, DSMR-reader's version and a point of power.
-    pub fn meter(&self, at: SystemTime, version: Option<&str>, meter: Vec<(&'static str, String)>) {
+    /// The meter after a poll: its values, DSMR-reader's version and, when the poll brought a
+    /// reading, a point of power (without one the power shown is the last reading's, not now's).
+    pub fn meter(
+        &self,
+        at: SystemTime,
+        version: Option<&str>,
+        meter: Vec<(&'static str, String)>,
+        reading: bool,
+    ) {
         self.tx.send_modify(|s| {
             if s.dsmr_version.as_deref() != version {
                 s.dsmr_version = version.map(str::to_owned);
@@ -143,7 +150,7 @@ impl StatusReporter {
                     .and_then(|(_, v)| v.parse::<f64>().ok())
                     .map(|kw| (kw * 1000.0).round() as i32)
             };
-            if let Some(delivered_w) = watts("electricity_currently_delivered") {
+            if reading && let Some(delivered_w) = watts("electricity_currently_delivered") {
                 let point = PowerPoint {
                     at: unix(at),
                     delivered_w,
@@ -200,6 +207,20 @@ mod tests {
             delivered_w: w,
             returned_w: 0,
         }
+    }
+
+    /// A poll that brought no reading (only meter statistics answered) adds no point: the
+    /// power the status holds is the last reading's, not that moment's.
+    #[test]
+    fn only_a_poll_with_a_reading_adds_a_power_point() {
+        let (reporter, status) = StatusReporter::new();
+        let power = || vec![("electricity_currently_delivered", "0.500".to_owned())];
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        reporter.meter(t0, None, power(), true);
+        reporter.meter(t0 + Duration::from_secs(60), None, power(), false);
+        assert_eq!(status.borrow().power.len(), 1);
+        reporter.meter(t0 + Duration::from_secs(120), None, power(), true);
+        assert_eq!(status.borrow().power.len(), 2);
     }
 
     /// A poll every second for two hours keeps an hour of points, one per five seconds.

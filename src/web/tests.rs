@@ -122,6 +122,7 @@ async fn the_json_follows_the_status() {
             ("electricity_currently_returned", "0.000".into()),
             ("gas_delivered", "1234.567".into()),
         ],
+        true,
     );
     served
         .reporter
@@ -369,6 +370,7 @@ async fn the_json_contract_is_what_the_page_reads() {
         now,
         Some("v5.11.0"),
         vec![("electricity_currently_delivered", "0.512".into())],
+        true,
     );
     served
         .reporter
@@ -449,4 +451,27 @@ fn the_page_reads_every_value_the_catalog_puts_on_it() {
         };
         assert!(read, "the page does not read {key}");
     }
+}
+
+/// A client that does not finish its request headers loses its connection after
+/// `HEADER_TIMEOUT` (3 s, on the paused clock), so a slow one holds a slot briefly.
+#[tokio::test(start_paused = true)]
+async fn slow_headers_are_dropped_after_a_short_deadline() {
+    use tokio::io::AsyncReadExt;
+    let served = serve_on_loopback(None).await;
+    let address: SocketAddr = served.base["http://".len()..served.base.len() - 1]
+        .parse()
+        .unwrap();
+    let mut stream = slow_headers(Ipv4Addr::LOCALHOST.into(), address)
+        .await
+        .unwrap();
+    let start = tokio::time::Instant::now();
+    let mut buffer = [0; 64];
+    let read = stream.read(&mut buffer).await;
+    assert!(matches!(read, Ok(0) | Err(_)), "closed: {read:?}");
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(3) && waited <= Duration::from_millis(3100),
+        "{waited:?}"
+    );
 }

@@ -285,6 +285,7 @@ async fn the_chart_has_a_fixed_number_of_nodes_whatever_the_values() {
                 ("electricity_currently_delivered", kw.into()),
                 ("electricity_currently_returned", "0.000".into()),
             ],
+            true,
         );
     }
     let proxy = ingress_proxy(app).await;
