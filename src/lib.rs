@@ -25,7 +25,7 @@ pub mod map;
 pub mod model;
 pub mod pipeline;
 pub mod privileges;
-pub mod retry;
+pub(crate) mod retry;
 pub mod secrets;
 pub mod shutdown;
 pub mod sink;
@@ -45,8 +45,6 @@ use pipeline::Pipeline;
 use sink::{BrokerConfig, MqttSink};
 use source::{Cadence, DsmrClient};
 use status::StatusReporter;
-
-pub use broker::SUPERVISOR_URL_ENV;
 
 /// Runs the bridge until `shutdown` is cancelled; returns what dedup counted. Any failure to
 /// set up is an error (the process exits non-zero, so the Supervisor sees a failed start).

@@ -33,7 +33,7 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 const SUMMARY_EVERY: Duration = Duration::from_secs(300);
 
 /// Tracing target of the "published" lines.
-pub const PUBLISHED_TARGET: &str = "dsmr_bridge::published";
+pub(crate) const PUBLISHED_TARGET: &str = "dsmr_bridge::published";
 /// A payload shown at `info` (`Config::show_published`) is cut after this many characters.
 const SHOWN_PAYLOAD: usize = 60;
 
@@ -55,7 +55,7 @@ enum Scan {
     Done,
 }
 
-pub struct Pipeline<S> {
+pub(crate) struct Pipeline<S> {
     topics: Topics,
     ha_status_topic: String,
     discovery: Option<Discovery>,
@@ -76,7 +76,7 @@ pub struct Pipeline<S> {
 }
 
 impl<S: Sink> Pipeline<S> {
-    pub fn new(
+    pub(crate) fn new(
         config: &Config,
         sink: S,
         status: StatusReporter,
@@ -119,7 +119,7 @@ impl<S: Sink> Pipeline<S> {
     }
 
     /// Runs until `shutdown`, then says `offline` and flushes what it can.
-    pub async fn run(
+    pub(crate) async fn run(
         mut self,
         mut source: mpsc::Receiver<SourceEvent>,
         shutdown: CancellationToken,

@@ -10,7 +10,7 @@ use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 /// jitter adds up to the whole delay on top of it, so the delay before jitter is capped at half
 /// the bound. Without its `std` feature backon seeds every backoff alike, and every bridge on
 /// a restarted broker would come back in the same second: the seed is drawn here.
-pub fn pauses(first: Duration, bound: Duration) -> ExponentialBackoff {
+pub(crate) fn pauses(first: Duration, bound: Duration) -> ExponentialBackoff {
     ExponentialBuilder::default()
         .with_min_delay(first)
         .with_max_delay(bound / 2)
@@ -23,13 +23,13 @@ pub fn pauses(first: Duration, bound: Duration) -> ExponentialBackoff {
 /// The errors of a peer that keeps failing, so that the log says each once: the first of an
 /// outage, and again only when the error changes.
 #[derive(Debug, Default)]
-pub struct Failures {
+pub(crate) struct Failures {
     last: Option<String>,
 }
 
 impl Failures {
     /// Records a failure; true when it is news (log it at `warn`), false for a repeat (`debug`).
-    pub fn failed(&mut self, error: &str) -> bool {
+    pub(crate) fn failed(&mut self, error: &str) -> bool {
         if self.last.as_deref() == Some(error) {
             return false;
         }
@@ -38,12 +38,8 @@ impl Failures {
     }
 
     /// The peer answered; true when it had been failing (worth an `info`).
-    pub fn recovered(&mut self) -> bool {
+    pub(crate) fn recovered(&mut self) -> bool {
         self.last.take().is_some()
-    }
-
-    pub fn is_failing(&self) -> bool {
-        self.last.is_some()
     }
 }
 
@@ -78,7 +74,6 @@ mod tests {
     #[test]
     fn each_error_is_news_once() {
         let mut failures = Failures::default();
-        assert!(!failures.is_failing());
         assert!(failures.failed("refused"));
         assert!(!failures.failed("refused"));
         assert!(failures.failed("timed out"), "a new error is news");

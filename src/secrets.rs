@@ -16,10 +16,10 @@ use crate::config::Config;
 
 /// The shortest piece of a secret that is cut out. A random key or token shares no such piece
 /// with the log's own words; a password made of words cuts those words where they appear.
-pub const PIECE: usize = 8;
+pub(crate) const PIECE: usize = 8;
 /// Below this a secret is not cut out at all: a three-letter password would take every
 /// occurrence of its letters with it, and guards nothing anyway.
-pub const SHORTEST: usize = 4;
+pub(crate) const SHORTEST: usize = 4;
 
 /// Cuts configured secrets out of text. Clones share their secrets, so one added later (the
 /// broker password the Supervisor hands out) is cut everywhere.
@@ -65,7 +65,7 @@ impl Redactor {
     }
 
     /// Cuts `secret` from now on; `label` names it in its place (`[api key]`).
-    pub fn add(&self, label: &'static str, secret: &str) {
+    pub(crate) fn add(&self, label: &'static str, secret: &str) {
         if secret.chars().count() < SHORTEST {
             return;
         }
@@ -84,7 +84,7 @@ impl Redactor {
     }
 
     /// `text` with every secret's piece replaced by `[label]`.
-    pub fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
+    pub(crate) fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
         let needles = self.needles.read().unwrap_or_else(|e| e.into_inner());
         if needles.pieces.is_empty() && needles.short.is_empty() {
             return Cow::Borrowed(text);

@@ -13,16 +13,16 @@ use crate::dedup::Stats;
 
 /// One point per this span at most: an hour of power then fits in `POWER_POINTS`, whatever
 /// the poll interval.
-pub const POWER_STEP: Duration = Duration::from_secs(5);
+pub(crate) const POWER_STEP: Duration = Duration::from_secs(5);
 /// An hour at `POWER_STEP`: about 12 KiB of memory at most.
-pub const POWER_POINTS: usize = 720;
+pub(crate) const POWER_POINTS: usize = 720;
 
 /// One point of the power chart: seconds since the Unix epoch, watts consumed and returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PowerPoint {
-    pub at: u64,
-    pub delivered_w: i32,
-    pub returned_w: i32,
+pub(crate) struct PowerPoint {
+    pub(crate) at: u64,
+    pub(crate) delivered_w: i32,
+    pub(crate) returned_w: i32,
 }
 
 /// The bridge as seen from outside.
@@ -30,36 +30,36 @@ pub struct PowerPoint {
 pub struct Status {
     pub broker_connected: bool,
     /// Since when the broker is connected (or away).
-    pub broker_since: Option<SystemTime>,
+    pub(crate) broker_since: Option<SystemTime>,
     /// Wall-clock time of the last poll whose newest reading DSMR-reader answered: what
     /// "reachable" means here and in the source (side endpoints do not count).
-    pub last_poll: Option<SystemTime>,
+    pub(crate) last_poll: Option<SystemTime>,
     /// `None` until the source has said either way.
-    pub dsmr_reachable: Option<bool>,
+    pub(crate) dsmr_reachable: Option<bool>,
     /// Side endpoints that fail while the reading answers: `(endpoint, error in the words of
     /// the log)`. Their entities keep their last values; DSMR-reader is not unreachable.
-    pub failing: Vec<(&'static str, String)>,
-    pub dsmr_version: Option<String>,
+    pub(crate) failing: Vec<(&'static str, String)>,
+    pub(crate) dsmr_version: Option<String>,
     /// The last failed poll: when, and why in the words of the log.
-    pub last_error: Option<(SystemTime, String)>,
+    pub(crate) last_error: Option<(SystemTime, String)>,
     /// `(catalog key, value as published)` for the catalog's entries shown on the page
     /// (`Sensor::on_page`) that have a value.
-    pub meter: Vec<(&'static str, String)>,
+    pub(crate) meter: Vec<(&'static str, String)>,
     /// The last hour of power, oldest first.
-    pub power: VecDeque<PowerPoint>,
-    pub traffic: Stats,
+    pub(crate) power: VecDeque<PowerPoint>,
+    pub(crate) traffic: Stats,
     /// Entities announced to Home Assistant (0 with discovery off).
-    pub entities: usize,
+    pub(crate) entities: usize,
     /// The history import; `None` when it is off.
-    pub history: Option<HistoryStatus>,
+    pub(crate) history: Option<HistoryStatus>,
 }
 
 /// Where the history import stands, in the words of its log lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HistoryStatus {
+pub(crate) struct HistoryStatus {
     /// Importing or up to date; false while it is interrupted or stopped.
-    pub ok: bool,
-    pub text: String,
+    pub(crate) ok: bool,
+    pub(crate) text: String,
 }
 
 /// The pipeline's end of the status channel. The history import holds a clone for its own
@@ -80,11 +80,11 @@ impl StatusReporter {
         Self::new().0
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<Status> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Status> {
         self.tx.subscribe()
     }
 
-    pub fn set_connected(&self, connected: bool) {
+    pub(crate) fn set_connected(&self, connected: bool) {
         self.tx.send_if_modified(|s| {
             let changed = s.broker_connected != connected || s.broker_since.is_none();
             if changed {
@@ -95,7 +95,7 @@ impl StatusReporter {
         });
     }
 
-    pub fn history(&self, ok: bool, text: String) {
+    pub(crate) fn history(&self, ok: bool, text: String) {
         self.tx.send_if_modified(|s| {
             let next = Some(HistoryStatus { ok, text });
             let changed = s.history != next;
@@ -104,11 +104,11 @@ impl StatusReporter {
         });
     }
 
-    pub fn polled(&self, at: SystemTime) {
+    pub(crate) fn polled(&self, at: SystemTime) {
         self.tx.send_modify(|s| s.last_poll = Some(at));
     }
 
-    pub fn set_reachable(&self, reachable: bool) {
+    pub(crate) fn set_reachable(&self, reachable: bool) {
         self.tx.send_if_modified(|s| {
             let changed = s.dsmr_reachable != Some(reachable);
             s.dsmr_reachable = Some(reachable);
@@ -117,7 +117,7 @@ impl StatusReporter {
     }
 
     /// A side endpoint fails (`Some(error)`) or answers again (`None`).
-    pub fn side_failing(&self, endpoint: &'static str, error: Option<String>) {
+    pub(crate) fn side_failing(&self, endpoint: &'static str, error: Option<String>) {
         self.tx.send_modify(|s| {
             s.failing.retain(|(e, _)| *e != endpoint);
             if let Some(error) = error {
@@ -126,7 +126,7 @@ impl StatusReporter {
         });
     }
 
-    pub fn failed(&self, at: SystemTime, error: String) {
+    pub(crate) fn failed(&self, at: SystemTime, error: String) {
         self.tx.send_modify(|s| s.last_error = Some((at, error)));
     }
 
@@ -163,7 +163,7 @@ impl StatusReporter {
     }
 
     /// What dedup counted and how many entities are announced; sent only when it changed.
-    pub fn traffic(&self, traffic: Stats, entities: usize) {
+    pub(crate) fn traffic(&self, traffic: Stats, entities: usize) {
         self.tx.send_if_modified(|s| {
             let changed = s.traffic != traffic || s.entities != entities;
             s.traffic = traffic;

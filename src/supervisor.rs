@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 use url::Url;
 
 /// Default address of the Supervisor API inside an app container.
-pub const SUPERVISOR_URL: &str = "http://supervisor/";
+pub(crate) const SUPERVISOR_URL: &str = "http://supervisor/";
 
 /// Pauses between questions while no broker is named: from 2 s, growing to 30 s at most.
 const FIRST_RETRY: Duration = Duration::from_secs(2);
@@ -22,7 +22,7 @@ const MAX_RETRY: Duration = Duration::from_secs(30);
 pub const MAX_BODY: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
-pub enum SupervisorError {
+pub(crate) enum SupervisorError {
     #[error(
         "no MQTT broker app is running: install and start the Mosquitto broker app (Settings → Apps), or set mqtt_host"
     )]
@@ -48,10 +48,10 @@ pub enum SupervisorError {
 #[derive(Clone)]
 pub struct MqttService {
     pub host: String,
-    pub port: u16,
-    pub ssl: bool,
-    pub username: Option<String>,
-    pub password: Option<SecretString>,
+    pub(crate) port: u16,
+    pub(crate) ssl: bool,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<SecretString>,
 }
 
 #[derive(Deserialize)]
@@ -131,7 +131,7 @@ async fn capped_body(mut response: reqwest::Response) -> Result<Vec<u8>, Supervi
 }
 
 /// Asks once; `auth` is the `Authorization` header with the Supervisor's token.
-pub async fn fetch_mqtt_service(
+pub(crate) async fn fetch_mqtt_service(
     http: &reqwest::Client,
     base: &Url,
     auth: &HeaderValue,
@@ -178,7 +178,7 @@ pub async fn fetch_mqtt_service(
 /// Asks until the Supervisor names a broker (the broker app may still be starting); `None` when
 /// shut down while waiting. Logs the reason once, then again only when it changes. Only a
 /// failure to set up the client is an error: everything the Supervisor answers is retried.
-pub async fn wait_for_mqtt_service(
+pub(crate) async fn wait_for_mqtt_service(
     base: &Url,
     token: &SecretString,
     shutdown: &CancellationToken,

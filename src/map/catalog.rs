@@ -42,7 +42,7 @@ pub enum Kind {
 
 /// Which Home Assistant device an entity belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Device {
+pub(crate) enum Device {
     Electricity,
     /// DSMR-reader's own extra device (its gas reading).
     Gas,
@@ -54,7 +54,7 @@ pub enum Device {
 /// Which tariff an entry is about. Names of tariff values end in `(tariff N, <label>)`, and the
 /// active tariff shows as a label, after the meter's `TariffConvention`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tariff {
+pub(crate) enum Tariff {
     One,
     Two,
     /// The tariff the meter counts in now (`electricity_tariff`, 1 or 2).
@@ -65,7 +65,7 @@ pub enum Tariff {
 /// (night and weekend), 2 the normal one. Belgian meters (Fluvius e-MUCS): tariff 1 is the day
 /// tariff, 2 the night tariff. The telegram tells which (`MeterIdentity::tariffs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum TariffConvention {
+pub(crate) enum TariffConvention {
     /// Also for a telegram that says neither: DSMR-reader's default meter is Dutch.
     #[default]
     Dutch,
@@ -75,7 +75,7 @@ pub enum TariffConvention {
 impl TariffConvention {
     /// The labels of tariff 1 and 2: the active tariff's `options`, fixed per convention so a
     /// meter's options never change.
-    pub const fn labels(self) -> &'static [&'static str; 2] {
+    pub(crate) const fn labels(self) -> &'static [&'static str; 2] {
         match self {
             Self::Dutch => &["low", "normal"],
             Self::Belgian => &["day", "night"],
@@ -83,7 +83,7 @@ impl TariffConvention {
     }
 
     /// Turns the active tariff's state (`1`, `2`) into its label.
-    pub const fn value_template(self) -> &'static str {
+    pub(crate) const fn value_template(self) -> &'static str {
         match self {
             Self::Dutch => "{{ 'low' if value == '1' else 'normal' }}",
             Self::Belgian => "{{ 'day' if value == '1' else 'night' }}",
@@ -92,13 +92,13 @@ impl TariffConvention {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Platform {
+pub(crate) enum Platform {
     Sensor,
     BinarySensor,
 }
 
 impl Platform {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Sensor => "sensor",
             Self::BinarySensor => "binary_sensor",
@@ -116,40 +116,40 @@ pub struct Sensor {
     /// State topic below `base_topic`, named as DSMR-reader's own split topics.
     pub topic: &'static str,
     pub kind: Kind,
-    pub device: Device,
-    pub platform: Platform,
+    pub(crate) device: Device,
+    pub(crate) platform: Platform,
     /// The entity name; for a tariff value the part before `(tariff N, <label>)` (`name_for`).
-    pub name: &'static str,
-    pub unit: Option<&'static str>,
-    pub device_class: Option<&'static str>,
-    pub state_class: Option<&'static str>,
-    pub precision: Option<u8>,
-    pub enabled: bool,
-    pub diagnostic: bool,
+    pub(crate) name: &'static str,
+    pub(crate) unit: Option<&'static str>,
+    pub(crate) device_class: Option<&'static str>,
+    pub(crate) state_class: Option<&'static str>,
+    pub(crate) precision: Option<u8>,
+    pub(crate) enabled: bool,
+    pub(crate) diagnostic: bool,
     /// A meter register Home Assistant sums as `total_increasing`: the largest plausible rise per
     /// hour. A 0, a drop or a larger jump is never published (it would be read as a meter reset).
-    pub register_max_per_hour: Option<f64>,
+    pub(crate) register_max_per_hour: Option<f64>,
     /// A value that cannot be negative (power, voltage, current, counters, today's energy and
     /// gas): a negative one is garbage and is held back, the last value stays.
-    pub non_negative: bool,
+    pub(crate) non_negative: bool,
     /// The most a household's meter can measure here (power, current, voltage): a larger value
     /// is garbage (a misread telegram, a broken meter), held back like a negative one.
-    pub max: Option<f64>,
+    pub(crate) max: Option<f64>,
     /// Published for compatibility with DSMR-reader's topic layout, but not announced as an
     /// entity (another key announces the same value).
-    pub announce: bool,
+    pub(crate) announce: bool,
     /// A value of tariff 1 or 2, or the active tariff: its name or its labels depend on the
     /// meter's `TariffConvention`.
-    pub tariff: Option<Tariff>,
+    pub(crate) tariff: Option<Tariff>,
     /// Per-entity availability: only the bridge's own status, not DSMR-reader's.
-    pub bridge_availability_only: bool,
+    pub(crate) bridge_availability_only: bool,
     /// Shown on the status page (power, today's totals and cost, the registers and gas).
-    pub on_page: bool,
+    pub(crate) on_page: bool,
 }
 
 impl Sensor {
     /// The entity name: a tariff value's name says which tariff, by number and by label.
-    pub fn name_for(&self, tariffs: TariffConvention) -> Cow<'static, str> {
+    pub(crate) fn name_for(&self, tariffs: TariffConvention) -> Cow<'static, str> {
         let [one, two] = tariffs.labels();
         match self.tariff {
             Some(Tariff::One) => Cow::Owned(format!("{} (tariff 1, {one})", self.name)),
@@ -159,7 +159,7 @@ impl Sensor {
     }
 
     /// The base of every entry: what an entry does not name is this.
-    pub const DEFAULT: Sensor = Sensor {
+    pub(crate) const DEFAULT: Sensor = Sensor {
         key: "",
         endpoint: Endpoint::Reading,
         field: "",
@@ -1068,22 +1068,22 @@ pub struct Key(usize);
 
 impl Key {
     /// Every entry, in table order.
-    pub fn all() -> impl Iterator<Item = Key> + Clone {
+    pub(crate) fn all() -> impl Iterator<Item = Key> + Clone {
         (0..SENSORS.len()).map(Key)
     }
 
     /// The entry whose `Sensor::key` this is.
-    pub fn of(key: &str) -> Option<Key> {
+    pub(crate) fn of(key: &str) -> Option<Key> {
         SENSORS.iter().position(|s| s.key == key).map(Key)
     }
 
     /// The meter registers (`register_max_per_hour`).
-    pub fn registers() -> impl Iterator<Item = Key> {
+    pub(crate) fn registers() -> impl Iterator<Item = Key> {
         Self::all().filter(|k| k.sensor().register_max_per_hour.is_some())
     }
 
     /// DSMR-reader's reachability.
-    pub fn health() -> Key {
+    pub(crate) fn health() -> Key {
         Self::all()
             .find(|k| k.sensor().endpoint == Endpoint::Health)
             .expect("the table has a Health entry")
@@ -1096,10 +1096,10 @@ impl Key {
 
 /// One `T` per entry of `SENSORS`, indexed by `Key`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PerKey<T>(Vec<T>);
+pub(crate) struct PerKey<T>(Vec<T>);
 
 impl<T> PerKey<T> {
-    pub fn new(mut value: impl FnMut(Key) -> T) -> Self {
+    pub(crate) fn new(mut value: impl FnMut(Key) -> T) -> Self {
         Self(Key::all().map(&mut value).collect())
     }
 }

@@ -23,7 +23,7 @@ const ID_PREFIX: &str = "dsmrbridge_";
 /// entity (`reachable`), so it is in every round that announces a meter. The M-Bus devices
 /// name the electricity meter, so they follow it. Removals of devices no longer produced come
 /// after all announcements.
-pub const ANNOUNCE_ORDER: [Device; 7] = [
+pub(crate) const ANNOUNCE_ORDER: [Device; 7] = [
     Device::Reader,
     Device::Electricity,
     Device::Gas,
@@ -148,7 +148,7 @@ impl Discovery {
     }
 
     /// The topic filter for the startup scan of retained configs.
-    pub fn scan_filter(&self) -> String {
+    pub(crate) fn scan_filter(&self) -> String {
         format!("{}/device/+/config", self.prefix)
     }
 
@@ -158,7 +158,12 @@ impl Discovery {
 
     /// Takes note of a retained config found on the broker at startup, if this bridge (same
     /// base topic) made it, so that what it no longer produces can be removed.
-    pub fn observe_retained(&mut self, topic: &str, payload: &[u8], topics: &Topics) -> bool {
+    pub(crate) fn observe_retained(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        topics: &Topics,
+    ) -> bool {
         let Some(device_id) = topic
             .strip_prefix(&self.prefix)
             .and_then(|t| t.strip_prefix("/device/"))
@@ -196,7 +201,7 @@ impl Discovery {
 
     /// The device id of the retained config (found at startup) that holds `device`'s entities,
     /// when exactly one does.
-    pub fn retained_device_of(&self, device: Device) -> Option<Arc<str>> {
+    pub(crate) fn retained_device_of(&self, device: Device) -> Option<Arc<str>> {
         let mut owners = self.known.iter().filter(|(_, components)| {
             components.iter().any(|key| {
                 SENSORS
@@ -362,7 +367,7 @@ impl Discovery {
 }
 
 /// Keeps what Home Assistant accepts in ids and topics: `[A-Za-z0-9_-]`.
-pub fn sanitize_id(text: &str) -> String {
+pub(crate) fn sanitize_id(text: &str) -> String {
     super::telegram::sanitize(text)
 }
 

@@ -17,14 +17,14 @@ use super::catalog::Key;
 
 /// A register's value found retained on the broker at start, left there by an earlier run.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RetainedRegister {
+pub(crate) struct RetainedRegister {
     /// Table index of the register.
-    pub index: Key,
-    pub value: f64,
+    pub(crate) index: Key,
+    pub(crate) value: f64,
     /// The retained payload, for the log.
-    pub text: String,
+    pub(crate) text: String,
     /// The meter device whose retained discovery config lists the register, when one does.
-    pub device: Option<Arc<str>>,
+    pub(crate) device: Option<Arc<str>>,
 }
 
 /// Last published value and its time, per register and device; first values waiting for a
@@ -49,8 +49,8 @@ struct Candidate {
 /// than the bridge's fallback id standing in until the telegram is known).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Reader<'a> {
-    pub device: &'a Arc<str>,
-    pub identified: bool,
+    pub(crate) device: &'a Arc<str>,
+    pub(crate) identified: bool,
 }
 
 impl Default for RegisterGuard {

@@ -78,22 +78,22 @@ impl MeterState {
         }
     }
 
-    pub fn identity(&self) -> &MeterIdentity {
+    pub(crate) fn identity(&self) -> &MeterIdentity {
         &self.identity
     }
 
     /// Whether a telegram has named the meters (after a restart DSMR-reader has none for a
     /// while, and the identity is the fallback until then).
-    pub fn identity_known(&self) -> bool {
+    pub(crate) fn identity_known(&self) -> bool {
         self.identity_known
     }
 
-    pub fn reader_version(&self) -> Option<&str> {
+    pub(crate) fn reader_version(&self) -> Option<&str> {
         self.reader_version.as_deref()
     }
 
     /// Whether a first poll has been applied (discovery cleanup waits for it).
-    pub fn has_data(&self) -> bool {
+    pub(crate) fn has_data(&self) -> bool {
         self.has_data
     }
 
@@ -107,7 +107,7 @@ impl MeterState {
     }
 
     /// Whether Home Assistant should have an entity for this entry.
-    pub fn entity_exists(&self, index: Key) -> bool {
+    pub(crate) fn entity_exists(&self, index: Key) -> bool {
         self.exists[index] && self.publishable(index)
     }
 
@@ -120,14 +120,14 @@ impl MeterState {
     }
 
     /// True once after the set of entities (or a device identity) changed.
-    pub fn take_entities_changed(&mut self) -> bool {
+    pub(crate) fn take_entities_changed(&mut self) -> bool {
         std::mem::take(&mut self.entities_changed)
     }
 
     /// True once after an `apply` in which the register guard held a meter register back (0, a
     /// drop or a jump). A swapped meter shows up like that before its new identity is known, so
     /// the caller should fetch fresh meter statistics (with the telegram) at once.
-    pub fn take_identity_doubt(&mut self) -> bool {
+    pub(crate) fn take_identity_doubt(&mut self) -> bool {
         std::mem::take(&mut self.identity_doubt)
     }
 
@@ -174,7 +174,7 @@ impl MeterState {
 
     /// DSMR-reader does not have `endpoint`: its entities go (Home Assistant removes them at
     /// the next discovery) until it answers again.
-    pub fn forget(&mut self, endpoint: Endpoint) {
+    pub(crate) fn forget(&mut self, endpoint: Endpoint) {
         for index in Key::all() {
             let sensor = index.sensor();
             // The telegram comes with meter statistics.
@@ -190,13 +190,13 @@ impl MeterState {
 
     /// From now on, no meter register's first value is published before `retained_registers`
     /// says what the broker holds from an earlier run.
-    pub fn expect_retained_registers(&mut self) {
+    pub(crate) fn expect_retained_registers(&mut self) {
         self.guard.expect_retained();
     }
 
     /// The registers the broker retained from an earlier run: a first value lower than these
     /// is held back (for the same meter), as Home Assistant would count a meter reset.
-    pub fn retained_registers(&mut self, retained: Vec<RetainedRegister>) {
+    pub(crate) fn retained_registers(&mut self, retained: Vec<RetainedRegister>) {
         self.guard.retained_registers(retained);
     }
 

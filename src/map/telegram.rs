@@ -21,35 +21,35 @@ use super::catalog::{Device, TariffConvention};
 
 /// Device identifiers (`dsmrbridge_<id>`) and what the telegram says about the meter.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MeterIdentity {
-    pub electricity: Arc<str>,
-    pub gas: Arc<str>,
-    pub reader: Arc<str>,
+pub(crate) struct MeterIdentity {
+    pub(crate) electricity: Arc<str>,
+    pub(crate) gas: Arc<str>,
+    pub(crate) reader: Arc<str>,
     /// Equipment ids as printed on the meters, when the telegram has them.
-    pub electricity_serial: Option<String>,
-    pub gas_serial: Option<String>,
+    pub(crate) electricity_serial: Option<String>,
+    pub(crate) gas_serial: Option<String>,
     /// Three-letter manufacturer code from the telegram header (`/XMX5...` → `XMX`).
-    pub manufacturer_code: Option<String>,
+    pub(crate) manufacturer_code: Option<String>,
     /// `1-3:0.2.8`, e.g. `50`.
-    pub dsmr_version: Option<String>,
+    pub(crate) dsmr_version: Option<String>,
     /// What tariff 1 and 2 mean: Belgian telegrams carry `0-0:96.1.4` (e-MUCS version), Dutch
     /// ones `1-3:0.2.8` (DSMR version).
-    pub tariffs: TariffConvention,
+    pub(crate) tariffs: TariffConvention,
     /// M-Bus channels 1–4.
-    pub mbus: [MBusIdentity; 4],
+    pub(crate) mbus: [MBusIdentity; 4],
 }
 
 /// An M-Bus device's identity: `dsmrbridge_<id>` from its equipment id, and its kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MBusIdentity {
-    pub id: Arc<str>,
-    pub serial: Option<String>,
-    pub kind: Option<MBusKind>,
+pub(crate) struct MBusIdentity {
+    pub(crate) id: Arc<str>,
+    pub(crate) serial: Option<String>,
+    pub(crate) kind: Option<MBusKind>,
 }
 
 impl MeterIdentity {
     /// Identities used until (or unless) the telegram names the meters.
-    pub fn fallback(instance: &str) -> Self {
+    pub(crate) fn fallback(instance: &str) -> Self {
         let instance = sanitize(instance);
         Self {
             electricity: Arc::from(format!("dsmrbridge_{instance}_electricity")),
@@ -68,7 +68,7 @@ impl MeterIdentity {
         }
     }
 
-    pub fn id_of(&self, device: Device) -> &Arc<str> {
+    pub(crate) fn id_of(&self, device: Device) -> &Arc<str> {
         match device {
             Device::Electricity => &self.electricity,
             Device::Gas => &self.gas,
@@ -78,7 +78,7 @@ impl MeterIdentity {
     }
 
     /// Whether the telegram named this device (its id is not the fallback one).
-    pub fn is_identified(&self, device: Device) -> bool {
+    pub(crate) fn is_identified(&self, device: Device) -> bool {
         match device {
             Device::Electricity => self.electricity_serial.is_some(),
             Device::Gas => self.gas_serial.is_some(),
@@ -88,7 +88,7 @@ impl MeterIdentity {
     }
 
     /// Reads the telegram; what it lacks is kept from `current`.
-    pub fn from_telegram(telegram: &str, current: &MeterIdentity) -> Self {
+    pub(crate) fn from_telegram(telegram: &str, current: &MeterIdentity) -> Self {
         let mut found = current.clone();
         let mut tariffs = None;
         for line in telegram.lines().map(str::trim) {
@@ -152,7 +152,7 @@ impl MeterIdentity {
 
     /// The kind of the M-Bus device DSMR-reader reads as its gas meter (the last one), when the
     /// telegram says it is no gas meter: DSMR-reader's "gas" values are then that meter's.
-    pub fn gas_device_is_not_gas(&self) -> Option<MBusKind> {
+    pub(crate) fn gas_device_is_not_gas(&self) -> Option<MBusKind> {
         self.mbus
             .iter()
             .find(|m| m.serial.is_some() && m.serial == self.gas_serial)
@@ -161,7 +161,7 @@ impl MeterIdentity {
     }
 
     /// `DSMR 5.0` from `50`, as meters print it.
-    pub fn dsmr_model(&self) -> Option<String> {
+    pub(crate) fn dsmr_model(&self) -> Option<String> {
         let v = self.dsmr_version.as_deref()?;
         match v.len() {
             2 => Some(format!("DSMR {}.{}", &v[..1], &v[1..])),
@@ -169,7 +169,7 @@ impl MeterIdentity {
         }
     }
 
-    pub fn manufacturer(&self) -> Option<&'static str> {
+    pub(crate) fn manufacturer(&self) -> Option<&'static str> {
         Some(match self.manufacturer_code.as_deref()? {
             "ISK" => "Iskra",
             "KFM" => "Kaifa",
@@ -214,7 +214,7 @@ fn gas_equipment_line(line: &str) -> Option<&str> {
 
 /// A hash of the telegram lines that identify the meters (header, equipment ids, DSMR or
 /// e-MUCS version). The identity is parsed again only when it changes, not on every poll.
-pub fn identity_fingerprint(telegram: &str) -> u64 {
+pub(crate) fn identity_fingerprint(telegram: &str) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     for line in telegram.lines().map(str::trim) {
@@ -253,7 +253,7 @@ fn equipment_id(raw: &str) -> Option<String> {
 }
 
 /// Keeps what Home Assistant accepts in ids and topics: `[A-Za-z0-9_-]`.
-pub fn sanitize(text: &str) -> String {
+pub(crate) fn sanitize(text: &str) -> String {
     text.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
@@ -270,7 +270,7 @@ pub fn sanitize(text: &str) -> String {
 /// cooling, electricity sub-meters...) is reported once and gets no entity, since its unit and
 /// meaning would be a guess.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MBusKind {
+pub(crate) enum MBusKind {
     Gas,
     /// Heat meter, volume measured at the return (0x04) or at the inlet (0x0C): both count
     /// heat energy.
@@ -288,7 +288,7 @@ impl MBusKind {
         }
     }
 
-    pub fn device_name(self) -> &'static str {
+    pub(crate) fn device_name(self) -> &'static str {
         match self {
             Self::Gas => "Gas meter",
             Self::Heat => "Heat meter",
@@ -296,7 +296,7 @@ impl MBusKind {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Gas => "gas",
             Self::Heat => "heat",
@@ -307,42 +307,42 @@ impl MBusKind {
 
 /// An M-Bus channel (`0-1` … `0-4`) as the telegram describes it.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct MBusChannel {
+pub(crate) struct MBusChannel {
     /// `0-n:24.1.0`, the EN 13757-3 device type.
-    pub device_type: Option<u16>,
+    pub(crate) device_type: Option<u16>,
     /// `0-n:96.1.0` (NL) or `0-n:96.1.1` (BE), as sent (usually hex-encoded text).
-    pub equipment_id: Option<String>,
+    pub(crate) equipment_id: Option<String>,
     /// `0-n:24.2.1` or `0-n:24.2.3`: the register, its unit and when the device read it.
-    pub reading: Option<MBusReading>,
+    pub(crate) reading: Option<MBusReading>,
 }
 
 impl MBusChannel {
-    pub fn kind(&self) -> Option<MBusKind> {
+    pub(crate) fn kind(&self) -> Option<MBusKind> {
         self.device_type.and_then(MBusKind::from_device_type)
     }
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct MBusReading {
+pub(crate) struct MBusReading {
     /// Decimal text without the meter's leading zeros (`11268.833`).
-    pub value: String,
+    pub(crate) value: String,
     /// As the meter prints it: `m3`, `GJ`, `kWh`.
-    pub unit: String,
-    pub at: OffsetDateTime,
+    pub(crate) unit: String,
+    pub(crate) at: OffsetDateTime,
 }
 
 /// One of the Belgian (e-MUCS) monthly maxima of `0-0:98.1.0`.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MonthlyMaximum {
+pub(crate) struct MonthlyMaximum {
     /// The start of the month after the one the maximum belongs to, as the meter stamps it.
-    pub month: OffsetDateTime,
-    pub at: OffsetDateTime,
-    pub kw: f64,
+    pub(crate) month: OffsetDateTime,
+    pub(crate) at: OffsetDateTime,
+    pub(crate) kw: f64,
 }
 
 /// What is wrong with a telegram, for one warning per kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TelegramProblem {
+pub(crate) enum TelegramProblem {
     /// No `/` header or no `!` trailer: not a P1 telegram.
     NotATelegram,
     /// A line the bridge reads, whose value does not parse.
@@ -361,7 +361,7 @@ pub enum TelegramProblem {
 
 impl TelegramProblem {
     /// Logs the problem; the caller does so once per kind.
-    pub fn warn(self) {
+    pub(crate) fn warn(self) {
         match self {
             Self::NotATelegram => warn!(
                 "Meter statistics carry a telegram that is not a P1 telegram; its Belgian and M-Bus values are not published"
@@ -393,27 +393,27 @@ impl TelegramProblem {
 /// and every M-Bus device. Lines the meter does not send are `None`: a Dutch meter sends no
 /// Belgian line, and that is no problem.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct TelegramReadings {
+pub(crate) struct TelegramReadings {
     /// `1-0:1.4.0`, the running quarter-hour average demand in kW, as decimal text.
-    pub average_demand: Option<String>,
+    pub(crate) average_demand: Option<String>,
     /// `1-0:1.6.0`: this month's maximum demand (kW text) and when it happened.
-    pub month_maximum: Option<(OffsetDateTime, String)>,
+    pub(crate) month_maximum: Option<(OffsetDateTime, String)>,
     /// `0-0:98.1.0`: the monthly maxima of the past months, as the meter keeps them (up to 13).
-    pub monthly_maxima: Option<Vec<MonthlyMaximum>>,
+    pub(crate) monthly_maxima: Option<Vec<MonthlyMaximum>>,
     /// Channels 1–4.
-    pub mbus: [MBusChannel; 4],
-    pub problems: Vec<TelegramProblem>,
+    pub(crate) mbus: [MBusChannel; 4],
+    pub(crate) problems: Vec<TelegramProblem>,
 }
 
 /// Fluvius bills the capacity tariff on at least 2.5 kW per month (DOCS.md names the source).
-pub const CAPACITY_TARIFF_FLOOR_KW: f64 = 2.5;
+pub(crate) const CAPACITY_TARIFF_FLOOR_KW: f64 = 2.5;
 /// The bill's average runs over the last 12 months.
 const CAPACITY_TARIFF_MONTHS: usize = 12;
 
 impl TelegramReadings {
     /// Reads every line once; a line that does not parse is a problem, never a panic, and the
     /// other lines still count.
-    pub fn parse(telegram: &str) -> Self {
+    pub(crate) fn parse(telegram: &str) -> Self {
         let mut out = Self::default();
         let text = telegram.trim();
         if !text.starts_with('/') || !text.contains('!') {
@@ -508,7 +508,7 @@ impl TelegramReadings {
     /// The figure Fluvius bills the capacity tariff on: the average of the last 12 monthly
     /// maxima, each counted as at least 2.5 kW. With fewer months in the buffer (a new meter)
     /// the average of those there are. `None` without the buffer or with an empty one.
-    pub fn capacity_tariff_basis(&self) -> Option<f64> {
+    pub(crate) fn capacity_tariff_basis(&self) -> Option<f64> {
         let mut maxima = self.monthly_maxima.clone()?;
         if maxima.is_empty() {
             return None;
@@ -525,7 +525,7 @@ impl TelegramReadings {
 
 /// The unit suffix of the catalog key a reading goes to, `None` when its unit is not one the
 /// kind is published in (m³ for gas and water; GJ or kWh for heat).
-pub fn register_unit(kind: MBusKind, unit: &str) -> Option<&'static str> {
+pub(crate) fn register_unit(kind: MBusKind, unit: &str) -> Option<&'static str> {
     match (kind, unit) {
         (MBusKind::Gas | MBusKind::Water, "m3" | "m³") => Some(""),
         (MBusKind::Heat, "GJ") => Some(""),
@@ -642,7 +642,7 @@ fn decimal(text: &str) -> Option<String> {
 
 /// `YYMMDDhhmmssX`, local time in the meter's zone: `W` winter (UTC+1), `S` summer (UTC+2),
 /// as both Dutch and Belgian meters keep Central European time.
-pub fn meter_time(text: &str) -> Option<OffsetDateTime> {
+pub(crate) fn meter_time(text: &str) -> Option<OffsetDateTime> {
     let bytes = text.as_bytes();
     if bytes.len() != 13 || !bytes[..12].iter().all(u8::is_ascii_digit) {
         return None;

@@ -10,9 +10,8 @@ use crate::model::Message;
 /// Full state topics, built once: `<base>/<table topic>` per table entry.
 #[derive(Debug, Clone)]
 pub struct Topics {
-    pub base: String,
-    pub bridge_status: Arc<str>,
-    pub reader_status: Arc<str>,
+    pub(crate) bridge_status: Arc<str>,
+    pub(crate) reader_status: Arc<str>,
     state: PerKey<Arc<str>>,
 }
 
@@ -21,7 +20,6 @@ impl Topics {
         let state: PerKey<Arc<str>> =
             PerKey::new(|key| Arc::from(format!("{base}/{}", key.sensor().topic)));
         Self {
-            base: base.to_owned(),
             bridge_status: Arc::from(format!("{base}/status")),
             reader_status: state[Key::health()].clone(),
             state,

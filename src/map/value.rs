@@ -34,7 +34,7 @@ pub enum Rejection {
 
 impl Rejection {
     /// Whether the register guard held the value back (rather than the field being invalid).
-    pub fn by_register_guard(self) -> bool {
+    pub(crate) fn by_register_guard(self) -> bool {
         matches!(
             self,
             Self::Zero | Self::Decrease | Self::Jump | Self::BelowRetained

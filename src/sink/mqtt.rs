@@ -184,7 +184,7 @@ pub struct MqttSink {
 
 impl MqttSink {
     /// Starts connecting in the background; reconnects with capped backoff until dropped.
-    pub fn start(config: &BrokerConfig) -> Result<Self, SinkError> {
+    pub(crate) fn start(config: &BrokerConfig) -> Result<Self, SinkError> {
         let options = config.options()?;
         let (tx, rx) = mpsc::channel(WINDOW * 4);
         let stop = CancellationToken::new();

@@ -12,13 +12,13 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 /// The addresses of the names looked up so far; clones share them.
 #[derive(Debug, Clone, Default)]
-pub struct KeptAddresses {
+pub(crate) struct KeptAddresses {
     kept: Arc<Mutex<HashMap<String, Vec<SocketAddr>>>>,
 }
 
 impl KeptAddresses {
     /// The next connection looks the name up again.
-    pub fn forget(&self) {
+    pub(crate) fn forget(&self) {
         self.lock().clear();
     }
 

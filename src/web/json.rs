@@ -12,82 +12,82 @@ use crate::status::{Status, unix};
 use crate::web::recent::Entry;
 
 #[derive(Debug, Serialize)]
-pub struct StatusJson<'s> {
+pub(crate) struct StatusJson<'s> {
     /// The bridge's version.
-    pub bridge: &'static str,
-    pub now: u64,
-    pub dsmr_reader: DsmrReader<'s>,
-    pub broker: Broker<'s>,
+    pub(crate) bridge: &'static str,
+    pub(crate) now: u64,
+    pub(crate) dsmr_reader: DsmrReader<'s>,
+    pub(crate) broker: Broker<'s>,
     /// `null` when the history import is off.
-    pub history: Option<Line>,
+    pub(crate) history: Option<Line>,
     /// Catalog key → the value as published.
-    pub meter: BTreeMap<&'static str, &'s str>,
+    pub(crate) meter: BTreeMap<&'static str, &'s str>,
     /// `[at, consumed W, returned W]`, oldest first.
-    pub power: Vec<(u64, i32, i32)>,
-    pub traffic: Traffic,
+    pub(crate) power: Vec<(u64, i32, i32)>,
+    pub(crate) traffic: Traffic,
     /// Entities announced to Home Assistant.
-    pub entities: usize,
+    pub(crate) entities: usize,
     /// Warnings and errors, newest first.
-    pub recent: Vec<Recent>,
+    pub(crate) recent: Vec<Recent>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct DsmrReader<'s> {
+pub(crate) struct DsmrReader<'s> {
     /// `null` until the first poll said either way.
-    pub reachable: Option<bool>,
-    pub version: Option<String>,
+    pub(crate) reachable: Option<bool>,
+    pub(crate) version: Option<String>,
     /// The last poll whose newest reading was answered.
-    pub last_poll: Option<u64>,
-    pub last_error: Option<Dated>,
+    pub(crate) last_poll: Option<u64>,
+    pub(crate) last_error: Option<Dated>,
     /// Side endpoints failing while the reading answers.
-    pub failing: Vec<Failing<'s>>,
+    pub(crate) failing: Vec<Failing<'s>>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct Dated {
-    pub at: u64,
-    pub text: String,
+pub(crate) struct Dated {
+    pub(crate) at: u64,
+    pub(crate) text: String,
 }
 
 #[derive(Debug, Serialize)]
-pub struct Failing<'s> {
-    pub endpoint: &'s str,
-    pub text: String,
+pub(crate) struct Failing<'s> {
+    pub(crate) endpoint: &'s str,
+    pub(crate) text: String,
 }
 
 #[derive(Debug, Serialize)]
-pub struct Broker<'s> {
-    pub connected: bool,
+pub(crate) struct Broker<'s> {
+    pub(crate) connected: bool,
     /// `host:port`.
-    pub address: &'s str,
-    pub since: Option<u64>,
+    pub(crate) address: &'s str,
+    pub(crate) since: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct Line {
-    pub ok: bool,
-    pub text: String,
+pub(crate) struct Line {
+    pub(crate) ok: bool,
+    pub(crate) text: String,
 }
 
 #[derive(Debug, Serialize)]
-pub struct Traffic {
-    pub offered: u64,
-    pub published: u64,
-    pub suppressed_by_cache: u64,
-    pub discarded_in_queue: u64,
-    pub replaced_in_queue: u64,
-    pub dropped: u64,
+pub(crate) struct Traffic {
+    pub(crate) offered: u64,
+    pub(crate) published: u64,
+    pub(crate) suppressed_by_cache: u64,
+    pub(crate) discarded_in_queue: u64,
+    pub(crate) replaced_in_queue: u64,
+    pub(crate) dropped: u64,
 }
 
 #[derive(Debug, Serialize)]
-pub struct Recent {
-    pub at: u64,
-    pub level: &'static str,
-    pub text: String,
+pub(crate) struct Recent {
+    pub(crate) at: u64,
+    pub(crate) level: &'static str,
+    pub(crate) text: String,
 }
 
 impl<'s> StatusJson<'s> {
-    pub fn new(
+    pub(crate) fn new(
         status: &'s Status,
         broker: &'s str,
         recent: Vec<Entry>,

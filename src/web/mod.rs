@@ -4,8 +4,8 @@
 //! `Status`, the recent warnings and the broker's address, nothing from the configuration, and
 //! its text passes the log's `Redactor`.
 
-pub mod json;
-pub mod recent;
+pub(crate) mod json;
+pub(crate) mod recent;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -28,7 +28,7 @@ use json::StatusJson;
 pub use recent::RecentLog;
 
 /// The Supervisor's ingress proxy: inside Home Assistant the only client the page answers.
-pub const INGRESS_PROXY: IpAddr = IpAddr::V4(Ipv4Addr::new(172, 30, 32, 2));
+pub(crate) const INGRESS_PROXY: IpAddr = IpAddr::V4(Ipv4Addr::new(172, 30, 32, 2));
 /// `ingress_port` in config.yaml.
 pub const INGRESS_PORT: u16 = 8099;
 
@@ -58,7 +58,7 @@ pub struct Listen {
 impl Listen {
     /// Inside Home Assistant on the ingress port for the ingress proxy only (`status_listen`
     /// moves the address, never opens it to others); outside only where `status_listen` says.
-    pub fn choose(inside_ha: bool, status_listen: Option<SocketAddr>) -> Option<Listen> {
+    pub(crate) fn choose(inside_ha: bool, status_listen: Option<SocketAddr>) -> Option<Listen> {
         if inside_ha {
             Some(Listen {
                 address: status_listen

@@ -13,14 +13,14 @@ use tracing_subscriber::layer::{Context, Layer};
 use crate::secrets::Redactor;
 
 /// How many the page shows.
-pub const KEPT: usize = 20;
+pub(crate) const KEPT: usize = 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub at: SystemTime,
-    pub level: Level,
+pub(crate) struct Entry {
+    pub(crate) at: SystemTime,
+    pub(crate) level: Level,
     /// The message, then its fields as `key=value`.
-    pub text: String,
+    pub(crate) text: String,
 }
 
 /// A handle on the ring; clones share it.
@@ -35,7 +35,7 @@ impl RecentLog {
     }
 
     /// Oldest first.
-    pub fn entries(&self) -> Vec<Entry> {
+    pub(crate) fn entries(&self) -> Vec<Entry> {
         self.lock().iter().cloned().collect()
     }
 
