@@ -792,10 +792,7 @@ fn history(
         }
         (None, None, None) => return Ok(None),
     };
-    Ok(Some(HistoryConfig {
-        target,
-        id_tag: String::new(),
-    }))
+    Ok(Some(HistoryConfig { target }))
 }
 
 /// `http://ha:8123/` → `ws://ha:8123/api/websocket`; a `ws://` or `wss://` address is taken as

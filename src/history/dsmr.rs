@@ -53,6 +53,15 @@ impl std::fmt::Debug for ArchiveClient {
 }
 
 const HOURS: &str = "statistics/hour";
+const READINGS: &str = "datalogger/dsmrreading";
+/// A reading's registers, in the order of the hour statistics.
+const READING_REGISTERS: [&str; REGISTERS] = [
+    "electricity_delivered_1",
+    "electricity_delivered_2",
+    "electricity_returned_1",
+    "electricity_returned_2",
+    "extra_device_delivered",
+];
 const DAYS: &str = "statistics/day";
 
 impl ArchiveClient {
@@ -203,6 +212,36 @@ impl ArchiveClient {
         }
         let page = self.get(DAYS, &query).await?;
         results(DAYS, &page)?.iter().map(day_row).collect()
+    }
+
+    /// The registers of the first reading at or after each of `at` (within the hour after it),
+    /// one small request each: `timestamp__gte` with `ordering=timestamp` and `limit=1`.
+    pub async fn readings_at(
+        &self,
+        at: &[OffsetDateTime],
+    ) -> Result<Vec<Option<[Option<i64>; REGISTERS]>>, ArchiveError> {
+        let mut out = Vec::with_capacity(at.len());
+        for t in at {
+            let query = [
+                ("ordering", "timestamp".to_owned()),
+                ("limit", "1".to_owned()),
+                ("timestamp__gte", filter_time(*t)),
+                ("timestamp__lte", filter_time(*t + time::Duration::HOUR)),
+            ];
+            let page = self.get(READINGS, &query).await?;
+            let reading = match results(READINGS, &page)?.first() {
+                Some(row) => {
+                    let mut registers = [None; REGISTERS];
+                    for (value, key) in registers.iter_mut().zip(READING_REGISTERS) {
+                        *value = field(READINGS, row, key, 3)?;
+                    }
+                    Some(registers)
+                }
+                None => None,
+            };
+            out.push(reading);
+        }
+        Ok(out)
     }
 
     /// The newest day row, which tells whether there is a gas meter.

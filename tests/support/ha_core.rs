@@ -495,3 +495,87 @@ async fn long_lived_token(port: u16, access: &str) -> String {
         before.push(answer);
     }
 }
+
+/// A WebSocket connection to a Core, logged in as its owner, for what the tests ask and set
+/// (entity registry, Energy preferences, statistics as the dashboard reads them).
+pub struct CoreSocket {
+    ws: WebSocket,
+    next_id: u64,
+}
+
+impl CoreSocket {
+    /// Sends `command` and returns its `result`, or the error Core answered.
+    pub async fn call(&mut self, mut command: Value) -> Result<Value, Value> {
+        let id = self.next_id;
+        self.next_id += 1;
+        command["id"] = json!(id);
+        self.ws
+            .send(Message::text(command.to_string()))
+            .await
+            .expect("send");
+        loop {
+            let answer = receive(&mut self.ws).await;
+            if answer["type"] == "result" && answer["id"] == id {
+                return if answer["success"] == true {
+                    Ok(answer["result"].clone())
+                } else {
+                    Err(answer["error"].clone())
+                };
+            }
+        }
+    }
+}
+
+impl Core {
+    /// A WebSocket connection logged in with the owner's token.
+    pub async fn socket(&self) -> CoreSocket {
+        let url = format!("ws://127.0.0.1:{}/api/websocket", self.port);
+        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("Core's WebSocket API");
+        assert_eq!(receive(&mut ws).await["type"], "auth_required");
+        ws.send(Message::text(
+            json!({"type": "auth", "access_token": self.token}).to_string(),
+        ))
+        .await
+        .expect("send");
+        assert_eq!(receive(&mut ws).await["type"], "auth_ok");
+        CoreSocket { ws, next_id: 1 }
+    }
+
+    /// Sets up Core's MQTT integration on the broker at 127.0.0.1:`port`, through its config
+    /// flow as a user does in Settings → Devices & services.
+    pub async fn add_mqtt(&self, port: u16) {
+        let http = http_client();
+        let base = self.url();
+        let flow: Value = http
+            .post(format!("{base}api/config/config_entries/flow"))
+            .bearer_auth(&self.token)
+            .json(&json!({"handler": "mqtt", "show_advanced_options": false}))
+            .send()
+            .await
+            .expect("MQTT config flow")
+            .json()
+            .await
+            .expect("flow JSON");
+        let id = flow["flow_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no MQTT flow: {flow}"));
+        let done: Value = http
+            .post(format!("{base}api/config/config_entries/flow/{id}"))
+            .bearer_auth(&self.token)
+            .json(&json!({"broker": "127.0.0.1", "port": port}))
+            .send()
+            .await
+            .expect("MQTT broker step")
+            .json()
+            .await
+            .expect("flow JSON");
+        assert_eq!(
+            done["type"],
+            "create_entry",
+            "MQTT set up: {done}; Core's log:\n{}",
+            self.log()
+        );
+    }
+}
