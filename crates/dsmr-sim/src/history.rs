@@ -1,11 +1,19 @@
 //! DSMR-reader's archive: `statistics/hour` and `statistics/day` rows for years of simulated
-//! consumption, generated up front and deterministic per seed.
+//! consumption, generated up front and deterministic per seed, and served as DSMR-reader 5.11
+//! serves them at the archive's "now".
 //!
 //! The archive keeps DSMR-reader's invariants: each day's registers at the day's start equal
 //! the previous day's plus that day's consumption (until a meter swap restarts them), hours and
 //! days follow Europe/Amsterdam time with its 23- and 25-hour days, and hours the datalogger
 //! missed have no hour row while the day row, computed from the meter's registers, still holds
-//! all the energy.
+//! all the energy. A day without any reading gets no day row at all.
+//!
+//! Timing follows `dsmr_stats/services.py` `run()`: statistics are written once a day, after
+//! local midnight, for the day before ("Skip current day, wait until midnight"), hour rows and
+//! day row in one transaction. At midnight the last minute's readings are not processed yet
+//! (the compactor waits for a reading of the next minute), so the run retries 5 minutes later;
+//! with a gas meter it also waits, in 5-minute steps, for the next day's first gas reading. Until
+//! then the day's hours exist only as readings.
 
 use time::{Date, Duration, Month, OffsetDateTime, Time, UtcOffset, Weekday};
 
@@ -38,10 +46,37 @@ pub struct HistoryOptions {
     /// Without a gas meter the gas fields are null in day rows and 0 in hour rows.
     pub gas: bool,
     pub seed: u64,
-    /// Hours after midnight before a day's row appears (DSMR-reader computes it a few hours
-    /// into the next day); 0 shows it at once.
+    /// Hours DSMR-reader's backend was down after each midnight: the day's statistics (hour
+    /// rows and day row, written together) come that much later; 0 for a backend that runs.
     pub day_row_delay: u32,
+    /// How long after local midnight the gas meter's first reading of a day reaches
+    /// DSMR-reader (a meter that reports late, or hourly); with a gas meter, a day's statistics
+    /// wait for it.
+    pub gas_reading_delay: Duration,
+    /// When the archive is looked at.
+    pub now: ArchiveNow,
 }
+
+/// When the archive is looked at: what DSMR-reader has simulated, and archived, by then.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ArchiveNow {
+    /// Just after DSMR-reader has archived the last of `HistoryOptions::days`: 00:05 the next
+    /// morning, or later with `gas_reading_delay` or `day_row_delay`.
+    #[default]
+    AfterDays,
+    /// This moment: the household runs from `first_day` up to it (`days` is ignored).
+    At(OffsetDateTime),
+    /// The simulator's clock at each request (`days` is ignored), so that midnight passes and
+    /// DSMR-reader archives the day before as the clock runs.
+    Clock,
+}
+
+/// DSMR-reader's statistics run retries every 5 minutes while the day's last readings are not
+/// processed or, with gas, the next day's first gas reading is not in
+/// (`scheduled_process.delay(minutes=5)`).
+pub const STATS_RETRY: Duration = Duration::minutes(5);
+/// The longest stretch simulated: a clock far ahead must not fill the memory.
+const MAX_HOURS: usize = 20 * 366 * 24;
 
 /// Registers of the swapped-in meter, in Wh (as `Registers::NEW_METER`).
 pub const NEW_METER_WH: [u64; 4] = [2, 1, 0, 0];
@@ -59,6 +94,8 @@ impl Default for HistoryOptions {
             gas: true,
             seed: 7,
             day_row_delay: 0,
+            gas_reading_delay: Duration::ZERO,
+            now: ArchiveNow::AfterDays,
         }
     }
 }
@@ -88,85 +125,160 @@ pub struct DayRow {
     pub gas_cost: i64,
     pub fixed_cost: i64,
     pub total_cost: i64,
+    /// When DSMR-reader writes this row and the day's hour rows.
+    pub archived_at: OffsetDateTime,
 }
 
 /// The generated archive.
 #[derive(Clone, Debug)]
 pub struct Archive {
     opts: HistoryOptions,
+    /// The archive's clock: complete hours before it are simulated, days archived by it served.
+    now: OffsetDateTime,
     /// Every simulated hour (UTC start, consumption), archived or not.
     hours: Vec<(OffsetDateTime, [u64; FIELDS])>,
+    /// The registers at the start of each of `hours`.
+    starts: Vec<[u64; FIELDS]>,
+    /// Every complete hour with readings, archived or not.
     hour_rows: Vec<HourRow>,
+    /// Every complete day with readings, archived or not.
     day_rows: Vec<DayRow>,
+    /// How many of `day_rows` and `hour_rows` DSMR-reader has written by `now`.
+    archived_days: usize,
+    archived_hours: usize,
     /// Registers at the end of the last simulated hour.
     registers: [u64; FIELDS],
-    /// The day in progress: date, local start, registers at its start, consumption so far.
-    day: Option<(Date, OffsetDateTime, [u64; FIELDS], [u64; FIELDS])>,
+    day: Option<DayInProgress>,
+}
+
+#[derive(Clone, Debug)]
+struct DayInProgress {
+    day: Date,
+    /// Local midnight.
+    start: OffsetDateTime,
+    registers: [u64; FIELDS],
+    consumption: [u64; FIELDS],
+    /// Hours with readings so far.
+    hours_read: u32,
 }
 
 impl Archive {
     pub fn new(opts: HistoryOptions) -> Self {
-        let start = local_midnight(opts.first_day);
-        let end = local_midnight(
-            opts.first_day
-                .checked_add(Duration::days(i64::from(opts.days)))
-                .unwrap_or(opts.first_day),
-        );
-        let hours = u32::try_from((end - start).whole_hours()).unwrap_or(0);
+        let origin = local_midnight(opts.first_day);
+        let now = match opts.now {
+            ArchiveNow::AfterDays => {
+                let end = opts
+                    .first_day
+                    .checked_add(Duration::days(i64::from(opts.days)))
+                    .map_or(origin, local_midnight);
+                archived_at(&opts, end)
+            }
+            ArchiveNow::At(t) => t,
+            // The simulator moves it to its clock.
+            ArchiveNow::Clock => origin,
+        };
         let mut archive = Self {
             registers: opts.start_registers,
             opts,
+            now: origin,
             hours: Vec::new(),
+            starts: Vec::new(),
             hour_rows: Vec::new(),
             day_rows: Vec::new(),
+            archived_days: 0,
+            archived_hours: 0,
             day: None,
         };
-        archive.extend(hours);
+        archive.advance_to(now);
         archive
     }
 
-    /// Simulates `hours` more hours; a day that completes gets its day row.
+    /// Whether the archive runs on the simulator's clock.
+    pub fn follows_clock(&self) -> bool {
+        self.opts.now == ArchiveNow::Clock
+    }
+
+    /// The archive's clock.
+    pub fn now(&self) -> OffsetDateTime {
+        self.now
+    }
+
+    /// Moves the archive's clock `hours` on.
     pub fn extend(&mut self, hours: u32) {
-        let mut next = match self.hours.last() {
+        self.advance_to(self.now + Duration::hours(i64::from(hours)));
+    }
+
+    /// Moves the archive's clock to `t`: the household runs up to it, and DSMR-reader archives
+    /// each day whose run has come. Time never runs back; an earlier `t` changes nothing.
+    pub fn advance_to(&mut self, t: OffsetDateTime) {
+        if t <= self.now {
+            return;
+        }
+        self.now = t;
+        loop {
+            let next = self.next_hour();
+            if next + Duration::HOUR > t || self.hours.len() >= MAX_HOURS {
+                break;
+            }
+            self.simulate_hour(next);
+        }
+        self.archive();
+    }
+
+    fn next_hour(&self) -> OffsetDateTime {
+        match self.hours.last() {
             Some((t, _)) => *t + Duration::HOUR,
             None => local_midnight(self.opts.first_day),
-        };
-        for _ in 0..hours {
-            if Some(next) == self.opts.meter_swap {
-                self.registers[..4].copy_from_slice(&NEW_METER_WH);
-            }
-            let local = to_local(next);
-            if local.hour() == 0 || self.day.is_none() {
-                self.day = Some((local.date(), local, self.registers, [0; FIELDS]));
-            }
-            let values = self.consumption(next);
-            for (reg, v) in self.registers.iter_mut().zip(values) {
-                *reg += v;
-            }
-            if let Some((_, _, _, consumption)) = &mut self.day {
-                for (c, v) in consumption.iter_mut().zip(values) {
-                    *c += v;
-                }
-            }
-            self.hours.push((next, values));
-            if !self.is_gap(next) {
-                self.hour_rows.push(HourRow {
-                    id: self.hour_rows.len() as u64 + 1,
-                    hour_start: local,
-                    values,
-                });
-            }
-            next += Duration::HOUR;
-            if to_local(next).hour() == 0 {
-                self.close_day(to_local(next));
-            }
         }
     }
 
+    fn simulate_hour(&mut self, start: OffsetDateTime) {
+        if Some(start) == self.opts.meter_swap {
+            self.registers[..4].copy_from_slice(&NEW_METER_WH);
+        }
+        let local = to_local(start);
+        if local.hour() == 0 || self.day.is_none() {
+            self.day = Some(DayInProgress {
+                day: local.date(),
+                start: local,
+                registers: self.registers,
+                consumption: [0; FIELDS],
+                hours_read: 0,
+            });
+        }
+        let values = self.consumption(start);
+        self.starts.push(self.registers);
+        for (reg, v) in self.registers.iter_mut().zip(values) {
+            *reg += v;
+        }
+        let read = !self.is_gap(start);
+        if let Some(day) = &mut self.day {
+            for (c, v) in day.consumption.iter_mut().zip(values) {
+                *c += v;
+            }
+            day.hours_read += u32::from(read);
+        }
+        self.hours.push((start, values));
+        if read {
+            self.hour_rows.push(HourRow {
+                id: self.hour_rows.len() as u64 + 1,
+                hour_start: local,
+                values,
+            });
+        }
+        let next = start + Duration::HOUR;
+        if to_local(next).hour() == 0 {
+            self.close_day(to_local(next));
+        }
+    }
+
+    /// A day without any reading gets no row: DSMR-reader's run skips to the next day with
+    /// consumption (`get_next_day_to_generate`).
     fn close_day(&mut self, end: OffsetDateTime) {
-        let Some((day, start, registers, consumption)) = self.day.take() else {
+        let Some(day) = self.day.take().filter(|d| d.hours_read > 0) else {
             return;
         };
+        let consumption = day.consumption;
         let costs = crate::api::day_costs(
             [
                 consumption[E1],
@@ -178,16 +290,35 @@ impl Archive {
         );
         self.day_rows.push(DayRow {
             id: self.day_rows.len() as u64 + 1,
-            day,
+            day: day.day,
             consumption,
-            registers,
-            start,
+            registers: day.registers,
+            start: day.start,
             end,
             electricity1_cost: costs.electricity1,
             electricity2_cost: costs.electricity2,
             gas_cost: costs.gas,
             fixed_cost: costs.fixed,
             total_cost: costs.total,
+            archived_at: archived_at(&self.opts, end),
+        });
+    }
+
+    /// Writes the statistics of every day whose run has come by `now`, hours and day together.
+    fn archive(&mut self) {
+        while self
+            .day_rows
+            .get(self.archived_days)
+            .is_some_and(|d| d.archived_at <= self.now)
+        {
+            self.archived_days += 1;
+        }
+        let until = self
+            .archived_days
+            .checked_sub(1)
+            .map(|i| self.day_rows[i].end);
+        self.archived_hours = until.map_or(0, |end| {
+            self.hour_rows.partition_point(|r| r.hour_start < end)
         });
     }
 
@@ -228,38 +359,44 @@ impl Archive {
         values
     }
 
+    /// The hour rows DSMR-reader serves by now: those of archived days.
     pub fn hour_rows(&self) -> &[HourRow] {
-        &self.hour_rows
+        &self.hour_rows[..self.archived_hours]
     }
 
-    /// Every complete day's row, also those DSMR-reader has not computed yet.
+    /// Every complete day's row, also those DSMR-reader has not written yet.
     pub fn day_rows(&self) -> &[DayRow] {
         &self.day_rows
     }
 
-    /// The day rows DSMR-reader serves by now (`day_row_delay` hours into the next day).
+    /// The day rows DSMR-reader serves by now.
     pub fn published_day_rows(&self) -> &[DayRow] {
-        let Some((last, _)) = self.hours.last() else {
-            return &[];
-        };
-        let archived_until = *last + Duration::HOUR;
-        let delay = Duration::hours(i64::from(self.opts.day_row_delay));
-        let shown = self
-            .day_rows
-            .iter()
-            .take_while(|d| d.end + delay <= archived_until)
-            .count();
-        &self.day_rows[..shown]
+        &self.day_rows[..self.archived_days]
     }
 
     pub fn options(&self) -> &HistoryOptions {
         &self.opts
     }
 
-    /// Every simulated hour (UTC start, consumption), including those without an hour row.
+    /// Every complete simulated hour (UTC start, consumption), also those without an hour row
+    /// and those DSMR-reader has not archived yet (today's, which exist only as readings).
     pub fn hours(&self) -> &[(OffsetDateTime, [u64; FIELDS])] {
         &self.hours
     }
+}
+
+/// When DSMR-reader's statistics run writes the day that ends at `end` (local midnight).
+fn archived_at(opts: &HistoryOptions, end: OffsetDateTime) -> OffsetDateTime {
+    let late = Duration::hours(i64::from(opts.day_row_delay));
+    let gas = if opts.gas {
+        opts.gas_reading_delay
+    } else {
+        Duration::ZERO
+    };
+    let wait = STATS_RETRY.max(late).max(gas);
+    let retry = STATS_RETRY.whole_seconds();
+    let runs = (wait.whole_seconds() + retry - 1) / retry;
+    end + Duration::seconds(runs * retry)
 }
 
 /// Europe/Amsterdam's offset at `t`: CEST from the last Sunday of March 01:00 UTC to the last
@@ -388,6 +525,114 @@ mod tests {
             rows[2].registers[E1] + rows[2].consumption[E1],
             archive.registers[E1]
         );
+    }
+
+    /// DSMR-reader 5.11 writes a day's hour and day rows together, at the first run after
+    /// midnight that finds the day's readings processed (00:05) and, with gas, the next day's
+    /// first gas reading in; until then the day's hours exist only as readings.
+    #[test]
+    fn statistics_are_written_after_midnight_for_the_day_before() {
+        let at = |now: OffsetDateTime, gas: bool, gas_delay: Duration| {
+            Archive::new(HistoryOptions {
+                first_day: date!(2025 - 11 - 10),
+                gas,
+                gas_reading_delay: gas_delay,
+                now: ArchiveNow::At(now),
+                ..HistoryOptions::default()
+            })
+        };
+        let afternoon = at(datetime!(2025-11-12 14:30 +1), true, Duration::ZERO);
+        assert_eq!(afternoon.published_day_rows().len(), 2);
+        assert_eq!(afternoon.hour_rows().len(), 48);
+        assert_eq!(afternoon.hours().len(), 48 + 14, "today's complete hours");
+        assert_eq!(
+            afternoon.hours().last().map(|h| h.0),
+            Some(datetime!(2025-11-12 13:00 +1))
+        );
+        assert_eq!(afternoon.day_rows().len(), 2);
+
+        let midnight = datetime!(2025-11-13 00:00 +1);
+        for (now, gas, delay, archived) in [
+            (midnight, true, Duration::ZERO, 2),
+            (midnight + Duration::seconds(299), true, Duration::ZERO, 2),
+            (midnight + STATS_RETRY, true, Duration::ZERO, 3),
+            (
+                midnight + Duration::minutes(15),
+                true,
+                Duration::minutes(17),
+                2,
+            ),
+            (
+                midnight + Duration::minutes(20),
+                true,
+                Duration::minutes(17),
+                3,
+            ),
+            (midnight + STATS_RETRY, false, Duration::minutes(17), 3),
+        ] {
+            let archive = at(now, gas, delay);
+            assert_eq!(archive.day_rows().len(), 3);
+            assert_eq!(
+                archive.published_day_rows().len(),
+                archived,
+                "{now} gas {gas} first gas reading {delay}"
+            );
+            assert_eq!(archive.hour_rows().len(), archived * 24);
+        }
+        let late_gas = at(midnight + Duration::HOUR, true, Duration::minutes(17));
+        assert_eq!(
+            late_gas.day_rows()[2].archived_at,
+            midnight + Duration::minutes(20)
+        );
+    }
+
+    #[test]
+    fn the_clock_moves_forward_only_and_archives_as_it_goes() {
+        let mut archive = Archive::new(HistoryOptions {
+            first_day: date!(2025 - 11 - 10),
+            days: 2,
+            ..HistoryOptions::default()
+        });
+        assert_eq!(archive.now(), datetime!(2025-11-12 00:05 +1));
+        assert_eq!(archive.published_day_rows().len(), 2);
+        archive.extend(23);
+        assert_eq!(archive.hour_rows().len(), 48, "today only as readings");
+        assert_eq!(archive.hours().len(), 48 + 23);
+        archive.advance_to(datetime!(2025-11-11 00:00 +1));
+        assert_eq!(archive.now(), datetime!(2025-11-12 23:05 +1));
+        archive.extend(1);
+        assert_eq!(archive.published_day_rows().len(), 3);
+        assert_eq!(archive.hour_rows().len(), 72);
+    }
+
+    /// A backend down after midnight writes the day late, hour rows included.
+    #[test]
+    fn a_late_run_writes_hours_and_day_together() {
+        let archive = Archive::new(HistoryOptions {
+            first_day: date!(2025 - 11 - 10),
+            day_row_delay: 6,
+            now: ArchiveNow::At(datetime!(2025-11-12 05:59 +1)),
+            ..HistoryOptions::default()
+        });
+        assert_eq!(archive.published_day_rows().len(), 1);
+        assert_eq!(archive.hour_rows().len(), 24);
+        assert_eq!(
+            archive.day_rows()[1].archived_at,
+            datetime!(2025-11-12 06:00 +1)
+        );
+    }
+
+    #[test]
+    fn a_day_without_readings_has_no_row() {
+        let archive = Archive::new(HistoryOptions {
+            first_day: date!(2025 - 11 - 10),
+            days: 3,
+            gaps: vec![(datetime!(2025-11-10 23:00 UTC), 24)],
+            ..HistoryOptions::default()
+        });
+        let days: Vec<Date> = archive.published_day_rows().iter().map(|d| d.day).collect();
+        assert_eq!(days, [date!(2025 - 11 - 10), date!(2025 - 11 - 12)]);
+        assert_eq!(archive.hour_rows().len(), 48);
     }
 
     #[test]

@@ -36,7 +36,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use url::Url;
 
-pub use history::{Archive, HistoryOptions};
+pub use history::{Archive, ArchiveNow, HistoryOptions};
 pub use meter::{MeterModel, Reading, Registers};
 pub use zone::TimeZone;
 
@@ -272,6 +272,14 @@ impl State {
         self.model.advance_to(now);
     }
 
+    /// Brings an archive that runs on the simulator's clock up to it.
+    fn sync_archive(&mut self) {
+        let now = self.clock.now();
+        if let Some(archive) = self.archive.as_mut().filter(|a| a.follows_clock()) {
+            archive.advance_to(now);
+        }
+    }
+
     fn record(&mut self, method: &str, path: &str, query: Option<&str>) {
         if let Some(count) = self.counts.get_mut(path) {
             *count += 1;
@@ -303,6 +311,7 @@ impl State {
             Some(reply) => reply.clone(),
             None => {
                 self.sync();
+                self.sync_archive();
                 let ctx = api::Context {
                     model: &self.model,
                     api_key: &self.api_key,
@@ -486,21 +495,35 @@ impl Simulator {
         state.model.push_stray(ahead, currently_delivered);
     }
 
-    /// Serves `opts`' archive from `statistics/hour` and `statistics/day` from now on.
+    /// Serves `opts`' archive from `statistics/hour` and `statistics/day` from now on, as
+    /// DSMR-reader serves it at `opts.now`.
     pub fn set_history(&self, opts: HistoryOptions) {
-        self.state().archive = Some(Archive::new(opts));
+        let mut state = self.state();
+        state.archive = Some(Archive::new(opts));
+        state.sync_archive();
     }
 
-    /// Archives `hours` more hours, as DSMR-reader does once each hour has passed.
+    /// Moves the archive's clock `hours` on: the household runs on, and DSMR-reader archives
+    /// each day once its statistics run has come (after midnight). For an archive on the
+    /// simulator's clock (`ArchiveNow::Clock`) move the clock instead (`set_time`).
     pub fn extend_history(&self, hours: u32) {
         if let Some(archive) = self.state().archive.as_mut() {
             archive.extend(hours);
         }
     }
 
-    /// A copy of the archive, to check what a client made of it.
+    /// Moves the archive's clock to `t` (never back).
+    pub fn set_history_time(&self, t: OffsetDateTime) {
+        if let Some(archive) = self.state().archive.as_mut() {
+            archive.advance_to(t);
+        }
+    }
+
+    /// A copy of the archive as served now, to check what a client made of it.
     pub fn archive(&self) -> Option<Archive> {
-        self.state().archive.clone()
+        let mut state = self.state();
+        state.sync_archive();
+        state.archive.clone()
     }
 
     /// The meter's latest reading at the current simulated time.
