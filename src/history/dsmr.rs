@@ -11,6 +11,7 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{Date, OffsetDateTime, UtcOffset};
+use tracing::warn;
 use url::Url;
 
 use super::ledger::{COSTS, DayStat, HourStat, REGISTERS, utc_hour};
@@ -54,6 +55,7 @@ impl std::fmt::Debug for ArchiveClient {
 
 const HOURS: &str = "statistics/hour";
 const DAYS: &str = "statistics/day";
+const READINGS: &str = "datalogger/dsmrreading";
 
 impl ArchiveClient {
     pub fn new(config: &DsmrConfig) -> Result<Self, ArchiveError> {
@@ -137,6 +139,15 @@ impl ArchiveClient {
         serde_json::from_slice(&body).map_err(|e| malformed(path, &e.to_string()))
     }
 
+    async fn get_page<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &'static str,
+        query: &[(&str, String)],
+    ) -> Result<Page<T>, ArchiveError> {
+        let value = self.get(path, query).await?;
+        serde_json::from_value(value).map_err(|e| malformed(path, &e.to_string()))
+    }
+
     /// Hours archived at or after `from` (all when `None`), as many as `limit`.
     async fn hour_page(
         &self,
@@ -205,11 +216,103 @@ impl ArchiveClient {
         results(DAYS, &page)?.iter().map(day_row).collect()
     }
 
+    /// The registers (in thousandths, in the order of the hour statistics) of the first
+    /// reading at or after each of `at`, within the hour that follows it; `None` where that hour
+    /// has no reading. One small request per boundary: filtered on both sides so that
+    /// DSMR-reader counts at most an hour of readings, ordered, one row.
+    pub async fn readings_at(
+        &self,
+        at: &[OffsetDateTime],
+    ) -> Result<Vec<Option<[Option<i64>; REGISTERS]>>, ArchiveError> {
+        let mut out = Vec::with_capacity(at.len());
+        for &t in at {
+            let query = [
+                ("ordering", "timestamp".to_owned()),
+                ("limit", "1".to_owned()),
+                ("timestamp__gte", filter_time(t)),
+                (
+                    "timestamp__lte",
+                    filter_time(t + time::Duration::HOUR - time::Duration::SECOND),
+                ),
+            ];
+            let page: Page<ReadingRow> = self.get_page(READINGS, &query).await?;
+            out.push(page.results.into_iter().next().and_then(|row| {
+                row.registers()
+                    .inspect_err(|e| warn!(error = %e, at = %t, "reading refused"))
+                    .ok()
+            }));
+        }
+        Ok(out)
+    }
+
     /// The newest day row, which tells whether there is a gas meter.
     pub async fn latest_day(&self) -> Result<Option<DayStat>, ArchiveError> {
         let query = [("ordering", "-day".to_owned()), ("limit", "1".to_owned())];
         let page = self.get(DAYS, &query).await?;
         results(DAYS, &page)?.first().map(day_row).transpose()
+    }
+}
+
+/// One page of a DRF list.
+#[derive(Debug, serde::Deserialize)]
+struct Page<T> {
+    results: Vec<T>,
+}
+
+/// A value as DSMR-reader sends it: decimals as strings. Anything else is kept, to be refused
+/// with its row rather than failing the page.
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+enum Amount {
+    Text(String),
+    Number(serde_json::Number),
+    Other(serde::de::IgnoredAny),
+}
+
+impl Amount {
+    /// In units of 10^-`places`, exactly; `None` for anything that is not a plain decimal with
+    /// at most `places` places.
+    fn scaled(&self, places: u32) -> Option<i64> {
+        match self {
+            Amount::Text(text) => decimal(text, places),
+            Amount::Number(n) => decimal(&n.to_string(), places),
+            Amount::Other(_) => None,
+        }
+    }
+}
+
+/// The registers of a `datalogger/dsmrreading` row.
+#[derive(Debug, serde::Deserialize)]
+struct ReadingRow {
+    electricity_delivered_1: Option<Amount>,
+    electricity_delivered_2: Option<Amount>,
+    electricity_returned_1: Option<Amount>,
+    electricity_returned_2: Option<Amount>,
+    extra_device_delivered: Option<Amount>,
+}
+
+impl ReadingRow {
+    /// In the order of the hour statistics, in thousandths.
+    fn registers(&self) -> Result<[Option<i64>; REGISTERS], ArchiveError> {
+        let fields = [
+            ("electricity_delivered_1", &self.electricity_delivered_1),
+            ("electricity_delivered_2", &self.electricity_delivered_2),
+            ("electricity_returned_1", &self.electricity_returned_1),
+            ("electricity_returned_2", &self.electricity_returned_2),
+            ("extra_device_delivered", &self.extra_device_delivered),
+        ];
+        let mut registers = [None; REGISTERS];
+        for (value, (key, amount)) in registers.iter_mut().zip(fields) {
+            *value = match amount {
+                None => None,
+                Some(amount) => Some(
+                    amount
+                        .scaled(3)
+                        .ok_or_else(|| malformed(READINGS, &format!("{key} is not a decimal")))?,
+                ),
+            };
+        }
+        Ok(registers)
     }
 }
 
@@ -380,9 +483,89 @@ fn day_row(row: &Value) -> Result<DayStat, ArchiveError> {
 
 #[cfg(test)]
 mod tests {
+    use dsmr_sim::{ArchiveNow, HistoryOptions, SimOptions, Simulator};
+    use secrecy::SecretString;
     use time::macros::{date, datetime};
 
     use super::*;
+
+    const KEY: &str = "history-key";
+
+    async fn simulator(history: HistoryOptions) -> Simulator {
+        let sim = Simulator::start(SimOptions {
+            api_key: KEY.to_owned(),
+            start: datetime!(2026-11-26 14:02:14 +1),
+            ..SimOptions::default()
+        })
+        .await
+        .expect("simulator");
+        sim.pause_clock(true);
+        sim.set_history(history);
+        sim
+    }
+
+    fn client(sim: &Simulator) -> ArchiveClient {
+        ArchiveClient::new(&DsmrConfig {
+            url: sim.url(),
+            api_key: SecretString::from(KEY),
+            ca_pem: None,
+            poll_interval: std::time::Duration::from_secs(5),
+        })
+        .expect("client")
+    }
+
+    /// Today's hours, not archived before midnight, from the readings at their boundaries:
+    /// one request per boundary, each filtered both ways, ordered and limited to one row.
+    #[tokio::test]
+    async fn readings_at_hour_boundaries_one_small_request_each() {
+        let sim = simulator(HistoryOptions {
+            first_day: date!(2026 - 11 - 20),
+            now: ArchiveNow::At(datetime!(2026-11-26 13:30 +1)),
+            gaps: vec![(datetime!(2026-11-26 10:00 UTC), 1)],
+            ..HistoryOptions::default()
+        })
+        .await;
+        let archive = sim.archive().expect("archive");
+        let boundaries: Vec<OffsetDateTime> = (9..=13)
+            .map(|h| datetime!(2026-11-26 00:00 +1) + time::Duration::hours(h))
+            .collect();
+        let readings = client(&sim)
+            .readings_at(&boundaries)
+            .await
+            .expect("readings");
+        assert_eq!(
+            sim.requests("/api/v2/datalogger/dsmrreading"),
+            boundaries.len() as u64
+        );
+        let log = sim.request_log();
+        assert_eq!(
+            log.last().map(String::as_str),
+            Some(
+                "GET /api/v2/datalogger/dsmrreading?ordering=timestamp&limit=1&timestamp__gte=2026-11-26T12%3A00%3A00Z&timestamp__lte=2026-11-26T12%3A59%3A59Z"
+            )
+        );
+        let expected = |t: OffsetDateTime| {
+            let r = archive
+                .reading(archive.reading_index(t))
+                .expect("a reading");
+            let [e1, e2, e1r, e2r, gas] = r.registers.map(|v| Some(v as i64));
+            Some([e1, e2, e1r, e2r, gas])
+        };
+        assert_eq!(readings[0], expected(boundaries[0]));
+        assert_eq!(readings[2], None, "11:00 local is in the gap");
+        assert_eq!(readings[3], expected(boundaries[3]));
+        assert_eq!(
+            readings[4], None,
+            "13:00's hour is not over: no readings yet"
+        );
+        let hour = archive
+            .hours()
+            .iter()
+            .find(|h| h.0 == boundaries[0])
+            .expect("09:00");
+        let (a, b) = (readings[0].expect("09:00"), readings[1].expect("10:00"));
+        assert_eq!(b[0].zip(a[0]).map(|(b, a)| b - a), Some(hour.1[0] as i64));
+    }
 
     #[test]
     fn decimals_are_exact() {

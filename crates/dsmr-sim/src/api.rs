@@ -13,8 +13,8 @@ use serde_json::Value;
 use time::{Date, Duration, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
 use super::Fault;
-use super::history::{Archive, DayRow, HourRow};
-use super::meter::{MeterModel, PhaseReading, Reading};
+use super::history::{Archive, ArchiveReading, DayRow, HourRow};
+use super::meter::{GasReading, MeterModel, PhaseReading, Reading};
 use super::telegram::{self, MeterIds};
 use super::zone::{TimeZone, Unplaceable};
 
@@ -260,21 +260,111 @@ pub(crate) fn valid_status(code: u16) -> u16 {
 // ---------------------------------------------------------------------------------------------
 // Endpoints
 
+/// The readings table: the archive's readings (one every `READING_EVERY` s of each simulated
+/// hour) followed by the meter's recent ones, ordered by timestamp as the view always is, and
+/// filtered, counted and paged without building the millions of rows of an archive.
 fn dsmr_readings(ctx: &Context<'_>, req: &Request<'_>, query: &Query) -> Reply {
-    let history = ctx.model.history();
-    let spec = ListSpec {
-        filters: ["timestamp", "timestamp__gte", "timestamp__lte"],
-        orderings: &["timestamp"],
+    const FILTERS: [&str; 3] = ["timestamp", "timestamp__gte", "timestamp__lte"];
+    let bounds = match Bounds::parse(query, FILTERS, ctx.zone) {
+        Ok(bounds) => bounds,
+        Err(errors) => return Reply::json(400, &errors),
     };
-    let rows = history
-        .iter()
-        .map(|r| (ctx.meter_time(r.timestamp), [0]))
+    let descending = ordering(query, &["timestamp"]).is_some_and(|(_, descending)| descending);
+    let history = ctx.model.history();
+    let mut live: Vec<usize> = (0..history.len())
+        .filter(|&i| bounds.admits(ctx.meter_time(history[i].timestamp)))
         .collect();
+    // Stable: a stray reading stamped ahead takes its place in time.
+    live.sort_by_key(|&i| ctx.meter_time(history[i].timestamp));
+    // Where the archive's readings reach the meter's, the meter's count.
+    let cutoff = history.front().map(|r| ctx.meter_time(r.timestamp));
+    let archived = ctx
+        .archive
+        .map_or(0..0, |a| archived_readings(a, &bounds, cutoff));
     // DRF counts the whole table; the model only keeps recent readings.
-    let total = usize::try_from(ctx.model.total_readings()).unwrap_or(usize::MAX);
-    list(ctx, req, query, &spec, rows, Some(total), |i| {
-        reading_json(ctx, &history[i])
-    })
+    let live_count = if bounds.is_empty() {
+        usize::try_from(ctx.model.total_readings())
+            .unwrap_or(usize::MAX)
+            .max(live.len())
+    } else {
+        live.len()
+    };
+    let count = archived.len().saturating_add(live_count);
+    let rows = archived.len() + live.len();
+    let render = |k: usize| match (ctx.archive, k.checked_sub(archived.len())) {
+        (_, Some(i)) => reading_json(ctx, &history[live[i]], true),
+        (Some(archive), None) => archive
+            .reading(archived.start + k)
+            .map_or_else(Obj::new, |r| {
+                reading_json(ctx, &archive_reading(ctx, archive, &r), false)
+            }),
+        (None, None) => Obj::new(),
+    };
+    let page = Page::from_query(query);
+    let results: Vec<Obj> = (page.offset..rows.min(page.offset.saturating_add(page.limit)))
+        .map(|j| render(if descending { rows - 1 - j } else { j }))
+        .collect();
+    page_reply(ctx, req, query, &page, count, results)
+}
+
+/// The indexes of the archive's readings within `bounds` and before `cutoff`.
+fn archived_readings(
+    archive: &Archive,
+    bounds: &Bounds,
+    cutoff: Option<OffsetDateTime>,
+) -> std::ops::Range<usize> {
+    let after = |t: OffsetDateTime| {
+        t.checked_add(Duration::nanoseconds(1))
+            .map_or(archive.reading_count(), |t| archive.reading_index(t))
+    };
+    let mut lo = 0;
+    let mut hi = archive.reading_count();
+    if let Some(cutoff) = cutoff {
+        hi = hi.min(archive.reading_index(cutoff));
+    }
+    if let Some(gte) = bounds.gte {
+        lo = lo.max(archive.reading_index(gte));
+    }
+    if let Some(lte) = bounds.lte {
+        hi = hi.min(after(lte));
+    }
+    if let Some(exact) = bounds.exact {
+        lo = lo.max(archive.reading_index(exact));
+        hi = hi.min(after(exact));
+    }
+    lo..hi.max(lo)
+}
+
+/// An archive reading in the meter's form: the hour's average power spread over the phases
+/// the meter has.
+fn archive_reading(ctx: &Context<'_>, archive: &Archive, r: &ArchiveReading) -> Reading {
+    let [e1, e2, e1r, e2r, _] = r.registers;
+    let phases = ctx.model.latest().phases.iter().flatten().count().max(1) as u32;
+    let phase = |i: u32| {
+        (i < phases).then(|| {
+            let delivered = r.delivered_w / phases;
+            let returned = r.returned_w / phases;
+            PhaseReading {
+                delivered,
+                returned,
+                voltage: 2_300,
+                current: u16::try_from(delivered.max(returned) / 230).unwrap_or(u16::MAX),
+            }
+        })
+    };
+    Reading {
+        id: r.id,
+        timestamp: r.timestamp,
+        registers: [e1, e1r, e2, e2r],
+        currently_delivered: r.delivered_w,
+        currently_returned: r.returned_w,
+        phases: [phase(0), phase(1), phase(2)],
+        gas: archive.options().gas.then_some(GasReading {
+            timestamp: r.gas_timestamp,
+            delivered: r.gas,
+        }),
+        tariff: r.tariff,
+    }
 }
 
 fn quarter_hour_peaks(ctx: &Context<'_>, req: &Request<'_>, query: &Query) -> Reply {
@@ -396,14 +486,23 @@ fn day_statistics(ctx: &Context<'_>, req: &Request<'_>, query: &Query) -> Reply 
     })
 }
 
-fn reading_json(ctx: &Context<'_>, r: &Reading) -> Obj {
+/// `shifted`: a meter reading, whose timestamps run off with the meter's clock; the archive's
+/// do not.
+fn reading_json(ctx: &Context<'_>, r: &Reading, shifted: bool) -> Obj {
+    let ts = |t: OffsetDateTime| {
+        if shifted {
+            ctx.ts(t)
+        } else {
+            iso(ctx.zone.local(t))
+        }
+    };
     let phase = |i: usize, field: fn(&PhaseReading) -> Value| {
         r.phases[i].as_ref().map_or(Value::Null, field)
     };
     let [d1, r1, d2, r2] = r.registers;
     Obj::new()
         .put("id", r.id)
-        .put("timestamp", ctx.ts(r.timestamp))
+        .put("timestamp", ts(r.timestamp))
         .put("electricity_delivered_1", thousandths(d1))
         .put("electricity_returned_1", thousandths(r1))
         .put("electricity_delivered_2", thousandths(d2))
@@ -413,7 +512,7 @@ fn reading_json(ctx: &Context<'_>, r: &Reading) -> Obj {
         .put("phase_currently_delivered_l1", phase(0, delivered_kw))
         .put("phase_currently_delivered_l2", phase(1, delivered_kw))
         .put("phase_currently_delivered_l3", phase(2, delivered_kw))
-        .put("extra_device_timestamp", r.gas.map(|g| ctx.ts(g.timestamp)))
+        .put("extra_device_timestamp", r.gas.map(|g| ts(g.timestamp)))
         .put(
             "extra_device_delivered",
             r.gas.map(|g| thousandths(g.delivered)),
@@ -692,14 +791,26 @@ fn list<const N: usize>(
         .take(page.limit)
         .map(|&i| render(i))
         .collect();
+    page_reply(ctx, req, query, &page, count, results)
+}
+
+/// A DRF page: count, absolute links and results.
+fn page_reply(
+    ctx: &Context<'_>,
+    req: &Request<'_>,
+    query: &Query,
+    page: &Page,
+    count: usize,
+    results: Vec<Obj>,
+) -> Reply {
     let links = Links {
         base: format!("http://{}{}", ctx.host, req.path),
         query,
     };
     let body = Obj::new()
         .put("count", count)
-        .put("next", links.next(&page, count))
-        .put("previous", links.previous(&page))
+        .put("next", links.next(page, count))
+        .put("previous", links.previous(page))
         .put_objects("results", results);
     Reply::json(200, &body)
 }
@@ -1339,6 +1450,67 @@ mod tests {
         );
         let empty = json(&Fixture::default().get("/api/v2/statistics/hour"));
         assert_eq!(empty["count"], 0);
+    }
+
+    /// Today's hours, not archived yet, are in the readings table: the first reading at or after
+    /// an hour boundary, asked for as a client should (filtered both ways, ordered, one row).
+    #[test]
+    fn the_archive_s_hours_are_in_the_readings_table() {
+        let f = with_archive(super::super::HistoryOptions {
+            first_day: time::macros::date!(2026 - 11 - 20),
+            now: super::super::ArchiveNow::At(datetime!(2026-11-26 13:30 +1)),
+            gaps: vec![(datetime!(2026-11-26 10:00 UTC), 1)],
+            ..Default::default()
+        });
+        let archive = f.archive.as_ref().expect("archive");
+        assert!(
+            archive
+                .hour_rows()
+                .iter()
+                .all(|r| r.hour_start < datetime!(2026-11-26 00:00 +1))
+        );
+        let first_at = |from: &str, to: &str| {
+            json(&f.get(&format!(
+                "/api/v2/datalogger/dsmrreading?timestamp__gte={from}&timestamp__lte={to}&ordering=timestamp&limit=1"
+            )))
+        };
+        let page = first_at("2026-11-26T10:00:00%2B01:00", "2026-11-26T10:59:59%2B01:00");
+        assert_eq!(page["count"], 360);
+        let reading = &page["results"][0];
+        assert_eq!(reading["timestamp"], "2026-11-26T10:00:00+01:00");
+        let index = archive.reading_index(datetime!(2026-11-26 10:00 +1));
+        let expected = archive.reading(index).expect("reading");
+        assert_eq!(
+            reading["electricity_delivered_2"],
+            thousandths(expected.registers[1])
+        );
+        assert_eq!(
+            reading["extra_device_delivered"],
+            thousandths(expected.registers[4])
+        );
+        assert_eq!(
+            reading["extra_device_timestamp"],
+            "2026-11-26T10:00:00+01:00"
+        );
+        let gap = first_at("2026-11-26T10:00:00Z", "2026-11-26T10:59:59Z");
+        assert_eq!(gap["count"], 0, "no readings in the gap");
+        let newest = json(&f.get("/api/v2/datalogger/dsmrreading?ordering=-timestamp&limit=1"));
+        assert_eq!(
+            newest["results"][0]["id"], 1_201,
+            "the meter's readings come last"
+        );
+        let oldest = json(&f.get("/api/v2/datalogger/dsmrreading?limit=2&offset=1"));
+        assert_eq!(
+            oldest["results"][0]["timestamp"],
+            "2026-11-20T00:00:10+01:00"
+        );
+        assert_eq!(
+            oldest["count"],
+            u64::try_from(archive.reading_count()).expect("count") + 1_201
+        );
+        let exact =
+            json(&f.get("/api/v2/datalogger/dsmrreading?timestamp=2026-11-26T12:00:10%2B01:00"));
+        assert_eq!(exact["count"], 1);
     }
 
     #[test]

@@ -75,6 +75,10 @@ pub enum ArchiveNow {
 /// processed or, with gas, the next day's first gas reading is not in
 /// (`scheduled_process.delay(minutes=5)`).
 pub const STATS_RETRY: Duration = Duration::minutes(5);
+/// Seconds between two readings DSMR-reader stored during a simulated hour; one falls on each
+/// hour's start, so that an hour row is the difference of the readings at its boundaries.
+pub const READING_EVERY: i64 = 10;
+const READINGS_PER_HOUR: usize = 3_600 / READING_EVERY as usize;
 /// The longest stretch simulated: a clock far ahead must not fill the memory.
 const MAX_HOURS: usize = 20 * 366 * 24;
 
@@ -141,6 +145,8 @@ pub struct Archive {
     starts: Vec<[u64; FIELDS]>,
     /// Every complete hour with readings, archived or not.
     hour_rows: Vec<HourRow>,
+    /// Indexes into `hours` of the hours with readings (not in a gap).
+    read_hours: Vec<usize>,
     /// Every complete day with readings, archived or not.
     day_rows: Vec<DayRow>,
     /// How many of `day_rows` and `hour_rows` DSMR-reader has written by `now`.
@@ -184,6 +190,7 @@ impl Archive {
             hours: Vec::new(),
             starts: Vec::new(),
             hour_rows: Vec::new(),
+            read_hours: Vec::new(),
             day_rows: Vec::new(),
             archived_days: 0,
             archived_hours: 0,
@@ -257,6 +264,9 @@ impl Archive {
                 *c += v;
             }
             day.hours_read += u32::from(read);
+        }
+        if read {
+            self.read_hours.push(self.hours.len());
         }
         self.hours.push((start, values));
         if read {
@@ -382,6 +392,75 @@ impl Archive {
     /// and those DSMR-reader has not archived yet (today's, which exist only as readings).
     pub fn hours(&self) -> &[(OffsetDateTime, [u64; FIELDS])] {
         &self.hours
+    }
+}
+
+/// One of the readings (`datalogger/dsmrreading`) DSMR-reader stored during a simulated hour,
+/// with the registers at its time (each hour's energy spread evenly over it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArchiveReading {
+    /// 1 for the first reading of the archive.
+    pub id: u64,
+    pub timestamp: OffsetDateTime,
+    /// Wh (and litres of gas) in `FIELDS` order.
+    pub registers: [u64; FIELDS],
+    /// The hour's average power in W.
+    pub delivered_w: u32,
+    pub returned_w: u32,
+    /// The gas meter's last five-minute value: its time and litres.
+    pub gas_timestamp: OffsetDateTime,
+    pub gas: u64,
+    /// 1 = low, 2 = normal.
+    pub tariff: u8,
+}
+
+impl Archive {
+    /// Readings stored during the simulated hours: one every `READING_EVERY` seconds from each
+    /// hour's start, none in a gap.
+    pub fn reading_count(&self) -> usize {
+        self.read_hours.len() * READINGS_PER_HOUR
+    }
+
+    /// The index of the first reading at or after `t` (`reading_count` when there is none).
+    pub fn reading_index(&self, t: OffsetDateTime) -> usize {
+        let pos = self
+            .read_hours
+            .partition_point(|&h| self.hours[h].0 + Duration::HOUR <= t);
+        let Some(&hour) = self.read_hours.get(pos) else {
+            return self.reading_count();
+        };
+        let into = (t - self.hours[hour].0).whole_nanoseconds().max(0);
+        let step = i128::from(READING_EVERY) * 1_000_000_000;
+        let k = usize::try_from((into + step - 1) / step).unwrap_or(READINGS_PER_HOUR);
+        pos * READINGS_PER_HOUR + k.min(READINGS_PER_HOUR)
+    }
+
+    /// The reading at `index` (in time order).
+    pub fn reading(&self, index: usize) -> Option<ArchiveReading> {
+        let &hour = self.read_hours.get(index / READINGS_PER_HOUR)?;
+        let (start, values) = self.hours[hour];
+        let start_registers = self.starts[hour];
+        let seconds = (index % READINGS_PER_HOUR) as i64 * READING_EVERY;
+        let at = |s: i64| -> [u64; FIELDS] {
+            std::array::from_fn(|f| start_registers[f] + values[f] * s.unsigned_abs() / 3_600)
+        };
+        let timestamp = to_local(start + Duration::seconds(seconds));
+        let gas_seconds = seconds - seconds % 300;
+        let tariff = if values[E2] > 0 || values[E2R] > 0 {
+            2
+        } else {
+            1
+        };
+        Some(ArchiveReading {
+            id: index as u64 + 1,
+            timestamp,
+            registers: at(seconds),
+            delivered_w: u32::try_from(values[E1] + values[E2]).unwrap_or(u32::MAX),
+            returned_w: u32::try_from(values[E1R] + values[E2R]).unwrap_or(u32::MAX),
+            gas_timestamp: to_local(start + Duration::seconds(gas_seconds)),
+            gas: at(gas_seconds)[GAS],
+            tariff,
+        })
     }
 }
 
@@ -633,6 +712,51 @@ mod tests {
         let days: Vec<Date> = archive.published_day_rows().iter().map(|d| d.day).collect();
         assert_eq!(days, [date!(2025 - 11 - 10), date!(2025 - 11 - 12)]);
         assert_eq!(archive.hour_rows().len(), 48);
+    }
+
+    /// The readings at the hour boundaries are the registers an hour row is the difference of.
+    #[test]
+    fn readings_carry_the_registers_of_the_hours() {
+        let gap = datetime!(2025-11-10 10:00 UTC);
+        let archive = Archive::new(HistoryOptions {
+            first_day: date!(2025 - 11 - 10),
+            days: 1,
+            gaps: vec![(gap, 2)],
+            ..HistoryOptions::default()
+        });
+        assert_eq!(archive.reading_count(), 22 * 360);
+        let first = archive.reading(0).expect("a reading");
+        assert_eq!(first.timestamp, datetime!(2025-11-10 00:00 +1));
+        assert_eq!(first.registers, HistoryOptions::default().start_registers);
+        let at_nine = archive.reading_index(datetime!(2025-11-10 09:00 UTC));
+        let at_ten = archive.reading_index(datetime!(2025-11-10 09:59:51 UTC));
+        assert_eq!(at_ten, at_nine + 360, "09:59:51 is after 09:59:50");
+        let b = archive
+            .reading(at_ten)
+            .expect("the first reading after the gap");
+        assert_eq!(b.timestamp, datetime!(2025-11-10 13:00 +1));
+        let row = archive
+            .hour_rows()
+            .iter()
+            .find(|r| r.hour_start == datetime!(2025-11-10 09:00 +1))
+            .expect("an hour row");
+        let at_eight = archive.reading_index(datetime!(2025-11-10 08:00 UTC));
+        let (a, b) = (archive.reading(at_eight), archive.reading(at_eight + 360));
+        let (a, b) = (a.expect("08:00 UTC"), b.expect("09:00 UTC"));
+        assert_eq!(b.timestamp, datetime!(2025-11-10 10:00 +1));
+        for f in 0..FIELDS {
+            assert_eq!(a.registers[f] + row.values[f], b.registers[f], "field {f}");
+        }
+        let mid = archive
+            .reading(archive.reading_index(datetime!(2025-11-10 09:30:01 UTC)))
+            .expect("09:30:10");
+        assert_eq!(mid.timestamp, datetime!(2025-11-10 10:30:10 +1));
+        assert_eq!(mid.gas_timestamp, datetime!(2025-11-10 10:30 +1));
+        assert_eq!(
+            archive.reading_index(datetime!(2025-11-11 00:00 +1)),
+            archive.reading_count()
+        );
+        assert_eq!(archive.reading(archive.reading_count()), None);
     }
 
     #[test]
