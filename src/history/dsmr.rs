@@ -508,7 +508,7 @@ impl ArchiveClient {
         from: Option<OffsetDateTime>,
         before: Option<OffsetDateTime>,
         limit: usize,
-    ) -> Result<(u64, usize, Vec<HourStat>), ArchiveError> {
+    ) -> Result<(u64, usize, bool, Vec<HourStat>), ArchiveError> {
         let mut query = vec![
             ("ordering", "hour_start".to_owned()),
             ("limit", limit.to_string()),
@@ -534,8 +534,9 @@ impl ArchiveClient {
             })
             .collect();
         // Asked in order; a server that answers otherwise is put in order, page by page.
+        let ordered = rows.windows(2).all(|w| w[0].start <= w[1].start);
         rows.sort_by_key(|h| h.start);
-        Ok((page.count.unwrap_or(0), sent, rows))
+        Ok((page.count.unwrap_or(0), sent, ordered, rows))
     }
 
     /// How many hours are archived at or after `from`.
@@ -545,7 +546,10 @@ impl ArchiveClient {
 
     /// Every hour in `[from, before)`, in pages of `HOUR_PAGE`, oldest first, each start once.
     /// A page that does not move past the last hour (a server that ignores the filter) ends
-    /// the listing with a warning; rows outside the range asked for are left out.
+    /// the listing with a warning; rows outside the range asked for are left out, so what is
+    /// held is at most the range asked for (callers ask for a month at a time). A page served
+    /// out of order is sorted; a full one ends the listing with a warning, since it may have
+    /// skipped older hours.
     pub async fn hours(
         &self,
         from: Option<OffsetDateTime>,
@@ -556,7 +560,21 @@ impl ArchiveClient {
             // Paging by the last start, not by offset: rows DSMR-reader adds meanwhile cannot
             // shift a page.
             let after = hours.last().map(|h| h.start + time::Duration::SECOND);
-            let (_, sent, page) = self.hour_page(after.or(from), before, HOUR_PAGE).await?;
+            let (_, sent, ordered, page) =
+                self.hour_page(after.or(from), before, HOUR_PAGE).await?;
+            if !ordered && sent == HOUR_PAGE {
+                // A full page out of order may have left older hours for no later page.
+                self.warn_once(format!("{HOURS} out of order"), |first| {
+                    if first {
+                        warn!(
+                            endpoint = HOURS,
+                            from = ?after.or(from),
+                            "DSMR-reader does not order hours by hour_start as asked; the import takes the hours before this page"
+                        );
+                    }
+                });
+                return Ok(hours);
+            }
             let known = hours.len();
             hours.extend(page.into_iter().filter(|h| {
                 after.or(from).is_none_or(|a| h.start >= a) && before.is_none_or(|b| h.start < b)
@@ -869,6 +887,286 @@ mod tests {
             "{error:?}"
         );
         sim.set_fault(None);
+    }
+
+    /// Warnings and errors logged on this thread until the guard goes.
+    fn capture() -> (
+        crate::web::recent::RecentLog,
+        tracing::subscriber::DefaultGuard,
+    ) {
+        use tracing_subscriber::layer::SubscriberExt;
+        let log = crate::web::recent::RecentLog::new();
+        let subscriber = tracing_subscriber::registry().with(log.layer());
+        let guard = tracing::subscriber::set_default(subscriber);
+        (log, guard)
+    }
+
+    fn warnings(log: &crate::web::recent::RecentLog, containing: &str) -> Vec<String> {
+        log.entries()
+            .into_iter()
+            .map(|e| e.text)
+            .filter(|t| t.contains(containing))
+            .collect()
+    }
+
+    async fn hostile(days: u32, hostile: dsmr_sim::Hostile) -> Simulator {
+        simulator(HistoryOptions {
+            first_day: date!(2026 - 09 - 01),
+            days,
+            hostile,
+            ..HistoryOptions::default()
+        })
+        .await
+    }
+
+    fn hour(day: u8, h: i64) -> OffsetDateTime {
+        date!(2026 - 09 - 01)
+            .replace_day(day)
+            .expect("a day of September")
+            .midnight()
+            .assume_offset(UtcOffset::from_hms(2, 0, 0).expect("CEST"))
+            + time::Duration::hours(h)
+    }
+
+    /// Dates no meter has (years 9999 and -9999, whose UTC lies outside any date type) are
+    /// refused as bad rows, named once in the log; the rest imports, nothing panics.
+    #[tokio::test]
+    async fn out_of_range_dates_are_bad_rows() {
+        let sim = hostile(
+            3,
+            dsmr_sim::Hostile {
+                hour_values: vec![(
+                    hour(2, 10),
+                    "hour_start",
+                    "9999-12-31T23:00:00-01:00".into(),
+                )],
+                day_values: vec![(date!(2026 - 09 - 02), "day", "-9999-01-01".into())],
+                ..Default::default()
+            },
+        )
+        .await;
+        let (log, _guard) = capture();
+        let client = client(&sim);
+        for _ in 0..2 {
+            let hours = client.hours(None, None).await.expect("hours");
+            assert_eq!(hours.len(), 3 * 24 - 1);
+            assert!(hours.iter().all(|h| h.start.year() == 2026));
+            let days = client.days(None, 10).await.expect("days");
+            assert_eq!(
+                days.iter().map(|d| d.day).collect::<Vec<_>>(),
+                [date!(2026 - 09 - 01), date!(2026 - 09 - 03)]
+            );
+        }
+        let refused = warnings(&log, "archive row refused");
+        assert_eq!(refused.len(), 2, "once each: {refused:?}");
+        assert!(
+            refused[0].contains("9999-12-31T23:00:00-01:00")
+                && refused[0].contains("hour_start lies outside"),
+            "{refused:?}"
+        );
+        assert!(refused[1].contains("-9999-01-01"), "{refused:?}");
+    }
+
+    /// Each malformed value costs its row, warned once, never the import.
+    #[tokio::test]
+    async fn a_malformed_value_costs_its_row() {
+        let bad: [(&str, serde_json::Value); 8] = [
+            ("gas", "0.0005".into()),
+            ("electricity1", "NaN".into()),
+            ("electricity2", "Infinity".into()),
+            ("electricity1", "1e308".into()),
+            ("electricity1_returned", "12345678901234567890".into()),
+            ("electricity2_returned", "abc".into()),
+            ("gas", true.into()),
+            ("electricity1", serde_json::json!({"a": 1})),
+        ];
+        let hostile_values = bad
+            .iter()
+            .enumerate()
+            .map(|(i, (field, value))| (hour(1, i as i64 + 3), *field, value.clone()))
+            .collect();
+        let sim = hostile(
+            2,
+            dsmr_sim::Hostile {
+                hour_values: hostile_values,
+                day_values: vec![(date!(2026 - 09 - 02), "electricity1_cost", "1.234".into())],
+                ..Default::default()
+            },
+        )
+        .await;
+        let (log, _guard) = capture();
+        let client = client(&sim);
+        for _ in 0..2 {
+            assert_eq!(
+                client.hours(None, None).await.expect("hours").len(),
+                48 - bad.len()
+            );
+            assert_eq!(client.days(None, 5).await.expect("days").len(), 1);
+        }
+        let refused = warnings(&log, "archive row refused");
+        assert_eq!(refused.len(), bad.len() + 1, "{refused:?}");
+        assert!(
+            refused
+                .iter()
+                .any(|w| w.contains("electricity1_cost is not a decimal with at most 2 places")),
+            "{refused:?}"
+        );
+    }
+
+    /// Rows served newest first are put in order: the sums built on them never fall.
+    #[tokio::test]
+    async fn rows_out_of_order_are_sorted_or_refused() {
+        let sim = hostile(
+            30,
+            dsmr_sim::Hostile {
+                descending: true,
+                ..Default::default()
+            },
+        )
+        .await;
+        let (log, _guard) = capture();
+        let client = client(&sim);
+        let month = client
+            .hours(Some(hour(1, 0)), Some(hour(30, 24)))
+            .await
+            .expect("hours");
+        assert_eq!(month.len(), 30 * 24);
+        assert!(month.windows(2).all(|w| w[0].start < w[1].start));
+        let days = client.days(None, 31).await.expect("days");
+        assert!(days.windows(2).all(|w| w[0].day < w[1].day));
+        // Forty days do not fit a page: a full page out of order is not trusted to page on.
+        let sim = hostile(
+            40,
+            dsmr_sim::Hostile {
+                descending: true,
+                ..Default::default()
+            },
+        )
+        .await;
+        let hours = client_at(sim.url(), 5)
+            .hours(None, None)
+            .await
+            .expect("hours");
+        assert!(hours.is_empty(), "{}", hours.len());
+        assert_eq!(warnings(&log, "does not order hours").len(), 1);
+    }
+
+    /// A server that ignores the filters: the listing stops after a page without progress,
+    /// holding only the hours asked for, with one warning; the days are paged by offset so no
+    /// day (nor its costs) goes missing unsaid.
+    #[tokio::test]
+    async fn ignored_filters_stop_paging_and_missing_days_are_said() {
+        let sim = hostile(
+            60,
+            dsmr_sim::Hostile {
+                ignore_filters: true,
+                ..Default::default()
+            },
+        )
+        .await;
+        let (log, _guard) = capture();
+        let client = client(&sim);
+        let from = hour(10, 0);
+        let before = from + time::Duration::days(31);
+        let hours = client.hours(Some(from), Some(before)).await.expect("hours");
+        assert!(!hours.is_empty());
+        assert!(hours.iter().all(|h| h.start >= from && h.start < before));
+        assert!(hours.windows(2).all(|w| w[0].start < w[1].start));
+        assert_eq!(
+            sim.requests("/api/v2/statistics/hour"),
+            2,
+            "one page more, then stop"
+        );
+        assert_eq!(warnings(&log, "without a newer hour").len(), 1);
+
+        let days = client
+            .days(Some(date!(2026 - 10 - 10)), 32)
+            .await
+            .expect("days");
+        assert_eq!(days.first().map(|d| d.day), Some(date!(2026 - 10 - 10)));
+        assert_eq!(days.len(), 21, "10 to 30 October");
+        assert!(days.iter().all(|d| d.costs[0].is_some()));
+        assert_eq!(sim.requests("/api/v2/statistics/day"), 2);
+        assert_eq!(warnings(&log, "ignore day__gte").len(), 1);
+    }
+
+    /// The live path's plausibility limits (the catalog's, one table) hold back an hour or a
+    /// day no household consumes, and the log says what.
+    #[tokio::test]
+    async fn the_register_guard_holds_back_implausible_rows() {
+        let sim = hostile(
+            2,
+            dsmr_sim::Hostile {
+                hour_values: vec![(hour(1, 5), "electricity1", "1000000.000".into())],
+                day_values: vec![(date!(2026 - 09 - 02), "gas", "1000.000".into())],
+                ..Default::default()
+            },
+        )
+        .await;
+        let (log, _guard) = capture();
+        let client = client(&sim);
+        assert_eq!(client.hours(None, None).await.expect("hours").len(), 47);
+        assert_eq!(client.days(None, 5).await.expect("days").len(), 1);
+        let refused = warnings(&log, "archive row refused");
+        assert!(
+            refused.iter().any(|w| w.contains(
+                "electricity1 rose 1000000000 in thousandths, more than the plausible 100000"
+            )),
+            "{refused:?}"
+        );
+        assert!(
+            refused
+                .iter()
+                .any(|w| w
+                    .contains("gas rose 1000000 in thousandths, more than the plausible 625000")),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn rows_are_checked_one_by_one() {
+        let page: Page<HourRow> = serde_json::from_str(
+            r#"{"count": 3, "next": null, "previous": null, "results": [
+                {"hour_start": "9999-12-31T23:00:00-01:00", "electricity1": "0.1"},
+                {"hour_start": "2026-11-25T23:00:00+01:00", "electricity1": 0.25, "gas": null},
+                {"hour_start": 17, "electricity1": "0.1"},
+                {"electricity1": "0.1"}
+            ]}"#,
+        )
+        .expect("the page parses whatever its rows hold");
+        let stats: Vec<_> = page.results.iter().map(HourRow::stat).collect();
+        assert_eq!(
+            stats[0],
+            Err(RowError::OutOfRange {
+                field: "hour_start"
+            })
+        );
+        assert_eq!(stats[1].as_ref().map(|h| h.values), Ok([250, 0, 0, 0, 0]));
+        assert_eq!(
+            stats[2],
+            Err(RowError::NotTime {
+                field: "hour_start"
+            })
+        );
+        assert_eq!(
+            stats[3],
+            Err(RowError::Missing {
+                field: "hour_start"
+            })
+        );
+        let day: Page<DayRow> = serde_json::from_str(
+            r#"{"results": [{"day": "-9999-01-01"}, {"day": "2026-02-30"}, {"day": "2026-11-25", "electricity1": "-1.000"}]}"#,
+        )
+        .expect("parses");
+        let stats: Vec<_> = day.results.iter().map(DayRow::stat).collect();
+        assert_eq!(stats[0], Err(RowError::OutOfRange { field: "day" }));
+        assert_eq!(stats[1], Err(RowError::NotDate { field: "day" }));
+        assert_eq!(
+            stats[2],
+            Err(RowError::Negative {
+                field: "electricity1"
+            })
+        );
     }
 
     /// Today's hours, not archived before midnight, from the readings at their boundaries:

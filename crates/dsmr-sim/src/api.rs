@@ -415,24 +415,53 @@ fn gas_consumption(ctx: &Context<'_>, req: &Request<'_>, query: &Query) -> Reply
     })
 }
 
+/// The query as a hostile archive server reads it.
+fn hostile_query(query: &Query, archive: Option<&Archive>, field: &str) -> Query {
+    let Some(hostile) = archive.map(|a| &a.options().hostile) else {
+        return query.clone();
+    };
+    let mut pairs: Vec<(String, String)> = query
+        .pairs
+        .iter()
+        .filter(|(k, _)| {
+            !(hostile.ignore_filters && (k == field || k.starts_with(&format!("{field}__"))))
+        })
+        .cloned()
+        .collect();
+    if hostile.descending {
+        pairs.push(("ordering".to_owned(), format!("-{field}")));
+    }
+    Query { pairs }
+}
+
 fn hour_statistics(ctx: &Context<'_>, req: &Request<'_>, query: &Query) -> Reply {
     let rows: &[HourRow] = ctx.archive.map_or(&[], Archive::hour_rows);
     let spec = ListSpec {
         filters: ["hour_start", "hour_start__gte", "hour_start__lte"],
         orderings: &["hour_start"],
     };
+    let query = &hostile_query(query, ctx.archive, "hour_start");
+    let replaced = ctx
+        .archive
+        .map_or(&[][..], |a| &a.options().hostile.hour_values[..]);
     let keys = rows.iter().map(|r| (r.hour_start, [0])).collect();
     list(ctx, req, query, &spec, keys, None, |i| {
         let row = &rows[i];
         let [e1, e2, e1r, e2r, gas] = row.values;
-        Obj::new()
+        let obj = Obj::new()
             .put("id", row.id)
             .put("hour_start", iso(row.hour_start))
             .put("electricity1", thousandths(e1))
             .put("electricity2", thousandths(e2))
             .put("electricity1_returned", thousandths(e1r))
             .put("electricity2_returned", thousandths(e2r))
-            .put("gas", thousandths(gas))
+            .put("gas", thousandths(gas));
+        replaced
+            .iter()
+            .filter(|(at, _, _)| *at == row.hour_start)
+            .fold(obj, |obj, (_, field, value)| {
+                obj.replace(field, value.clone())
+            })
     })
 }
 
@@ -443,6 +472,10 @@ fn day_statistics(ctx: &Context<'_>, req: &Request<'_>, query: &Query) -> Reply 
         filters: ["day", "day__gte", "day__lte"],
         orderings: &["day"],
     };
+    let query = &hostile_query(query, ctx.archive, "day");
+    let replaced = ctx
+        .archive
+        .map_or(&[][..], |a| &a.options().hostile.day_values[..]);
     // A DateFilter compares dates; the server-local midnight of each day stands in for it.
     let local = ctx.model.offset();
     let keys = rows
@@ -460,7 +493,7 @@ fn day_statistics(ctx: &Context<'_>, req: &Request<'_>, query: &Query) -> Reply 
                 Value::Null
             }
         };
-        Obj::new()
+        let obj = Obj::new()
             .put("id", row.id)
             .put("day", iso_date(row.day))
             .put("electricity1", thousandths(e1))
@@ -482,7 +515,13 @@ fn day_statistics(ctx: &Context<'_>, req: &Request<'_>, query: &Query) -> Reply 
             .put("electricity1_returned_reading", thousandths(re1r))
             .put("electricity2_returned_reading", thousandths(re2r))
             .put("gas_reading_timestamp", gas_or_null(iso(row.start)))
-            .put("gas_reading", gas_or_null(thousandths(rgas)))
+            .put("gas_reading", gas_or_null(thousandths(rgas)));
+        replaced
+            .iter()
+            .filter(|(day, _, _)| *day == row.day)
+            .fold(obj, |obj, (_, field, value)| {
+                obj.replace(field, value.clone())
+            })
     })
 }
 
@@ -1109,7 +1148,7 @@ impl Links<'_> {
 }
 
 /// Decoded query pairs in request order; like Django's `QueryDict`, the last value wins.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Query {
     pairs: Vec<(String, String)>,
 }
@@ -1167,6 +1206,16 @@ impl Obj {
 
     fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// `key` served as `value` instead.
+    fn replace(mut self, key: &str, value: Value) -> Self {
+        for (k, field) in &mut self.0 {
+            if *k == key {
+                *field = Field::Value(value.clone());
+            }
+        }
+        self
     }
 
     /// Forces fields to test values: a JSON number where the field is an integer (if the

@@ -55,6 +55,22 @@ pub struct HistoryOptions {
     pub gas_reading_delay: Duration,
     /// When the archive is looked at.
     pub now: ArchiveNow,
+    /// How a broken or hostile server serves the archive; nothing by default.
+    pub hostile: Hostile,
+}
+
+/// A server that serves the archive wrongly, for tests of what a client makes of it.
+#[derive(Clone, Debug, Default)]
+pub struct Hostile {
+    /// `statistics/hour` and `statistics/day` answer as if no filter (`hour_start__gte`,
+    /// `day__gte`, …) had been given; `limit`, `offset` and `ordering` still apply.
+    pub ignore_filters: bool,
+    /// Rows come newest first whatever `ordering` asks.
+    pub descending: bool,
+    /// Fields of hour rows served as this JSON instead: (the row's `hour_start`, field, value).
+    pub hour_values: Vec<(OffsetDateTime, &'static str, serde_json::Value)>,
+    /// Fields of day rows served as this JSON instead: (the row's day, field, value).
+    pub day_values: Vec<(Date, &'static str, serde_json::Value)>,
 }
 
 /// When the archive is looked at: what DSMR-reader has simulated, and archived, by then.
@@ -100,6 +116,7 @@ impl Default for HistoryOptions {
             day_row_delay: 0,
             gas_reading_delay: Duration::ZERO,
             now: ArchiveNow::AfterDays,
+            hostile: Hostile::default(),
         }
     }
 }
