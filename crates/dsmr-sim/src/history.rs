@@ -306,7 +306,7 @@ impl Archive {
             return;
         };
         let consumption = day.consumption;
-        let costs = crate::api::day_costs(
+        let costs = crate::prices::day_costs(
             [
                 consumption[E1],
                 consumption[E1R],

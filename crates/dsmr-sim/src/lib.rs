@@ -12,6 +12,7 @@
 mod api;
 pub mod history;
 pub mod meter;
+mod prices;
 mod telegram;
 mod zone;
 
