@@ -172,6 +172,8 @@ pub struct Archive {
     /// Registers at the end of the last simulated hour.
     registers: [u64; FIELDS],
     day: Option<DayInProgress>,
+    /// From this hour on the hours are the simulated meter's (`ArchiveNow::Clock`).
+    handover: Option<OffsetDateTime>,
 }
 
 #[derive(Clone, Debug)]
@@ -212,6 +214,7 @@ impl Archive {
             archived_days: 0,
             archived_hours: 0,
             day: None,
+            handover: None,
         };
         archive.advance_to(now);
         archive
@@ -235,6 +238,17 @@ impl Archive {
     /// Moves the archive's clock to `t`: the household runs up to it, and DSMR-reader archives
     /// each day whose run has come. Time never runs back; an earlier `t` changes nothing.
     pub fn advance_to(&mut self, t: OffsetDateTime) {
+        self.advance_with(t, |_| None);
+    }
+
+    /// As `advance_to`; from the hand-over on (`hand_over`), each hour is the difference of
+    /// `marks`' registers at its boundaries (the simulated meter's, in `FIELDS` order) where
+    /// both are known.
+    pub fn advance_with(
+        &mut self,
+        t: OffsetDateTime,
+        marks: impl Fn(OffsetDateTime) -> Option<[u64; FIELDS]>,
+    ) {
         if t <= self.now {
             return;
         }
@@ -244,9 +258,21 @@ impl Archive {
             if next + Duration::HOUR > t || self.hours.len() >= MAX_HOURS {
                 break;
             }
-            self.simulate_hour(next);
+            let measured = self
+                .handover
+                .filter(|h| next >= *h)
+                .and_then(|_| marks(next).zip(marks(next + Duration::HOUR)));
+            self.simulate_hour(next, measured);
         }
         self.archive();
+    }
+
+    /// Hands the hours from the next one on to the simulated meter: its start and the
+    /// registers there (`FIELDS` order), for the meter to count on from.
+    pub fn hand_over(&mut self) -> (OffsetDateTime, [u64; FIELDS]) {
+        let next = self.next_hour();
+        self.handover = Some(next);
+        (next, self.registers)
     }
 
     fn next_hour(&self) -> OffsetDateTime {
@@ -256,9 +282,17 @@ impl Archive {
         }
     }
 
-    fn simulate_hour(&mut self, start: OffsetDateTime) {
-        if Some(start) == self.opts.meter_swap {
+    /// `measured`: the registers at the hour's start and end, where the meter gives them.
+    fn simulate_hour(
+        &mut self,
+        start: OffsetDateTime,
+        measured: Option<([u64; FIELDS], [u64; FIELDS])>,
+    ) {
+        if Some(start) == self.opts.meter_swap && self.handover.is_none_or(|h| start < h) {
             self.registers[..4].copy_from_slice(&NEW_METER_WH);
+        }
+        if let Some((at_start, _)) = measured {
+            self.registers = at_start;
         }
         let local = to_local(start);
         if local.hour() == 0 || self.day.is_none() {
@@ -270,7 +304,16 @@ impl Archive {
                 hours_read: 0,
             });
         }
-        let values = self.consumption(start);
+        let values = match measured {
+            Some((a, b)) => {
+                let mut values: [u64; FIELDS] = std::array::from_fn(|f| b[f].saturating_sub(a[f]));
+                if !self.opts.gas {
+                    values[GAS] = 0;
+                }
+                values
+            }
+            None => self.consumption(start),
+        };
         self.starts.push(self.registers);
         for (reg, v) in self.registers.iter_mut().zip(values) {
             *reg += v;
