@@ -83,6 +83,8 @@ pub enum RowError {
     NotDate { field: &'static str },
     #[error("{field} lies outside 1990–2200")]
     OutOfRange { field: &'static str },
+    #[error("{field} lies outside the range asked for")]
+    Elsewhere { field: &'static str },
     #[error("{field} is negative")]
     Negative { field: &'static str },
     #[error("{field} rose {amount} in thousandths, more than the plausible {limit}")]
@@ -421,8 +423,17 @@ impl ReadingRow {
             .map_or_else(|| "(no timestamp)".to_owned(), Raw::shown)
     }
 
-    /// In the order of the hour statistics, in thousandths.
-    fn registers(&self) -> Result<[Option<i64>; REGISTERS], RowError> {
+    /// In the order of the hour statistics, in thousandths; refused unless stamped within
+    /// `window` (a server that ignores the filter sends any reading).
+    fn registers(
+        &self,
+        window: &std::ops::Range<OffsetDateTime>,
+    ) -> Result<[Option<i64>; REGISTERS], RowError> {
+        let at = time_field(&self.timestamp, "timestamp")?
+            .ok_or(RowError::Missing { field: "timestamp" })?;
+        if !window.contains(&at) {
+            return Err(RowError::Elsewhere { field: "timestamp" });
+        }
         let raws = [
             &self.electricity_delivered_1,
             &self.electricity_delivered_2,
@@ -709,8 +720,9 @@ impl ArchiveClient {
                 ),
             ];
             let page: Page<ReadingRow> = self.page(READINGS, &query).await?;
+            let window = t..t + time::Duration::HOUR;
             out.push(page.results.first().and_then(|row| {
-                row.registers()
+                row.registers(&window)
                     .inspect_err(|e| self.refuse(READINGS, row.name(), e))
                     .ok()
             }));
@@ -1088,6 +1100,30 @@ mod tests {
         assert!(days.iter().all(|d| d.costs[0].is_some()));
         assert_eq!(sim.requests("/api/v2/statistics/day"), 2);
         assert_eq!(warnings(&log, "ignore day__gte").len(), 1);
+    }
+
+    /// A reading from outside the hour asked for (a server that ignores `timestamp__gte`)
+    /// is not taken for the register at the boundary.
+    #[tokio::test]
+    async fn a_reading_outside_the_hour_asked_for_is_refused() {
+        let sim = hostile(
+            3,
+            dsmr_sim::Hostile {
+                ignore_filters: true,
+                ..Default::default()
+            },
+        )
+        .await;
+        let (log, _guard) = capture();
+        let at = [hour(2, 10), hour(3, 10)];
+        let readings = client(&sim).readings_at(&at).await.expect("readings");
+        assert_eq!(readings, [None, None]);
+        let refused = warnings(&log, "timestamp lies outside the range asked for");
+        assert_eq!(
+            refused.len(),
+            1,
+            "the same first reading both times: {refused:?}"
+        );
     }
 
     /// The live path's plausibility limits (the catalog's, one table) hold back an hour or a

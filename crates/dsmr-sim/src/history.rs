@@ -62,8 +62,9 @@ pub struct HistoryOptions {
 /// A server that serves the archive wrongly, for tests of what a client makes of it.
 #[derive(Clone, Debug, Default)]
 pub struct Hostile {
-    /// `statistics/hour` and `statistics/day` answer as if no filter (`hour_start__gte`,
-    /// `day__gte`, …) had been given; `limit`, `offset` and `ordering` still apply.
+    /// `statistics/hour`, `statistics/day` and `datalogger/dsmrreading` answer as if no filter
+    /// (`hour_start__gte`, `day__gte`, `timestamp__gte`, …) had been given; `limit`, `offset`
+    /// and `ordering` still apply.
     pub ignore_filters: bool,
     /// Rows come newest first whatever `ordering` asks.
     pub descending: bool,

@@ -16,6 +16,7 @@ use crate::telegram;
 /// filtered, counted and paged without building the millions of rows of an archive.
 pub(super) fn dsmr_readings(ctx: &Context<'_>, req: &Request<'_>, query: &Query) -> Reply {
     const FILTERS: [&str; 3] = ["timestamp", "timestamp__gte", "timestamp__lte"];
+    let query = &hostile_query(query, ctx.archive, "timestamp");
     let bounds = match Bounds::parse(query, FILTERS, ctx.zone) {
         Ok(bounds) => bounds,
         Err(errors) => return Reply::json(400, &errors),
