@@ -31,6 +31,11 @@ const MAX_BODY: usize = 1024 * 1024;
 /// arithmetic that would overflow).
 const EARLIEST: Date = date!(1990 - 01 - 01);
 const LATEST: Date = date!(2200 - 01 - 01);
+/// The most hours one listing holds: five years. Callers ask for a month at a time; this
+/// bounds what a server that invents rows can make the bridge hold.
+const MAX_HOURS_HELD: usize = 5 * 366 * 25;
+/// The most pages of days read to get past days a server sends despite `day__gte`: nine years.
+const MAX_DAY_PAGES: usize = 100;
 /// Distinct bad rows warned about; beyond that they are logged at debug level.
 const WARNED_ROWS: usize = 256;
 
@@ -594,6 +599,15 @@ impl ArchiveClient {
             if sent < HOUR_PAGE {
                 return Ok(hours);
             }
+            if hours.len() >= MAX_HOURS_HELD {
+                hours.truncate(MAX_HOURS_HELD);
+                warn!(
+                    endpoint = HOURS,
+                    held = hours.len(),
+                    "more hours than any archive holds in one listing; the import takes these"
+                );
+                return Ok(hours);
+            }
             if hours.len() == known {
                 self.warn_once(format!("{HOURS} no progress"), |first| {
                     if first {
@@ -622,7 +636,7 @@ impl ArchiveClient {
         let mut days: Vec<DayStat> = Vec::new();
         let mut offset = 0;
         let mut last_seen: Option<Date> = None;
-        loop {
+        for _ in 0..MAX_DAY_PAGES {
             let mut query = vec![("ordering", "day".to_owned()), ("limit", limit.to_string())];
             if let Some(from) = from {
                 query.push(("day__gte", date_text(from)));
@@ -687,6 +701,12 @@ impl ArchiveClient {
             last_seen = newest.max(last_seen);
             offset += sent;
         }
+        warn!(
+            endpoint = DAYS,
+            from = ?from,
+            "DSMR-reader kept sending days before the one asked for; the days from this one on, and their costs, are missing from the import"
+        );
+        Ok(days)
     }
 
     /// The newest day row, which tells whether there is a gas meter.
