@@ -667,12 +667,6 @@ impl ArchiveClient {
             days.dedup_by_key(|d| d.day);
             if early == 0 || days.len() >= limit || sent < limit {
                 days.truncate(limit);
-                if early > 0 && sent < limit && days.is_empty() {
-                    debug!(
-                        endpoint = DAYS,
-                        "no day rows after the ones DSMR-reader sent first"
-                    );
-                }
                 return Ok(days);
             }
             // `day__gte` was ignored: page on from the start.
