@@ -57,6 +57,24 @@ pub struct HistoryOptions {
     pub now: ArchiveNow,
     /// How a broken or hostile server serves the archive; nothing by default.
     pub hostile: Hostile,
+    /// How DSMR-reader groups readings before it computes the statistics.
+    pub grouping: Grouping,
+}
+
+/// How DSMR-reader groups readings before it computes hour and day statistics (its consumption
+/// settings; `dsmr_consumption/services.py` `compact`, `dsmr_stats/services.py`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Grouping {
+    /// Every reading counts: an hour row is the difference of the readings at its boundaries,
+    /// a day row the sum of its hours (what a fill from readings at hour boundaries gives).
+    #[default]
+    Exact,
+    /// DSMR-reader's defaults: electricity grouped by minute (an hour row runs from the hour's
+    /// first minute to its last, 59 minutes), gas by change (from the hour's first five-minute
+    /// gas value to its last, 55 minutes); a day's electricity from its first minute to its
+    /// last, its gas the sum of its hour rows. What falls between two hours is in no hour
+    /// row; what falls in a day's last minute is in no row at all.
+    Defaults,
 }
 
 /// A server that serves the archive wrongly, for tests of what a client makes of it.
@@ -118,6 +136,7 @@ impl Default for HistoryOptions {
             gas_reading_delay: Duration::ZERO,
             now: ArchiveNow::AfterDays,
             hostile: Hostile::default(),
+            grouping: Grouping::Exact,
         }
     }
 }
@@ -186,6 +205,9 @@ struct DayInProgress {
     consumption: [u64; FIELDS],
     /// Hours with readings so far.
     hours_read: u32,
+    /// Gas of the day's hour rows, and the day's last hour's consumption.
+    gas_rows: u64,
+    last_hour: [u64; FIELDS],
 }
 
 impl Archive {
@@ -303,6 +325,8 @@ impl Archive {
                 registers: self.registers,
                 consumption: [0; FIELDS],
                 hours_read: 0,
+                gas_rows: 0,
+                last_hour: [0; FIELDS],
             });
         }
         let values = match measured {
@@ -320,11 +344,16 @@ impl Archive {
             *reg += v;
         }
         let read = !self.is_gap(start);
+        let row = self.hour_row_values(values);
         if let Some(day) = &mut self.day {
             for (c, v) in day.consumption.iter_mut().zip(values) {
                 *c += v;
             }
             day.hours_read += u32::from(read);
+            if read {
+                day.gas_rows += row[GAS];
+            }
+            day.last_hour = values;
         }
         if read {
             self.read_hours.push(self.hours.len());
@@ -334,7 +363,7 @@ impl Archive {
             self.hour_rows.push(HourRow {
                 id: self.hour_rows.len() as u64 + 1,
                 hour_start: local,
-                values,
+                values: row,
             });
         }
         let next = start + Duration::HOUR;
@@ -349,7 +378,15 @@ impl Archive {
         let Some(day) = self.day.take().filter(|d| d.hours_read > 0) else {
             return;
         };
-        let consumption = day.consumption;
+        let mut consumption = day.consumption;
+        if self.opts.grouping == Grouping::Defaults {
+            // From the day's first minute to its last; gas as the sum of its hour rows.
+            for f in [E1, E2, E1R, E2R] {
+                let last_minute = day.last_hour[f] - day.last_hour[f] * 59 / 60;
+                consumption[f] -= last_minute;
+            }
+            consumption[GAS] = day.gas_rows;
+        }
         let costs = crate::prices::day_costs(
             [
                 consumption[E1],
@@ -373,6 +410,18 @@ impl Archive {
             total_cost: costs.total,
             archived_at: archived_at(&self.opts, end),
         });
+    }
+
+    /// What DSMR-reader's hour row holds of an hour's consumption.
+    fn hour_row_values(&self, values: [u64; FIELDS]) -> [u64; FIELDS] {
+        match self.opts.grouping {
+            Grouping::Exact => values,
+            Grouping::Defaults => {
+                let mut row = values.map(|v| v * 59 / 60);
+                row[GAS] = values[GAS] * 55 / 60;
+                row
+            }
+        }
     }
 
     /// Writes the statistics of every day whose run has come by `now`, hours and day together.
@@ -818,6 +867,30 @@ mod tests {
             archive.reading_count()
         );
         assert_eq!(archive.reading(archive.reading_count()), None);
+    }
+
+    /// With DSMR-reader's default grouping an hour row misses the hour's last minute (its last
+    /// five minutes of gas), a day row its last minute of electricity; the readings do not.
+    #[test]
+    fn default_grouping_leaves_minutes_out_of_the_rows() {
+        let archive = Archive::new(HistoryOptions {
+            first_day: date!(2025 - 11 - 10),
+            days: 1,
+            grouping: Grouping::Defaults,
+            ..HistoryOptions::default()
+        });
+        for (row, (_, values)) in archive.hour_rows().iter().zip(archive.hours()) {
+            assert_eq!(row.values[E2], values[E2] * 59 / 60);
+            assert_eq!(row.values[GAS], values[GAS] * 55 / 60);
+        }
+        let day = &archive.day_rows()[0];
+        // The last hour, 23:00, is low tariff.
+        let hours: u64 = archive.hours().iter().map(|h| h.1[E1]).sum();
+        let last = archive.hours()[23].1[E1];
+        assert!(last >= 60, "{last}");
+        assert_eq!(day.consumption[E1], hours - (last - last * 59 / 60));
+        let gas_rows: u64 = archive.hour_rows().iter().map(|r| r.values[GAS]).sum();
+        assert_eq!(day.consumption[GAS], gas_rows);
     }
 
     #[test]

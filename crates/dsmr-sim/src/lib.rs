@@ -37,7 +37,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use url::Url;
 
-pub use history::{Archive, ArchiveNow, HistoryOptions, Hostile};
+pub use history::{Archive, ArchiveNow, Grouping, HistoryOptions, Hostile};
 pub use meter::{MeterModel, Reading, Registers};
 pub use zone::TimeZone;
 
