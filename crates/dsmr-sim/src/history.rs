@@ -1,6 +1,7 @@
 //! DSMR-reader's archive: `statistics/hour` and `statistics/day` rows for years of simulated
-//! consumption, generated up front and deterministic per seed, and served as DSMR-reader 5.11
-//! serves them at the archive's "now".
+//! consumption, deterministic per seed, simulated up to the archive's clock and served as
+//! DSMR-reader 5.11 serves them then; on the simulator's clock the hours after the hand-over
+//! are the simulated meter's own.
 //!
 //! The archive keeps DSMR-reader's invariants: each day's registers at the day's start equal
 //! the previous day's plus that day's consumption (until a meter swap restarts them), hours and
@@ -31,7 +32,7 @@ const GAS: usize = 4;
 pub struct HistoryOptions {
     /// The first archived day (Amsterdam time).
     pub first_day: Date,
-    /// Complete days archived from `first_day`; `Simulator::extend_history` adds hours.
+    /// Complete days archived from `first_day` (with `ArchiveNow::AfterDays`).
     pub days: u32,
     /// Registers at the start of `first_day`: electricity1, electricity2, electricity1_returned,
     /// electricity2_returned in Wh, gas in litres.
