@@ -92,12 +92,27 @@ pub enum RowError {
     Elsewhere { field: &'static str },
     #[error("{field} is negative")]
     Negative { field: &'static str },
-    #[error("{field} rose {amount} in thousandths, more than the plausible {limit}")]
+    #[error(
+        "{field} is {}, more than a home consumes in that time ({})",
+        Thousandths(*amount),
+        Thousandths(*limit)
+    )]
     Implausible {
         field: &'static str,
         amount: i64,
         limit: i64,
     },
+}
+
+/// Thousandths as DSMR-reader writes them: `1234567` → `1234.567`.
+struct Thousandths(i64);
+
+impl std::fmt::Display for Thousandths {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        write!(f, "{sign}{}.{:03}", abs / 1_000, abs % 1_000)
+    }
 }
 
 #[derive(Clone)]
@@ -1160,7 +1175,7 @@ mod tests {
         let refused = warnings(&log, "archive row refused");
         assert!(
             refused.iter().any(|w| w.contains(
-                "electricity1 rose 1000000000 in thousandths, more than the plausible 100000"
+                "electricity1 is 1000000.000, more than a home consumes in that time (100.000)"
             )),
             "{refused:?}"
         );
@@ -1168,7 +1183,7 @@ mod tests {
             refused
                 .iter()
                 .any(|w| w
-                    .contains("gas rose 1000000 in thousandths, more than the plausible 625000")),
+                    .contains("gas is 1000.000, more than a home consumes in that time (625.000)")),
             "{refused:?}"
         );
     }
