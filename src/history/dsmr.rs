@@ -1188,6 +1188,86 @@ mod tests {
         );
     }
 
+    /// A date DSMR-reader might send, or nearly: any year, month, day, time and offset, as
+    /// text of the shape `parse` expects, or any text at all.
+    fn date_like() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (
+                -9999_i32..=9999,
+                0_u8..=13,
+                0_u8..=32,
+                0_u8..=25,
+                -25_i8..=25,
+                0_u8..=60
+            )
+                .prop_map(|(y, mo, d, h, oh, om)| {
+                    let sign = if oh < 0 { '-' } else { '+' };
+                    format!(
+                        "{y:04}-{mo:02}-{d:02}T{h:02}:00:00{sign}{:02}:{om:02}",
+                        oh.unsigned_abs()
+                    )
+                }),
+            (-9999_i32..=9999, 0_u8..=13, 0_u8..=32)
+                .prop_map(|(y, mo, d)| format!("{y:04}-{mo:02}-{d:02}")),
+            ".{0,40}",
+        ]
+    }
+
+    /// Any JSON where an amount or a date belongs.
+    fn any_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        prop_oneof![
+            date_like().prop_map(serde_json::Value::from),
+            "-?[0-9]{0,22}(\\.[0-9]{0,6})?".prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<bool>().prop_map(serde_json::Value::from),
+            Just(serde_json::Value::Null),
+        ]
+    }
+
+    proptest::proptest! {
+        /// No row panics, whatever its fields hold; a row taken has a start within the range,
+        /// amounts not below 0 and within the catalog's limits.
+        #[test]
+        fn no_row_panics(
+            start in date_like(),
+            day in date_like(),
+            values in proptest::collection::vec(any_value(), 16),
+        ) {
+            let fields = [
+                "electricity1", "electricity2", "electricity1_returned", "electricity2_returned",
+                "gas", "electricity1_cost", "electricity2_cost", "gas_cost",
+                "electricity_reading_timestamp", "electricity1_reading", "electricity2_reading",
+                "electricity1_returned_reading", "electricity2_returned_reading", "gas_reading",
+                "extra_device_delivered", "timestamp",
+            ];
+            let mut row = serde_json::Map::new();
+            row.insert("hour_start".into(), start.into());
+            row.insert("day".into(), day.into());
+            for (field, value) in fields.iter().zip(values) {
+                row.insert((*field).into(), value);
+            }
+            let page = serde_json::json!({"count": 1, "results": [row]}).to_string();
+            let hours: Page<HourRow> = serde_json::from_str(&page).expect("a page of any rows");
+            if let Ok(hour) = hours.results[0].stat() {
+                proptest::prop_assert!((EARLIEST..LATEST).contains(&hour.start.date()));
+                for (value, limit) in hour.values.iter().zip(REGISTER_LIMITS.iter()) {
+                    proptest::prop_assert!((0..=*limit).contains(value));
+                }
+            }
+            let days: Page<DayRow> = serde_json::from_str(&page).expect("a page of any rows");
+            if let Ok(day) = days.results[0].stat() {
+                proptest::prop_assert!((EARLIEST..LATEST).contains(&day.day));
+                proptest::prop_assert!(day.consumption.iter().all(|v| *v >= 0));
+            }
+            let readings: Page<ReadingRow> = serde_json::from_str(&page).expect("a page");
+            let window = datetime!(2026-01-01 00:00 UTC)..datetime!(2026-01-01 01:00 UTC);
+            let _ = readings.results[0].registers(&window);
+        }
+    }
+
     #[test]
     fn rows_are_checked_one_by_one() {
         let page: Page<HourRow> = serde_json::from_str(
