@@ -548,10 +548,8 @@ impl ArchiveClient {
             query.push(("hour_start__gte", filter_time(from)));
         }
         if let Some(before) = before {
-            query.push((
-                "hour_start__lte",
-                filter_time(before - time::Duration::SECOND),
-            ));
+            let last = before.checked_sub(time::Duration::SECOND).unwrap_or(before);
+            query.push(("hour_start__lte", filter_time(last)));
         }
         let page: Page<HourRow> = self.page(HOURS, &query).await?;
         let sent = page.results.len();
@@ -739,17 +737,18 @@ impl ArchiveClient {
     ) -> Result<Vec<Option<[Option<i64>; REGISTERS]>>, ArchiveError> {
         let mut out = Vec::with_capacity(at.len());
         for &t in at {
+            let Some(end) = t.checked_add(time::Duration::HOUR) else {
+                out.push(None);
+                continue;
+            };
             let query = [
                 ("ordering", "timestamp".to_owned()),
                 ("limit", "1".to_owned()),
                 ("timestamp__gte", filter_time(t)),
-                (
-                    "timestamp__lte",
-                    filter_time(t + time::Duration::HOUR - time::Duration::SECOND),
-                ),
+                ("timestamp__lte", filter_time(end - time::Duration::SECOND)),
             ];
             let page: Page<ReadingRow> = self.page(READINGS, &query).await?;
-            let window = t..t + time::Duration::HOUR;
+            let window = t..end;
             out.push(page.results.first().and_then(|row| {
                 row.registers(&window)
                     .inspect_err(|e| self.refuse(READINGS, row.name(), e))
@@ -762,8 +761,8 @@ impl ArchiveClient {
 
 /// With its offset, so that DSMR-reader never has to guess in the repeated autumn hour.
 fn filter_time(t: OffsetDateTime) -> String {
-    t.to_offset(UtcOffset::UTC)
-        .format(&Rfc3339)
+    t.checked_to_offset(UtcOffset::UTC)
+        .and_then(|t| t.format(&Rfc3339).ok())
         .unwrap_or_default()
 }
 
