@@ -1336,6 +1336,10 @@ mod tests {
             sim.requests("/api/v2/datalogger/dsmrreading"),
             boundaries.len() as u64
         );
+        assert_eq!(
+            sim.requests_ordered("/api/v2/datalogger/dsmrreading", "timestamp"),
+            boundaries.len() as u64
+        );
         let log = sim.request_log();
         assert_eq!(
             log.last().map(String::as_str),

@@ -72,7 +72,8 @@ pub const READING_FIELDS: [&str; 22] = [
 const LOG_LINES: usize = 1_000;
 /// Longest request line kept in the log; longer ones are cut.
 const LOG_LINE_CHARS: usize = 512;
-/// Distinct paths counted for `Simulator::requests`; fuzzing cannot grow the map beyond this.
+/// Distinct paths (and orderings of a path) counted for `Simulator::requests`; fuzzing cannot
+/// grow the map beyond this.
 const COUNTED_PATHS: usize = 1_024;
 /// Cap on request head size (hyper answers 431 beyond it).
 const MAX_HEAD_BYTES: usize = 16 * 1_024;
@@ -273,6 +274,14 @@ impl State {
         self.model.advance_to(now);
     }
 
+    fn count(&mut self, key: String) {
+        if let Some(count) = self.counts.get_mut(&key) {
+            *count += 1;
+        } else if self.counts.len() < COUNTED_PATHS {
+            self.counts.insert(key, 1);
+        }
+    }
+
     /// Brings an archive that runs on the simulator's clock up to it, its hours from the
     /// meter's registers.
     fn sync_archive(&mut self) {
@@ -288,10 +297,15 @@ impl State {
     }
 
     fn record(&mut self, method: &str, path: &str, query: Option<&str>) {
-        if let Some(count) = self.counts.get_mut(path) {
-            *count += 1;
-        } else if self.counts.len() < COUNTED_PATHS {
-            self.counts.insert(path.to_owned(), 1);
+        self.count(path.to_owned());
+        let ordering = query.and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .filter(|(k, _)| k == "ordering")
+                .last()
+                .map(|(_, v)| v.into_owned())
+        });
+        if let Some(ordering) = ordering {
+            self.count(format!("{path}?ordering={ordering}"));
         }
         let mut line = match query {
             Some(q) => format!("{method} {path}?{q}"),
@@ -442,6 +456,14 @@ impl Simulator {
     /// Requests received for `path` (without query), whatever the answer.
     pub fn requests(&self, path: &str) -> u64 {
         self.state().counts.get(path).copied().unwrap_or(0)
+    }
+
+    /// Requests received for `path` with `ordering=<ordering>` (the last `ordering` of the
+    /// query, as Django reads it): the history import's readings (`timestamp`) apart from the
+    /// live poll's (`-timestamp`).
+    pub fn requests_ordered(&self, path: &str, ordering: &str) -> u64 {
+        let key = format!("{path}?ordering={ordering}");
+        self.state().counts.get(&key).copied().unwrap_or(0)
     }
 
     /// The last requests as `"GET /api/v2/...?query"`, newest last.
