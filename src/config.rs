@@ -694,7 +694,7 @@ impl TryFrom<RawOptions> for Config {
             raw.history,
             raw.homeassistant_url.as_deref(),
             raw.homeassistant_token,
-            std::env::var("SUPERVISOR_TOKEN").ok(),
+            crate::supervisor::token(),
         )?;
         let status_listen = status_listen(raw.status_listen.as_deref())?;
 
@@ -737,7 +737,7 @@ fn history(
     enabled: Option<bool>,
     url: Option<&str>,
     token: Option<SecretString>,
-    supervisor_token: Option<String>,
+    supervisor_token: Option<SecretString>,
 ) -> Result<Option<HistoryConfig>, ConfigError> {
     use secrecy::ExposeSecret;
 
@@ -761,7 +761,7 @@ fn history(
     if enabled == Some(false) {
         return Ok(None);
     }
-    let target = match (url, token, supervisor_token.filter(|t| !t.is_empty())) {
+    let target = match (url, token, supervisor_token) {
         (Some(url), Some(token), _) => HaTarget {
             url,
             token: SecretString::from(token),
@@ -781,7 +781,7 @@ fn history(
         }
         (None, _, Some(supervisor)) => HaTarget {
             url: Url::parse(SUPERVISOR_CORE_WEBSOCKET).expect("a valid constant URL"),
-            token: SecretString::from(supervisor),
+            token: supervisor,
             token_source: "the app's access to Home Assistant (homeassistant_api in config.yaml)",
         },
         (None, None, None) if enabled == Some(true) => {

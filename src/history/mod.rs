@@ -506,6 +506,19 @@ fn catalog_key(unique_id: &str) -> Option<&'static str> {
         .max_by_key(|key| key.len())
 }
 
+/// Pauses after a failed run: from 5 s, doubling, to 5 minutes (jitter on top, seeded here so
+/// that bridges restarted together do not retry in step).
+fn retry_backoff() -> backon::ExponentialBackoff {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(RETRY_FIRST)
+        .with_max_delay(RETRY_MAX / 2)
+        .with_jitter()
+        .with_jitter_seed(fastrand::u64(..))
+        .without_max_times()
+        .build()
+}
+
 /// Imports the archive, then keeps it current until `shutdown`; failures are logged once and
 /// retried with backoff, and a rejected token ends the history alone (the live bridge runs on).
 pub async fn run(
@@ -515,7 +528,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     status.history(true, "starting".to_owned());
-    let mut retry = RETRY_FIRST;
+    let mut retry = retry_backoff();
     let mut failing: Option<String> = None;
     loop {
         let outcome = tokio::select! {
@@ -527,7 +540,7 @@ pub async fn run(
                 if failing.take().is_some() {
                     info!("history: importing again");
                 }
-                retry = RETRY_FIRST;
+                retry = retry_backoff();
                 if summary.waiting > 0 && summary.up_to.is_none() {
                     WAIT_FOR_CORE
                 } else {
@@ -541,8 +554,9 @@ pub async fn run(
             }
             Err(e) => {
                 let text = error_text(&e);
+                let wait = retry.next().unwrap_or(RETRY_MAX);
                 if failing.as_deref() != Some(text.as_str()) {
-                    warn!(error = %text, retry_in_s = retry.as_secs(), "history: import interrupted; it continues where it stopped");
+                    warn!(error = %text, retry_in_s = wait.as_secs(), "history: import interrupted; it continues where it stopped");
                 } else {
                     debug!(error = %text, "history: still failing");
                 }
@@ -551,8 +565,6 @@ pub async fn run(
                     format!("interrupted, continues where it stopped: {text}"),
                 );
                 failing = Some(text);
-                let wait = retry;
-                retry = (retry * 2).min(RETRY_MAX);
                 wait
             }
         };
