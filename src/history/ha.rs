@@ -26,6 +26,8 @@ use super::plan::Junction;
 /// many unrelated messages arrive meanwhile.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often a barrier that Core timed out is asked again (10 s each).
+const SETTLE_TRIES: u32 = 30;
 /// Replies to reads over years at hour resolution are large; Core itself caps nothing.
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
@@ -589,10 +591,22 @@ impl HaClient {
     /// when queued, but `recorder/clear_statistics` answers when its job, queued after them, has
     /// run (`recorder/websocket_api.py`, `ws_clear_statistics` waits for `on_done`); with no ids it
     /// clears nothing.
+    /// Core gives up waiting after `CLEAR_STATISTICS_TIME_OUT` (10 s) and answers `timeout`
+    /// while the job is still queued: a recorder busy with a month of rows (a slow disk) is
+    /// asked again, up to `SETTLE_TRIES` times.
     pub async fn settle(&mut self) -> Result<(), HaError> {
-        self.call::<Value>(Command::Clear { statistic_ids: &[] })
-            .await
-            .map(drop)
+        let mut tries = 0;
+        loop {
+            match self
+                .call::<Value>(Command::Clear { statistic_ids: &[] })
+                .await
+            {
+                Err(HaError::Command { code, .. }) if code == "timeout" && tries < SETTLE_TRIES => {
+                    tries += 1;
+                }
+                other => return other.map(drop),
+            }
+        }
     }
 }
 
@@ -702,5 +716,50 @@ mod tests {
             token_source: "homeassistant_token",
         };
         assert!(!format!("{target:?}").contains("very-secret"));
+    }
+}
+
+#[cfg(test)]
+mod chatter {
+    use super::*;
+
+    /// A server that logs in and then, instead of answering, sends an unrelated event every
+    /// second: the call still ends at its deadline (on the paused clock, at once).
+    #[tokio::test(start_paused = true)]
+    async fn a_chattering_server_does_not_hold_a_call_forever() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+            let send = |text: &str| Message::text(text.to_owned());
+            ws.send(send(r#"{"type":"auth_required","ha_version":"2026.2.3"}"#))
+                .await
+                .unwrap();
+            let _auth = ws.next().await;
+            ws.send(send(r#"{"type":"auth_ok","ha_version":"2026.2.3"}"#))
+                .await
+                .unwrap();
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let event = r#"{"id":999,"type":"event","event":{"event_type":"state_changed"}}"#;
+                if ws.send(send(event)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let target = HaTarget {
+            url: Url::parse(&format!("ws://127.0.0.1:{port}/api/websocket")).unwrap(),
+            token: SecretString::from("token"),
+            token_source: "homeassistant_token",
+        };
+        let mut ha = HaClient::connect(&target).await.unwrap();
+        let started = Instant::now();
+        let error = ha.settle().await.unwrap_err();
+        assert!(
+            matches!(error, HaError::Timeout("recorder/clear_statistics")),
+            "{error}"
+        );
+        assert_eq!(started.elapsed(), CALL_TIMEOUT);
     }
 }

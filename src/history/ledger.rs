@@ -201,7 +201,11 @@ fn energy_rows(
         let start = day_row
             .and_then(|d| d.registers[register])
             .or(state.map(|s| s.saturating_add(carry)));
-        let states = day_states(&values, start, next_start);
+        // DSMR-reader writes the hour of a meter swap as the new register minus the old: a
+        // negative row, refused as energy (no energy flows backwards), marks where the new
+        // meter's registers begin.
+        let swap = group.iter().position(|h| h.values[register] < 0);
+        let states = day_states(&values, start, next_start, swap);
         if let Some(first) = values.first_mut() {
             *first = first.saturating_add(carry);
             carry = 0;
@@ -256,7 +260,12 @@ fn book(values: &mut [i64], group: &[HourStat], day_start: OffsetDateTime, defic
 /// Registers at the end of each hour of a day: from the day's start register forward; on a day
 /// whose end does not match the next day's start register (a meter swap), from the next day's
 /// start backward for the hours of the new meter.
-fn day_states(values: &[i64], start: Option<i64>, next_start: Option<i64>) -> Vec<Option<i64>> {
+fn day_states(
+    values: &[i64],
+    start: Option<i64>,
+    next_start: Option<i64>,
+    swap: Option<usize>,
+) -> Vec<Option<i64>> {
     let Some(from) = start else {
         return vec![None; values.len()];
     };
@@ -272,11 +281,12 @@ fn day_states(values: &[i64], start: Option<i64>, next_start: Option<i64>) -> Ve
     if register == next {
         return forward;
     }
-    // A new meter: walk back from the next day's start while the register stays ≥ 0.
+    // A new meter: walk back from the next day's start to the swap where DSMR-reader's
+    // negative row shows it, else while the register stays ≥ 0.
     let mut backward = next;
     for k in (0..values.len()).rev() {
         // The hour was the new meter's only if its register at the hour's start was ≥ 0.
-        if backward.saturating_sub(values[k]) < 0 {
+        if backward.saturating_sub(values[k]) < 0 || swap.is_some_and(|p| k < p) {
             break;
         }
         forward[k] = Some(backward);
@@ -411,6 +421,36 @@ mod tests {
     }
 
     #[test]
+    fn a_negative_row_across_a_swap_adds_nothing_and_keeps_the_old_meters_states() {
+        let d1 = date!(2025 - 01 - 10);
+        let d2 = date!(2025 - 01 - 11);
+        // The old meter reads 37_133 kWh; the new one 2 Wh at 20:00 UTC, 1_000 Wh at midnight.
+        let mut hours = day_hours(datetime!(2025-01-09 23:00 UTC), d1, 24, 1);
+        hours[21].values[0] = 2 - 37_133_020;
+        for h in &mut hours[22..] {
+            h.values[0] = 499;
+        }
+        hours.extend(day_hours(datetime!(2025-01-10 23:00 UTC), d2, 2, 100));
+        let days = [
+            day_row(d1, datetime!(2025-01-09 23:00 UTC), 21 + 998, 37_133_000),
+            day_row(d2, datetime!(2025-01-10 23:00 UTC), 200, 1_000),
+        ];
+        let rows = &build(&hours, &days, &Seeds::default()).energy[0];
+        assert!(
+            rows.windows(2).all(|w| w[1].sum >= w[0].sum),
+            "no hour falls"
+        );
+        assert_eq!(
+            rows[20].state,
+            Some(37_133_021),
+            "the old meter's last hours"
+        );
+        assert_eq!(rows[21].state, Some(2));
+        assert_eq!(rows[23].state, Some(1_000));
+        assert_eq!(rows[23].sum, 21 + 998);
+    }
+
+    #[test]
     fn seeds_continue_sum_and_state() {
         let d = date!(2025 - 01 - 10);
         let hours = day_hours(datetime!(2025-01-09 23:00 UTC), d, 2, 100);
@@ -515,6 +555,59 @@ mod tests {
             let total: i64 = day_rows.iter().map(|d| d.consumption[0]).sum();
             if rows.last().is_some_and(|r| r.start >= day_rows.last().unwrap().start) {
                 prop_assert_eq!(rows.last().map_or(0, |r| r.sum), total);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod any_input {
+    use proptest::prelude::*;
+    use time::OffsetDateTime;
+
+    use super::*;
+
+    fn time_at(seconds: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(seconds).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+
+    proptest! {
+        /// Whatever the rows hold (any amounts, any dates in `time`'s range, in any order), the
+        /// ledger returns rows and never panics; sums never fall.
+        #[test]
+        fn no_input_panics(
+            hours in proptest::collection::vec(
+                (-253_402_300_799_i64..253_402_300_799, proptest::array::uniform5(any::<i64>())),
+                0..40,
+            ),
+            days in proptest::collection::vec(
+                (
+                    -253_402_300_799_i64..253_402_300_799,
+                    proptest::array::uniform5(any::<i64>()),
+                    proptest::array::uniform5(proptest::option::of(any::<i64>())),
+                    proptest::array::uniform3(proptest::option::of(any::<i64>())),
+                ),
+                0..10,
+            ),
+            until in proptest::option::of(-253_402_300_799_i64..253_402_300_799),
+        ) {
+            let hours: Vec<HourStat> = hours
+                .into_iter()
+                .map(|(t, values)| {
+                    let start = time_at(t);
+                    HourStat { start, day: start.date(), values }
+                })
+                .collect();
+            let days: Vec<DayStat> = days
+                .into_iter()
+                .map(|(t, consumption, registers, costs)| {
+                    let start = time_at(t);
+                    DayStat { day: start.date(), start, consumption, registers, costs }
+                })
+                .collect();
+            let ledger = build_until(&hours, &days, &Seeds::default(), until.map(time_at));
+            for rows in &ledger.energy {
+                prop_assert!(rows.windows(2).all(|w| w[1].sum >= w[0].sum));
             }
         }
     }

@@ -50,15 +50,21 @@ const RETRY_MAX: Duration = Duration::from_secs(5 * 60);
 /// Runs that import more hours than this say so at info level.
 const LOUD_HOURS: u64 = 72;
 
-/// The live register sensors that get the archive, by catalog key, in the ledger's register
-/// order (DSMR-reader's hour fields: electricity1, electricity2, their returns, gas).
-pub const REGISTER_KEYS: [&str; REGISTERS] = [
-    "electricity_delivered_1",
-    "electricity_delivered_2",
-    "electricity_returned_1",
-    "electricity_returned_2",
-    "gas_delivered",
-];
+/// The live register sensors that get the archive: the catalog's meter registers announced as
+/// entities (the entries with a plausibility limit per hour), by key, in the catalog's order, which is the ledger's
+/// (DSMR-reader's hour fields electricity1, electricity2, their returns, gas; a test holds them
+/// together).
+pub fn register_keys() -> [&'static str; REGISTERS] {
+    let mut keys = [""; REGISTERS];
+    for (slot, sensor) in keys.iter_mut().zip(
+        crate::map::catalog::SENSORS
+            .iter()
+            .filter(|s| s.announce && s.register_max_per_hour.is_some()),
+    ) {
+        *slot = sensor.key;
+    }
+    keys
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
@@ -104,7 +110,7 @@ pub trait Archive {
 
 /// Home Assistant's statistics of the bridge's sensors.
 pub trait Store {
-    /// Each register sensor's statistics metadata, in `REGISTER_KEYS` order; `None` for one Home
+    /// Each register sensor's statistics metadata, in `register_keys()` order; `None` for one Home
     /// Assistant does not have or has no statistics for yet.
     fn sensors(&mut self) -> impl Future<Output = Result<Vec<Option<Metadata>>, HaError>> + Send;
     /// Home Assistant's own first row of the sensor; `None` before its first compile.
@@ -421,7 +427,7 @@ impl Store for HaClient {
         let entities = self.entities().await?;
         // The unique id is the bridge's (`<device id>_<catalog key>`); the entity id is the
         // user's to rename. A new meter is a new device: its sensors are the newest.
-        let ids: Vec<Option<String>> = REGISTER_KEYS
+        let ids: Vec<Option<String>> = register_keys()
             .iter()
             .map(|key| {
                 entities
@@ -541,7 +547,8 @@ pub async fn run(
                     info!("history: importing again");
                 }
                 retry = retry_backoff();
-                if summary.waiting > 0 && summary.up_to.is_none() {
+                // A new sensor gets its first statistics within 5 minutes: look again soon.
+                if summary.sensors == 0 || summary.waiting > 0 {
                     WAIT_FOR_CORE
                 } else {
                     UPDATE_EVERY
@@ -582,15 +589,15 @@ async fn run_once(
 ) -> Result<Summary, HistoryError> {
     let mut ha = HaClient::connect(&config.target).await?;
     let summary = sync(archive, &mut ha, Some(status)).await?;
-    let text = match (summary.up_to, summary.waiting) {
-        (Some(t), _) => format!(
+    let text = match summary.up_to {
+        Some(t) => format!(
             "up to date: the archive's last hour imported starts {}",
             hour_of(t)
         ),
-        (None, 0) => "up to date: nothing to import".to_owned(),
-        (None, _) => {
+        None if summary.sensors == 0 || summary.waiting > 0 => {
             "waiting for Home Assistant's first statistics of the meter's sensors".to_owned()
         }
+        None => "up to date: nothing to import".to_owned(),
     };
     status.history(true, text);
     if summary.from_scratch && summary.hours > LOUD_HOURS {

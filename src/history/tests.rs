@@ -141,7 +141,7 @@ struct FakeStore {
 
 fn meta(register: usize) -> Metadata {
     Metadata {
-        statistic_id: format!("sensor.dsmr_{}", REGISTER_KEYS[register]),
+        statistic_id: format!("sensor.dsmr_{}", register_keys()[register]),
         source: "recorder".to_owned(),
         name: None,
         has_sum: true,
@@ -153,7 +153,7 @@ fn meta(register: usize) -> Metadata {
 }
 
 fn register_of(meta: &Metadata) -> usize {
-    REGISTER_KEYS
+    register_keys()
         .iter()
         .position(|k| meta.statistic_id.ends_with(k))
         .unwrap()
@@ -469,4 +469,39 @@ fn unique_ids_name_their_catalog_key() {
         Some("energy_supplier_price_electricity_delivered_1")
     );
     assert_eq!(catalog_key("electricity_delivered_1"), None);
+}
+
+#[test]
+fn the_registers_are_the_catalogs_in_the_ledgers_order() {
+    assert_eq!(
+        register_keys(),
+        [
+            "electricity_delivered_1",
+            "electricity_delivered_2",
+            "electricity_returned_1",
+            "electricity_returned_2",
+            "gas_delivered"
+        ]
+    );
+    let fields: Vec<&str> = register_keys()
+        .iter()
+        .map(|key| {
+            crate::map::catalog::SENSORS
+                .iter()
+                .find(|s| s.key == *key)
+                .unwrap()
+                .field
+        })
+        .collect();
+    // DSMR-reader's reading fields, in the order of its hour statistics.
+    assert_eq!(
+        fields,
+        [
+            "electricity_delivered_1",
+            "electricity_delivered_2",
+            "electricity_returned_1",
+            "electricity_returned_2",
+            "extra_device_delivered"
+        ]
+    );
 }

@@ -17,7 +17,8 @@ use std::time::Duration;
 use dsmr_bridge::config::DsmrConfig;
 use dsmr_bridge::history::dsmr::ArchiveClient;
 use dsmr_bridge::history::ha::{HaClient, HaTarget, StoredRow};
-use dsmr_bridge::history::{REGISTER_KEYS, Summary, sync};
+use dsmr_bridge::history::{Summary, register_keys, sync};
+use dsmr_sim::history::ArchiveNow;
 use dsmr_sim::history::{Archive, local_midnight};
 use dsmr_sim::{HistoryOptions, Registers, SimOptions, Simulator};
 use secrecy::SecretString;
@@ -38,8 +39,9 @@ const CORE_LEAD: time::Duration = time::Duration::seconds(54 * 60 + 20);
 struct Scene {
     core: Core,
     sim: Simulator,
-    _broker: Broker,
-    _bridge: Bridge,
+    broker: Broker,
+    /// The bridge that makes the entities (history off: the tests run the import themselves).
+    bridge: Option<Bridge>,
     /// The archive's end: local midnight after its last day, where the live meter starts.
     end: OffsetDateTime,
 }
@@ -96,7 +98,7 @@ impl Scene {
             version,
             Setup {
                 faketime: Some(end + CORE_LEAD),
-                config_dir: None,
+                ..Setup::default()
             },
         )?;
         core.add_mqtt(broker.port).await;
@@ -104,8 +106,50 @@ impl Scene {
         Some(Scene {
             core,
             sim,
-            _broker: broker,
-            _bridge: bridge,
+            broker,
+            bridge: Some(bridge),
+            end,
+        })
+    }
+
+    /// The install day: DSMR-reader's archive runs up to the simulator's clock (`at`, local
+    /// time), which the live meter counts on from, with today's hours as readings only; Core
+    /// starts at the same time.
+    async fn on_the_clock(
+        version: &str,
+        opts: HistoryOptions,
+        base: &str,
+        at: OffsetDateTime,
+        rate: Option<u32>,
+    ) -> Option<Scene> {
+        let broker = Broker::start();
+        let sim = Simulator::start(SimOptions {
+            start: at,
+            speed: f64::from(rate.unwrap_or(1)),
+            ..harness::sim_options()
+        })
+        .await
+        .expect("simulator");
+        sim.set_history(HistoryOptions {
+            now: ArchiveNow::Clock,
+            ..opts
+        });
+        let core = ha_core::start(
+            version,
+            Setup {
+                faketime: Some(at),
+                rate,
+                ..Setup::default()
+            },
+        )?;
+        core.add_mqtt(broker.port).await;
+        let bridge = Bridge::start(&harness::args(&sim.url(), broker.port, base, &[]));
+        let end = local_midnight(at.date());
+        Some(Scene {
+            core,
+            sim,
+            broker,
+            bridge: Some(bridge),
             end,
         })
     }
@@ -152,7 +196,7 @@ impl Scene {
             .call(json!({"type": "config/entity_registry/list"}))
             .await
             .expect("entity registry");
-        REGISTER_KEYS
+        register_keys()
             .iter()
             .map(|key| {
                 entries
@@ -482,6 +526,247 @@ async fn the_live_sensors_carry_the_archive_beneath_their_own_statistics(version
     }
 }
 
+/// The install day whole: Core starts late on the day DSMR-reader has not archived yet; the
+/// hours from midnight to Core's first are filled from DSMR-reader's readings as soon as Core's
+/// first row exists (the day's total then equals the meter's), and after midnight, once
+/// DSMR-reader has archived the day, its hour statistics replace them with the day's total
+/// unchanged and Core's rows not moved again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_install_day_is_whole_on_2025_4() {
+    the_install_day_is_filled_then_replaced(VERSIONS[0]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_install_day_is_whole_on_2026_2() {
+    the_install_day_is_filled_then_replaced(VERSIONS[1]).await;
+}
+
+async fn the_install_day_is_filled_then_replaced(version: &str) {
+    let at = datetime!(2026-12-07 23:58:40 +01:00);
+    let Some(scene) = Scene::on_the_clock(
+        version,
+        HistoryOptions {
+            first_day: date!(2026 - 12 - 03),
+            ..HistoryOptions::default()
+        },
+        &format!("install{}", version.replace('.', "")),
+        at,
+        None,
+    )
+    .await
+    else {
+        return;
+    };
+    let ids: Vec<String> = eventually("the register sensors in the entity registry")
+        .until(async || {
+            scene
+                .find_entity_ids()
+                .await
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await;
+    cores_first_rows(&scene, &ids).await;
+    let first = scene.sync().await;
+    assert_eq!(first.sensors, 5, "{version}: {first:?}");
+    let archive = scene.sim.archive().expect("archive");
+    assert!(
+        archive
+            .published_day_rows()
+            .last()
+            .is_some_and(|d| d.day == date!(2026 - 12 - 06)),
+        "{version}: the install day is not archived yet"
+    );
+    assert!(first.filled >= 5 * 23, "{version}: {first:?}");
+    let install_day = local_midnight(date!(2026 - 12 - 07));
+    let next_day = local_midnight(date!(2026 - 12 - 08));
+    let filled = scene.rows(&ids, "hour").await;
+    // After midnight DSMR-reader archives the install day.
+    eventually(format!("DSMR-reader to archive {}", install_day.date()))
+        .within(Duration::from_secs(900))
+        .every(Duration::from_secs(5))
+        .until(async || {
+            let archive = scene.sim.archive().expect("archive");
+            match archive.published_day_rows().last() {
+                Some(d) if d.day == install_day.date() => Ok(()),
+                other => Err(format!("last day {:?}", other.map(|d| d.day))),
+            }
+        })
+        .await;
+    let second = scene.sync().await;
+    assert_eq!(second.filled, 0, "{version}: {second:?}");
+    assert_eq!(
+        second.adjusted, 0,
+        "{version}: the day's total is unchanged"
+    );
+    let replaced = scene.rows(&ids, "hour").await;
+    let archive = scene.sim.archive().expect("archive");
+    let day = archive
+        .published_day_rows()
+        .last()
+        .expect("the install day");
+    for k in 0..5 {
+        let sum_before = |rows: &[StoredRow]| {
+            rows.iter()
+                .rev()
+                .find(|r| r.imported)
+                .and_then(|r| r.sum)
+                .expect("imported rows")
+        };
+        assert!(
+            (sum_before(&filled[k]) - sum_before(&replaced[k])).abs() < 0.0005,
+            "{version} {}: the day's total before Core's first hour is unchanged",
+            ids[k]
+        );
+        let hours = replaced[k]
+            .iter()
+            .filter(|r| r.imported && r.start >= install_day && r.start < next_day)
+            .count();
+        assert_eq!(hours, 23, "{version} {}: the archive's hours", ids[k]);
+    }
+    // Beneath Core's first hour the day holds exactly DSMR-reader's hours; with Core's own
+    // hours the electricity day equals DSMR-reader's day. Gas only comes every 5 minutes: Core
+    // books the reading at midnight on the next day, DSMR-reader on this one.
+    let days = changes(&scene.core, &ids, "day", install_day, next_day).await;
+    for (k, id) in ids.iter().enumerate() {
+        let junction = replaced[k]
+            .iter()
+            .find(|r| !r.imported)
+            .expect("Core's rows")
+            .start;
+        let want: u64 = archive
+            .hour_rows()
+            .iter()
+            .filter(|h| h.hour_start >= install_day && h.hour_start < junction)
+            .map(|h| h.values[k])
+            .sum();
+        let below = |t: OffsetDateTime| {
+            replaced[k]
+                .iter()
+                .rev()
+                .find(|r| r.start < t)
+                .and_then(|r| r.sum)
+                .expect("rows")
+        };
+        let got = ((below(junction) - below(install_day)) * 1_000.0).round() as i64;
+        assert_eq!(
+            got,
+            i64::try_from(want).expect("Wh"),
+            "{version} {id}: the install day's hours before Core's"
+        );
+        if k < 4 {
+            let want = i64::try_from(day.consumption[k]).expect("Wh");
+            let got = days[k].get(&ms(install_day)).copied();
+            assert!(
+                got.is_some_and(|g| (g - want).abs() <= 2),
+                "{version} {id}: the install day is {got:?}, DSMR-reader says {want}"
+            );
+        }
+    }
+}
+
+/// An upgrade: Home Assistant has compiled hours of the live sensors' own statistics (its
+/// clock and the meter's at 60 times real speed) when the import first runs. The archive goes
+/// beneath them, the install day's hours before Core's first from the readings; Core's rows keep
+/// their states and differences under one offset, the hour they begin in shows its whole energy,
+/// and a second run changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_on_2025_4() {
+    an_upgrade_imports_beneath_hours_core_compiled(VERSIONS[0]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_on_2026_2() {
+    an_upgrade_imports_beneath_hours_core_compiled(VERSIONS[1]).await;
+}
+
+async fn an_upgrade_imports_beneath_hours_core_compiled(version: &str) {
+    let Some(scene) = Scene::on_the_clock(
+        version,
+        HistoryOptions {
+            first_day: date!(2026 - 12 - 01),
+            gaps: vec![(datetime!(2026-12-03 09:00 UTC), 2)],
+            ..HistoryOptions::default()
+        },
+        &format!("upgrade{}", version.replace('.', "")),
+        datetime!(2026-12-07 10:58:40 +01:00),
+        Some(60),
+    )
+    .await
+    else {
+        return;
+    };
+    let ids: Vec<String> = eventually("the register sensors in the entity registry")
+        .until(async || {
+            scene
+                .find_entity_ids()
+                .await
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await;
+    let before_hours = eventually(format!("Core {version} to compile hours of its own"))
+        .within(Duration::from_secs(600))
+        .every(Duration::from_secs(2))
+        .until(async || {
+            let rows = scene.rows(&ids, "hour").await;
+            if rows.iter().all(|r| r.len() >= 3) {
+                Ok(rows)
+            } else {
+                Err(format!(
+                    "{:?}",
+                    rows.iter().map(Vec::len).collect::<Vec<_>>()
+                ))
+            }
+        })
+        .await;
+    let summary = scene.sync().await;
+    assert_eq!(summary.sensors, 5, "{version}: {summary:?}");
+    assert!(
+        summary.from_scratch && summary.filled > 0,
+        "{version}: {summary:?}"
+    );
+    let after_hours = scene.rows(&ids, "hour").await;
+    for k in 0..5 {
+        assert_one_offset(&before_hours[k], &after_hours[k], &ids[k]);
+        let first_own = after_hours[k]
+            .iter()
+            .position(|r| !r.imported)
+            .expect("Core's rows");
+        let (below, own) = (after_hours[k][first_own - 1], after_hours[k][first_own]);
+        let change = own.sum.unwrap() - below.sum.unwrap();
+        let energy = own.state.unwrap() - below.state.unwrap();
+        assert!(
+            (change - energy).abs() < 0.0015,
+            "{version} {}: the junction's hour shows {change}, the meter {energy}",
+            ids[k]
+        );
+    }
+    assert_days_match(&scene, &ids).await;
+    let imported = |rows: &[Vec<StoredRow>]| -> Vec<Vec<StoredRow>> {
+        rows.iter()
+            .map(|r| r.iter().filter(|r| r.imported).copied().collect())
+            .collect()
+    };
+    let again = scene.sync().await;
+    assert_eq!(again.adjusted, 0, "{version}: {again:?}");
+    let rerun = scene.rows(&ids, "hour").await;
+    assert_eq!(
+        imported(&after_hours),
+        imported(&rerun),
+        "{version}: a re-run changes nothing"
+    );
+    for k in 0..5 {
+        assert_one_offset(&after_hours[k], &rerun[k], &ids[k]);
+        let first = |rows: &[StoredRow]| rows.iter().find(|r| !r.imported).copied();
+        assert_eq!(
+            first(&after_hours[k]),
+            first(&rerun[k]),
+            "{version}: not moved again"
+        );
+    }
+}
+
 /// The bridge binary at `log_level: trace` with the history on: its WebSocket library logs
 /// every frame at that level, Home Assistant's token among them; none of it reaches the log,
 /// and the history runs (up to date: no sensor of this bridge in that Core).
@@ -510,4 +795,163 @@ async fn the_token_is_not_logged_at_trace() {
     assert!(log.contains("TRACE"), "the log is at trace");
     assert!(!log.contains(&core.token), "the token is never logged");
     assert!(!log.contains("access_token"), "nor the auth message");
+}
+
+/// Peak resident memory (`VmHWM`, KiB) and CPU time (user + system) of a running process.
+fn footprint(pid: u32) -> (u64, Duration) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|t| t.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    (hwm, Duration::from_millis(ticks * 10))
+}
+
+/// The benchmark of BENCHMARKS.md's history section (`scripts/bench-history`): two years of
+/// DSMR-reader's archive imported by the bridge binary beneath the live sensors of a Home
+/// Assistant Core on this machine, on the install day at 14:00 (13 hours filled from readings).
+/// Prints a Markdown table; asserts the targets (3 minutes, 10 MiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: scripts/bench-history"]
+async fn benchmark_two_years() {
+    let version = std::env::var("HISTORY_BENCH_CORE").unwrap_or_else(|_| VERSIONS[1].to_owned());
+    let version: &'static str = VERSIONS
+        .into_iter()
+        .find(|v| *v == version)
+        .expect("HISTORY_BENCH_CORE is a tested version");
+    let at = datetime!(2026-12-07 13:58:40 +01:00);
+    let Some(mut scene) = Scene::on_the_clock(
+        version,
+        HistoryOptions {
+            first_day: date!(2024 - 12 - 07),
+            ..HistoryOptions::default()
+        },
+        "bench-history",
+        at,
+        None,
+    )
+    .await
+    else {
+        return;
+    };
+    let ids: Vec<String> = eventually("the register sensors in the entity registry")
+        .until(async || {
+            scene
+                .find_entity_ids()
+                .await
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await;
+    cores_first_rows(&scene, &ids).await;
+    // The measured bridge takes over from the one that made the entities.
+    drop(scene.bridge.take());
+    let archive = scene.sim.archive().expect("archive");
+    let hours = archive.hour_rows().len();
+    let binary = std::env::var("DSMR_BRIDGE_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_dsmr-bridge").to_owned());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log_path = dir.path().join("bridge.log");
+    let log = std::fs::File::create(&log_path).expect("log");
+    let url = scene.core.url();
+    let mut args = harness::args(
+        &scene.sim.url(),
+        scene.broker.port,
+        "bench-history",
+        &["--homeassistant-url", &url],
+    );
+    // At the level a user runs it.
+    if let Some(level) = args.iter_mut().find(|a| *a == "debug") {
+        *level = "info".to_owned();
+    }
+    let requests = |s: &Simulator| {
+        (
+            s.requests("/api/v2/statistics/hour"),
+            s.requests("/api/v2/statistics/day"),
+            s.requests_ordered("/api/v2/datalogger/dsmrreading", "timestamp"),
+        )
+    };
+    let before = requests(&scene.sim);
+    let mut child = std::process::Command::new(&binary)
+        .args(args)
+        .env("HOMEASSISTANT_TOKEN", &scene.core.token)
+        .env_remove("SUPERVISOR_TOKEN")
+        .env_remove("HASSIO_TOKEN")
+        .env("DSMR_BRIDGE_HEALTH_FILE", dir.path().join("health"))
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start the bridge");
+    let started = std::time::Instant::now();
+    let read = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    eventually("the import to end")
+        .within(Duration::from_secs(300))
+        .every(Duration::from_millis(100))
+        .until(async || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the bridge exited ({status}):\n{}", read());
+            }
+            if read().contains("history: done") {
+                Ok(())
+            } else {
+                Err("no end yet")
+            }
+        })
+        .await;
+    let wall = started.elapsed();
+    let (hwm_kib, cpu) = footprint(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    let after = requests(&scene.sim);
+    let (hour_requests, day_requests, reading_requests) =
+        (after.0 - before.0, after.1 - before.1, after.2 - before.2);
+    let summary = read()
+        .lines()
+        .find(|l| l.contains("history: done"))
+        .map(str::to_owned)
+        .unwrap_or_default();
+    println!();
+    println!("| Home Assistant Core | {version} (this machine, SQLite) |");
+    println!("|---|---|");
+    println!(
+        "| Archive | {hours} hours, {} days, beneath 5 live sensors; install day at 14:00 |",
+        archive.day_rows().len()
+    );
+    println!(
+        "| Import, start of the bridge to `history: done` | {:.1} s ({:.0} hours/s) |",
+        wall.as_secs_f64(),
+        hours as f64 / wall.as_secs_f64()
+    );
+    println!(
+        "| The bridge's own CPU time (fetching, ledger, sending) | {:.2} s |",
+        cpu.as_secs_f64()
+    );
+    println!(
+        "| Requests to DSMR-reader | {} (statistics/hour {hour_requests}, statistics/day {day_requests}, readings for the install day {reading_requests}) |",
+        hour_requests + day_requests + reading_requests
+    );
+    println!(
+        "| Peak RSS of the bridge (VmHWM) | {:.1} MiB |",
+        hwm_kib as f64 / 1024.0
+    );
+    println!(
+        "| The run's log line | `{}` |",
+        summary.split("history: done").nth(1).unwrap_or("").trim()
+    );
+    assert!(wall < Duration::from_secs(180), "{wall:?}");
+    assert!(hwm_kib < 10 * 1024, "{hwm_kib} KiB");
 }
