@@ -56,6 +56,9 @@ pub struct HistoryOptions {
     pub gas_reading_delay: Duration,
     /// When the archive is looked at.
     pub now: ArchiveNow,
+    /// How long after its five-minute mark the gas meter's value reaches the readings (a
+    /// DSMR 5 meter relays it within minutes): until then a reading carries the value before.
+    pub gas_lag: Duration,
     /// How a broken or hostile server serves the archive; nothing by default.
     pub hostile: Hostile,
     /// How DSMR-reader groups readings before it computes the statistics.
@@ -136,6 +139,7 @@ impl Default for HistoryOptions {
             day_row_delay: 0,
             gas_reading_delay: Duration::ZERO,
             now: ArchiveNow::AfterDays,
+            gas_lag: Duration::ZERO,
             hostile: Hostile::default(),
             grouping: Grouping::Exact,
         }
@@ -556,7 +560,10 @@ impl Archive {
             std::array::from_fn(|f| start_registers[f] + values[f] * s.unsigned_abs() / 3_600)
         };
         let timestamp = to_local(start + Duration::seconds(seconds));
-        let gas_seconds = seconds - seconds % 300;
+        // The gas meter's last five-minute value that has arrived by then.
+        let at_time = start + Duration::seconds(seconds);
+        let gas_mark = at_time - self.opts.gas_lag;
+        let gas_timestamp = gas_mark - Duration::seconds(gas_mark.unix_timestamp().rem_euclid(300));
         let tariff = if values[E2] > 0 || values[E2R] > 0 {
             2
         } else {
@@ -568,10 +575,26 @@ impl Archive {
             registers: at(seconds),
             delivered_w: u32::try_from(values[E1] + values[E2]).unwrap_or(u32::MAX),
             returned_w: u32::try_from(values[E1R] + values[E2R]).unwrap_or(u32::MAX),
-            gas_timestamp: to_local(start + Duration::seconds(gas_seconds)),
-            gas: at(gas_seconds)[GAS],
+            gas_timestamp: to_local(gas_timestamp),
+            gas: self
+                .registers_at(gas_timestamp)
+                .map_or(start_registers[GAS], |r| r[GAS]),
             tariff,
         })
+    }
+}
+
+impl Archive {
+    /// The registers at `t` within the simulated hours (each hour's energy spread evenly).
+    fn registers_at(&self, t: OffsetDateTime) -> Option<[u64; FIELDS]> {
+        let (first, _) = self.hours.first()?;
+        let index = usize::try_from((t - *first).whole_hours()).ok()?;
+        let (start, values) = self.hours.get(index)?;
+        let seconds = (t - *start).whole_seconds().unsigned_abs();
+        let starts = self.starts[index];
+        Some(std::array::from_fn(|f| {
+            starts[f] + values[f] * seconds / 3_600
+        }))
     }
 }
 
@@ -892,6 +915,36 @@ mod tests {
         assert_eq!(day.consumption[E1], hours - (last - last * 59 / 60));
         let gas_rows: u64 = archive.hour_rows().iter().map(|r| r.values[GAS]).sum();
         assert_eq!(day.consumption[GAS], gas_rows);
+    }
+
+    /// With a gas meter that relays late, the first reading after an hour boundary still
+    /// carries the value from before it.
+    #[test]
+    fn a_late_gas_value_lags_the_readings() {
+        let archive = Archive::new(HistoryOptions {
+            first_day: date!(2025 - 11 - 10),
+            days: 1,
+            gas_lag: Duration::minutes(3),
+            ..HistoryOptions::default()
+        });
+        let read = |t: OffsetDateTime| {
+            archive
+                .reading(archive.reading_index(t))
+                .expect("a reading")
+        };
+        let at_ten = read(datetime!(2025-11-10 10:00 +1));
+        assert_eq!(at_ten.gas_timestamp, datetime!(2025-11-10 09:55 +1));
+        let before = read(datetime!(2025-11-10 09:58 +1));
+        assert_eq!(
+            (before.gas_timestamp, before.gas),
+            (at_ten.gas_timestamp, at_ten.gas)
+        );
+        let later = read(datetime!(2025-11-10 10:03 +1));
+        assert_eq!(later.gas_timestamp, datetime!(2025-11-10 10:00 +1));
+        assert_eq!(
+            later.gas, at_ten.registers[GAS],
+            "the 10:00 value, three minutes on"
+        );
     }
 
     #[test]
