@@ -45,6 +45,8 @@ const SEED_WINDOW: time::Duration = time::Duration::days(40);
 const UPDATE_EVERY: Duration = Duration::from_secs(10 * 60);
 /// While Home Assistant has not compiled a sensor's first row yet.
 const WAIT_FOR_CORE: Duration = Duration::from_secs(60);
+/// A first import says how far it got this often.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 const RETRY_FIRST: Duration = Duration::from_secs(5);
 const RETRY_MAX: Duration = Duration::from_secs(5 * 60);
 /// Runs that import more hours than this say so at info level.
@@ -205,6 +207,7 @@ pub async fn sync<A: Archive, S: Store>(
     let (mut start, mut seeds) = resume(archive, store, &mut targets).await?;
     summary.from_scratch = start.is_none();
     let loud = summary.from_scratch;
+    let mut last_progress = tokio::time::Instant::now();
     loop {
         let mut days = archive.days(start.map(|s| s.0), CHUNK_DAYS + 1).await?;
         // A day that began before the chunk would book hours this chunk does not have.
@@ -241,7 +244,8 @@ pub async fn sync<A: Archive, S: Store>(
         if let Some(status) = status.filter(|_| loud) {
             status.history(true, format!("importing: up to {}", day_of(summary.up_to)));
         }
-        if loud && next.is_some() {
+        if loud && next.is_some() && last_progress.elapsed() >= PROGRESS_EVERY {
+            last_progress = tokio::time::Instant::now();
             info!(hours = summary.hours, up_to = %day_of(summary.up_to), "history: importing");
         }
         match next {
