@@ -182,6 +182,8 @@ pub async fn sync<A: Archive, S: Store>(
     status: Option<&StatusReporter>,
 ) -> Result<Summary, HistoryError> {
     let mut summary = Summary::default();
+    // What an interrupted run sent may still be queued in the recorder: read after it.
+    store.settle().await?;
     let mut targets = Vec::new();
     for (register, meta) in store.sensors().await?.into_iter().enumerate() {
         let Some(meta) = meta else {

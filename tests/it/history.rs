@@ -16,8 +16,10 @@ use std::time::Duration;
 
 use dsmr_bridge::config::DsmrConfig;
 use dsmr_bridge::history::dsmr::ArchiveClient;
-use dsmr_bridge::history::ha::{HaClient, HaTarget, StoredRow};
-use dsmr_bridge::history::{Summary, register_keys, sync};
+use dsmr_bridge::history::ha::{HaClient, HaError, HaTarget, Metadata, StoredRow};
+use dsmr_bridge::history::ledger::Row;
+use dsmr_bridge::history::plan::Junction;
+use dsmr_bridge::history::{Store, Summary, register_keys, sync};
 use dsmr_sim::history::ArchiveNow;
 use dsmr_sim::history::{Archive, local_midnight};
 use dsmr_sim::{HistoryOptions, Registers, SimOptions, Simulator};
@@ -767,6 +769,119 @@ async fn an_upgrade_imports_beneath_hours_core_compiled(version: &str) {
     }
 }
 
+/// Home Assistant's statistics store that goes away after `imports` imports, as a connection
+/// lost in the middle of an import does.
+struct Interrupted<'a> {
+    ha: &'a mut HaClient,
+    imports: usize,
+}
+
+impl Store for Interrupted<'_> {
+    async fn sensors(&mut self) -> Result<Vec<Option<Metadata>>, HaError> {
+        self.ha.sensors().await
+    }
+
+    async fn junction(&mut self, meta: &Metadata) -> Result<Option<Junction>, HaError> {
+        Store::junction(self.ha, meta).await
+    }
+
+    async fn hours(
+        &mut self,
+        meta: &Metadata,
+        from: OffsetDateTime,
+        before: OffsetDateTime,
+    ) -> Result<Vec<StoredRow>, HaError> {
+        Store::hours(self.ha, meta, from, before).await
+    }
+
+    async fn import(&mut self, meta: &Metadata, rows: &[Row]) -> Result<(), HaError> {
+        if self.imports == 0 {
+            return Err(HaError::Closed(None));
+        }
+        self.imports -= 1;
+        Store::import(self.ha, meta, rows).await
+    }
+
+    async fn adjust(
+        &mut self,
+        meta: &Metadata,
+        from: OffsetDateTime,
+        by: i64,
+    ) -> Result<(), HaError> {
+        Store::adjust(self.ha, meta, from, by).await
+    }
+
+    async fn settle(&mut self) -> Result<(), HaError> {
+        Store::settle(self.ha).await
+    }
+}
+
+/// An import cut off after its first month resumes where the imported rows end, not from the
+/// archive's beginning, and ends as an uninterrupted one: every day DSMR-reader's, the junction
+/// whole, Core's rows under one offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_import_resumes() {
+    let version = VERSIONS[1];
+    let Some(scene) = Scene::on_the_clock(
+        version,
+        HistoryOptions {
+            first_day: date!(2026 - 10 - 20),
+            ..HistoryOptions::default()
+        },
+        "resume",
+        datetime!(2026-12-07 10:58:40 +01:00),
+        // Slower than the upgrade's 60: Core answers its barrier `timeout` after 10 s of its
+        // clock, which a month of rows outlasts at 60 times real speed.
+        Some(20),
+    )
+    .await
+    else {
+        return;
+    };
+    let ids: Vec<String> = eventually("the register sensors in the entity registry")
+        .until(async || {
+            scene
+                .find_entity_ids()
+                .await
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await;
+    let before_hours = eventually(format!("Core {version} to compile an hour of its own"))
+        .within(Duration::from_secs(600))
+        .every(Duration::from_secs(2))
+        .until(async || {
+            let rows = scene.rows(&ids, "hour").await;
+            if rows.iter().all(|r| !r.is_empty()) {
+                Ok(rows)
+            } else {
+                Err("no hour yet")
+            }
+        })
+        .await;
+    let mut ha = scene.ha().await;
+    let cut = sync(
+        &scene.archive(),
+        &mut Interrupted {
+            ha: &mut ha,
+            imports: 7,
+        },
+        None,
+    )
+    .await;
+    assert!(cut.is_err(), "{version}: the connection went away");
+    let resumed = scene.sync().await;
+    assert!(!resumed.from_scratch, "{version}: {resumed:?}");
+    let archived = scene.sim.archive().expect("archive").hour_rows().len() as u64;
+    assert!(resumed.hours < archived - 24 * 20, "{version}: {resumed:?}");
+    let after_hours = scene.rows(&ids, "hour").await;
+    for k in 0..5 {
+        assert_one_offset(&before_hours[k], &after_hours[k], &ids[k]);
+    }
+    assert_days_match(&scene, &ids).await;
+    assert_eq!(scene.sync().await.adjusted, 0, "{version}: joined once");
+}
+
 /// The bridge binary at `log_level: trace` with the history on: its WebSocket library logs
 /// every frame at that level, Home Assistant's token among them; none of it reaches the log,
 /// and the history runs (up to date: no sensor of this bridge in that Core).
@@ -795,6 +910,64 @@ async fn the_token_is_not_logged_at_trace() {
     assert!(log.contains("TRACE"), "the log is at trace");
     assert!(!log.contains(&core.token), "the token is never logged");
     assert!(!log.contains("access_token"), "nor the auth message");
+}
+
+/// A rejected token: one error naming the option, never the token, and the live values keep
+/// flowing to the broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_token_names_the_option_and_the_bridge_keeps_running() {
+    let Some(core) = ha_core::shared(VERSIONS[1]) else {
+        return;
+    };
+    let sim = Simulator::start(harness::sim_options())
+        .await
+        .expect("simulator");
+    let broker = Broker::start();
+    let url = format!("http://127.0.0.1:{}/", core.port);
+    let page_port = harness::free_port();
+    let page = format!("http://127.0.0.1:{page_port}/");
+    let listen = format!("127.0.0.1:{page_port}");
+    let args = harness::args(
+        &sim.url(),
+        broker.port,
+        "hist-token",
+        &[
+            "--homeassistant-url",
+            &url,
+            "--homeassistant-token",
+            "not-a-valid-token-4711",
+            "--status-listen",
+            &listen,
+        ],
+    );
+    let bridge = Bridge::start(&args);
+    bridge
+        .wait_log("history: stopped; the live values keep flowing")
+        .await;
+    let status = crate::status_page::status_until(&page, "the stop on the page", |s| {
+        s["history"]["ok"] == false
+    })
+    .await;
+    let text = status["history"]["text"].as_str().unwrap_or_default();
+    assert!(
+        text.starts_with("stopped: ") && text.contains("homeassistant_token"),
+        "{text}"
+    );
+    assert!(!status.to_string().contains("not-a-valid-token-4711"));
+    let log = bridge.log();
+    assert!(log.contains("check homeassistant_token"), "{log}");
+    assert_eq!(log.matches("history: stopped").count(), 1, "{log}");
+    assert!(
+        !log.contains("not-a-valid-token-4711"),
+        "the token is never logged"
+    );
+    let watcher = harness::Watcher::connect(broker.port, &["hist-token/#"]).await;
+    watcher
+        .wait_for("a live value", |seen| {
+            seen.iter()
+                .any(|s| s.topic == "hist-token/reading/electricity_delivered_1")
+        })
+        .await;
 }
 
 /// Peak resident memory (`VmHWM`, KiB) and CPU time (user + system) of a running process.
