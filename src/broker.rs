@@ -12,7 +12,7 @@ use crate::sink::BrokerConfig;
 use crate::supervisor::{self, MqttService, SUPERVISOR_URL, SupervisorError};
 
 /// Environment variable that points the bridge at another Supervisor (tests).
-pub const SUPERVISOR_URL_ENV: &str = "DSMR_BRIDGE_SUPERVISOR_URL";
+pub(crate) const SUPERVISOR_URL_ENV: &str = "DSMR_BRIDGE_SUPERVISOR_URL";
 
 /// The Supervisor's address and token when running as a Home Assistant app.
 fn supervisor() -> Option<(Url, SecretString)> {
@@ -25,14 +25,14 @@ fn supervisor() -> Option<(Url, SecretString)> {
 }
 
 /// Running as a Home Assistant app: the Supervisor gave the app a token.
-pub fn inside_home_assistant() -> bool {
+pub(crate) fn inside_home_assistant() -> bool {
     supervisor().is_some()
 }
 
 /// Explicit options win; inside Home Assistant the Supervisor fills what they leave open
 /// (only asked when `mqtt_host` is not set); elsewhere the broker is on localhost. `Ok(None)`
 /// only when shut down while waiting for the Supervisor.
-pub async fn locate(
+pub(crate) async fn locate(
     config: &Config,
     shutdown: &CancellationToken,
 ) -> Result<Option<BrokerConfig>, SupervisorError> {

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 use serde::Deserialize;
 use tracing::level_filters::LevelFilter;
@@ -15,7 +15,7 @@ use crate::history::HistoryConfig;
 use crate::history::ha::HaTarget;
 
 /// Where the Home Assistant Supervisor writes the app's options.
-pub const HA_OPTIONS_FILE: &str = "/data/options.json";
+pub(crate) const HA_OPTIONS_FILE: &str = "/data/options.json";
 
 #[derive(Parser)]
 #[command(
@@ -29,14 +29,14 @@ pub struct Cli {
 
     /// YAML file with options (same names as below, snake_case).
     #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
 
     /// Home Assistant app options (default: /data/options.json when it exists).
     #[arg(long, value_name = "FILE")]
-    pub options: Option<PathBuf>,
+    pub(crate) options: Option<PathBuf>,
 
     #[command(flatten)]
-    pub flags: RawOptions,
+    pub(crate) flags: RawOptions,
 }
 
 #[derive(Subcommand)]
@@ -53,34 +53,51 @@ pub enum Command {
 pub struct DemoArgs {
     /// Publish to this broker instead of an embedded one, e.g. your Home Assistant's
     #[arg(long)]
-    pub mqtt_host: Option<String>,
+    pub(crate) mqtt_host: Option<String>,
     /// Port of the embedded broker [default: 1883, or a free one when 1883 is taken], or of
     /// --mqtt-host's broker [default: 1883]
     #[arg(long)]
-    pub mqtt_port: Option<u16>,
+    pub(crate) mqtt_port: Option<u16>,
     /// User name on --mqtt-host's broker
     #[arg(long, requires = "mqtt_host")]
-    pub mqtt_username: Option<String>,
+    pub(crate) mqtt_username: Option<String>,
     /// Password on --mqtt-host's broker
     #[arg(long, requires = "mqtt_host")]
-    pub mqtt_password: Option<SecretString>,
+    pub(crate) mqtt_password: Option<SecretString>,
     /// Root of the state topics [default: dsmr-bridge]
     #[arg(long)]
-    pub base_topic: Option<String>,
+    pub(crate) base_topic: Option<String>,
     /// [default: homeassistant]
     #[arg(long)]
-    pub discovery_prefix: Option<String>,
+    pub(crate) discovery_prefix: Option<String>,
     /// trace, debug, info, warn or error; info shows every published message [default: info]
     #[arg(long)]
-    pub log_level: Option<String>,
+    pub(crate) log_level: Option<String>,
     /// Address of the status page [default: 127.0.0.1:8099, or a free port when it is taken]
     #[arg(long)]
-    pub status_listen: Option<String>,
+    pub(crate) status_listen: Option<String>,
+    /// The simulated meter: dutch (gas), dutch-water (gas and a water meter) or belgian
+    /// (Fluvius, with the capacity tariff) [default: dutch]
+    #[arg(long, value_enum)]
+    pub(crate) meter: Option<DemoMeter>,
+}
+
+/// The meter `dsmr-bridge demo` simulates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub(crate) enum DemoMeter {
+    /// A Dutch DSMR 5 meter with a gas meter.
+    #[default]
+    Dutch,
+    /// A Dutch DSMR 5 meter with a water meter and a gas meter on its M-Bus.
+    DutchWater,
+    /// A Belgian Fluvius meter with a year of monthly maxima (capacity tariff) and gas.
+    Belgian,
 }
 
 impl DemoArgs {
     /// The same options as the bridge's, for `Config::try_from`.
-    pub fn options(&self) -> RawOptions {
+    #[cfg(feature = "demo")]
+    pub(crate) fn options(&self) -> RawOptions {
         RawOptions {
             mqtt_host: self.mqtt_host.clone(),
             mqtt_port: self.mqtt_port,
@@ -175,7 +192,7 @@ macro_rules! layer {
 
 impl RawOptions {
     /// Fields set in `self` win over those in `lower`.
-    pub fn over(self, lower: RawOptions) -> RawOptions {
+    pub(crate) fn over(self, lower: RawOptions) -> RawOptions {
         layer!(
             self,
             lower,
@@ -253,7 +270,7 @@ fn invalid(option: &str, reason: impl Into<String>) -> ConfigError {
 /// `LevelFilter` parses more (digits, an empty text, upper case, `off`); the same words
 /// everywhere keep a YAML file or a flag portable to the app's options. `off` is left out on
 /// purpose: a bridge that logs nothing leaves its user nothing to report.
-pub const LOG_LEVELS: [&str; 5] = ["trace", "debug", "info", "warn", "error"];
+pub(crate) const LOG_LEVELS: [&str; 5] = ["trace", "debug", "info", "warn", "error"];
 
 fn log_level(text: Option<&str>) -> Result<LevelFilter, ConfigError> {
     let Some(text) = text.map(str::trim) else {
@@ -289,13 +306,16 @@ pub struct Config {
     pub topics: TopicConfig,
     /// Zero turns the cache off.
     pub cache_ttl: Duration,
-    pub device_id: Option<String>,
+    pub(crate) device_id: Option<String>,
     pub log_level: LevelFilter,
     /// Where to import DSMR-reader's archive; `None` when the history is off.
-    pub history: Option<HistoryConfig>,
+    pub(crate) history: Option<HistoryConfig>,
     /// Where the status page listens outside Home Assistant; inside, it moves the ingress
     /// listener (which still answers only the ingress proxy).
-    pub status_listen: Option<SocketAddr>,
+    pub(crate) status_listen: Option<SocketAddr>,
+    /// Each published message as a short line at `info` instead of in full at `debug`: what
+    /// the demo shows a newcomer. Not an option; the demo sets it.
+    pub(crate) show_published: bool,
 }
 
 #[derive(Clone)]
@@ -327,20 +347,20 @@ impl std::fmt::Debug for DsmrConfig {
 #[derive(Debug, Clone)]
 pub struct MqttConfig {
     /// `None`: ask the Supervisor (inside Home Assistant) or use localhost.
-    pub host: Option<String>,
-    pub port: Option<u16>,
-    pub username: Option<String>,
-    pub password: Option<SecretString>,
-    pub tls: Option<bool>,
-    pub ca_pem: Option<Vec<u8>>,
-    pub qos: u8,
+    pub(crate) host: Option<String>,
+    pub(crate) port: Option<u16>,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<SecretString>,
+    pub(crate) tls: Option<bool>,
+    pub(crate) ca_pem: Option<Vec<u8>>,
+    pub(crate) qos: u8,
 }
 
 #[derive(Debug, Clone)]
 pub struct TopicConfig {
-    pub base: String,
-    pub discovery: bool,
-    pub discovery_prefix: String,
+    pub(crate) base: String,
+    pub(crate) discovery: bool,
+    pub(crate) discovery_prefix: String,
 }
 
 impl Config {
@@ -392,7 +412,7 @@ fn parse_error(path: &Path, at: String, error: impl std::fmt::Display) -> Config
     invalid(&option, reason)
 }
 
-pub fn read_yaml(path: &Path) -> Result<RawOptions, ConfigError> {
+pub(crate) fn read_yaml(path: &Path) -> Result<RawOptions, ConfigError> {
     let text = read_file(path)?;
     if text.trim().is_empty() {
         return Ok(RawOptions::default());
@@ -410,7 +430,7 @@ pub fn read_yaml(path: &Path) -> Result<RawOptions, ConfigError> {
     })
 }
 
-pub fn read_json(path: &Path) -> Result<RawOptions, ConfigError> {
+pub(crate) fn read_json(path: &Path) -> Result<RawOptions, ConfigError> {
     let text = read_file(path)?;
     let mut de = serde_json::Deserializer::from_str(&text);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -438,11 +458,11 @@ fn read_pem(option: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
 /// Longest `base_topic` or `discovery_prefix`, in bytes. MQTT allows 65535 bytes for a whole
 /// topic; a root far shorter than that leaves room for every topic below it and keeps each
 /// message small, and no broker or Home Assistant setup needs more.
-pub const MAX_TOPIC_ROOT: usize = 256;
+pub(crate) const MAX_TOPIC_ROOT: usize = 256;
 
 /// Longest `device_id`, in characters: it is a level of the discovery topics and part of every
 /// entity's unique id. Meters' own equipment ids are 34 characters or fewer.
-pub const MAX_DEVICE_ID: usize = 64;
+pub(crate) const MAX_DEVICE_ID: usize = 64;
 
 /// A topic root: non-empty levels, no wildcards, no leading or trailing `/`, not a broker's own
 /// `$` topic, short enough for every topic below it.
@@ -724,12 +744,13 @@ impl TryFrom<RawOptions> for Config {
             log_level,
             history,
             status_listen,
+            show_published: false,
         })
     }
 }
 
 /// Core's WebSocket API as the Supervisor proxies it for an app with `homeassistant_api: true`.
-pub const SUPERVISOR_CORE_WEBSOCKET: &str = "ws://supervisor/core/websocket";
+pub(crate) const SUPERVISOR_CORE_WEBSOCKET: &str = "ws://supervisor/core/websocket";
 
 /// The history's target: the Supervisor's proxy inside Home Assistant (unless an address is
 /// given), else `homeassistant_url` with `homeassistant_token`.

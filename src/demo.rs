@@ -6,14 +6,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use dsmr_sim::{SimOptions, Simulator};
+use dsmr_sim::{P1Profile, SimOptions, Simulator};
 use secrecy::SecretString;
-use tracing::info;
-
 use tracing::level_filters::LevelFilter;
 
-use crate::config::{Config, ConfigError, DemoArgs, RawOptions};
-use crate::pipeline::PUBLISHED_TARGET;
+use crate::config::{Config, ConfigError, DemoArgs, DemoMeter, RawOptions};
 
 /// The broker port everyone expects; the demo takes another one when it is in use.
 const MQTT_PORT: u16 = 1883;
@@ -27,6 +24,7 @@ const BROKER_START: Duration = Duration::from_secs(5);
 pub struct Demo {
     config: Config,
     broker: DemoBroker,
+    meter: DemoMeter,
 }
 
 enum DemoBroker {
@@ -50,7 +48,24 @@ impl Demo {
             Some(_) => DemoBroker::External,
             None => DemoBroker::Embedded(args.mqtt_port),
         };
-        Ok(Demo { config, broker })
+        Ok(Demo {
+            config,
+            broker,
+            meter: args.meter.unwrap_or_default(),
+        })
+    }
+
+    /// The secrets of the demo's options: a password for `--mqtt-host`'s broker. The API key
+    /// is the simulator's, no secret, and its placeholder ("demo") would cut every "demo".
+    pub fn redactor(&self) -> crate::secrets::Redactor {
+        let redactor = crate::secrets::Redactor::default();
+        if let Some(password) = &self.config.mqtt.password {
+            redactor.add(
+                "mqtt password",
+                secrecy::ExposeSecret::expose_secret(password),
+            );
+        }
+        redactor
     }
 
     pub fn log_level(&self) -> LevelFilter {
@@ -59,56 +74,95 @@ impl Demo {
 
     /// Log filter directives after the level. The embedded broker's own log stays off: it
     /// reports ordinary events (a client leaving, shutting down) as errors, and a failure to
-    /// start is reported by the demo itself. At `info` every published message is shown,
-    /// since that is what the demo is for.
+    /// start is reported by the demo itself.
     pub fn extra_log_directives(&self) -> String {
-        if self.config.log_level == LevelFilter::INFO {
-            format!(",rumqttd=off,{PUBLISHED_TARGET}=debug")
-        } else {
-            ",rumqttd=off".to_owned()
-        }
+        ",rumqttd=off".to_owned()
     }
 
     /// Runs until Ctrl-C or SIGTERM.
-    pub async fn run(self, recent: crate::web::RecentLog) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        recent: crate::web::RecentLog,
+        redactor: crate::secrets::Redactor,
+    ) -> anyhow::Result<()> {
         crate::tls::install_crypto_provider();
         let shutdown = crate::shutdown::on_signals()?;
         let mut config = self.config;
-        if let DemoBroker::Embedded(port) = self.broker {
-            let address = start_embedded_broker(port)?;
-            if port.is_none() && address.port() != MQTT_PORT {
-                info!(broker = %address, "Port 1883 is in use; embedded MQTT broker running on another port");
-            } else {
-                info!(broker = %address, "Embedded MQTT broker running");
+        config.show_published = true;
+        let broker = match self.broker {
+            DemoBroker::Embedded(port) => {
+                let address = start_embedded_broker(port)?;
+                config.mqtt.host = Some(address.ip().to_string());
+                config.mqtt.port = Some(address.port());
+                if port.is_none() && address.port() != MQTT_PORT {
+                    format!("{address} (embedded; port {MQTT_PORT} is in use)")
+                } else {
+                    format!("{address} (embedded)")
+                }
             }
-            let watch = format!(
-                "mosquitto_sub -h {} -p {} -t '{}/#' -t '{}/#' -v",
-                address.ip(),
-                address.port(),
-                config.topics.base,
-                config.topics.discovery_prefix
-            );
-            info!(command = %watch, "Watch the messages with");
-            config.mqtt.host = Some(address.ip().to_string());
-            config.mqtt.port = Some(address.port());
-        }
+            DemoBroker::External => format!(
+                "{}:{}",
+                config.mqtt.host.as_deref().unwrap_or_default(),
+                config.mqtt.port.unwrap_or(MQTT_PORT)
+            ),
+        };
+        // A concrete port, so that the banner can name it.
+        let page = page_address(config.status_listen)?;
+        config.status_listen = Some(page);
 
-        if config.status_listen.is_none() {
-            config.status_listen = Some(page_address());
-        }
-
-        let sim_options = SimOptions::default();
+        let (p1, meter) = match self.meter {
+            DemoMeter::Dutch => (
+                P1Profile::Dutch,
+                "three-phase meter with gas and solar panels",
+            ),
+            DemoMeter::DutchWater => (
+                P1Profile::DutchWithWater,
+                "three-phase meter with gas, a water meter and solar panels",
+            ),
+            DemoMeter::Belgian => (
+                P1Profile::Belgian,
+                "Belgian three-phase meter with gas, solar panels and a year of monthly maxima",
+            ),
+        };
+        let sim_options = SimOptions {
+            p1,
+            ..SimOptions::default()
+        };
         config.dsmr.api_key = SecretString::from(sim_options.api_key.clone());
         let sim = Simulator::start(sim_options)
             .await
             .context("start the simulated DSMR-reader")?;
         config.dsmr.url = sim.url();
-        info!(url = %sim.url(), "Simulated DSMR-reader running: a three-phase meter with gas and solar panels");
 
-        let result = crate::run(config, recent, shutdown).await;
+        eprint!("{}", banner(&config, meter, &broker, page, &sim.url()));
+        let result = crate::run(config, recent, redactor, shutdown).await;
         sim.shutdown();
         result.map(drop)
     }
+}
+
+/// Where everything is, said once at start whatever the log level (on stderr, so that
+/// `--log-level warn` or a log piped elsewhere keeps it on screen).
+fn banner(
+    config: &Config,
+    meter: &str,
+    broker: &str,
+    page: SocketAddr,
+    dsmr_reader: &url::Url,
+) -> String {
+    let (host, port) = (
+        config.mqtt.host.as_deref().unwrap_or_default(),
+        config.mqtt.port.unwrap_or(MQTT_PORT),
+    );
+    format!(
+        "dsmr-bridge demo: a simulated {meter}\n\
+         \x20 Status page       http://{page}/\n\
+         \x20 MQTT broker       {broker}\n\
+         \x20 Watch messages    mosquitto_sub -h {host} -p {port} -t '{}/#' -t '{}/#' -v\n\
+         \x20 DSMR-reader       {dsmr_reader} (simulated)\n\
+         \x20 Stop with Ctrl-C\n",
+        config.topics.base, config.topics.discovery_prefix,
+    )
 }
 
 /// Starts rumqttd on 127.0.0.1 in a thread of its own (its API blocks) and waits until it
@@ -176,14 +230,16 @@ fn start_embedded_broker(port: Option<u16>) -> anyhow::Result<SocketAddr> {
     }
 }
 
-/// 127.0.0.1:8099 when it is free, else any free port (the log names the one it got).
-fn page_address() -> SocketAddr {
-    let preferred = SocketAddr::from((Ipv4Addr::LOCALHOST, PAGE_PORT));
-    if TcpListener::bind(preferred).is_ok() {
-        preferred
-    } else {
-        SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
+/// `--status-listen`, else 127.0.0.1:8099 when it is free, else a free port; port 0 becomes a
+/// free port too, so that the banner names the real one.
+fn page_address(given: Option<SocketAddr>) -> anyhow::Result<SocketAddr> {
+    let wanted = given.unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, PAGE_PORT)));
+    if wanted.port() != 0 && (given.is_some() || TcpListener::bind(wanted).is_ok()) {
+        return Ok(wanted);
     }
+    let free = TcpListener::bind(SocketAddr::new(wanted.ip(), 0))
+        .with_context(|| format!("no free port for the status page on {}", wanted.ip()))?;
+    Ok(free.local_addr()?)
 }
 
 /// 1883 when it is free, else any free port.

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use crate::status::Status;
 
 /// Default location; `/tmp` exists (and is writable) in the app image.
-pub const DEFAULT_HEALTH_FILE: &str = "/tmp/dsmr-bridge.health";
+pub(crate) const DEFAULT_HEALTH_FILE: &str = "/tmp/dsmr-bridge.health";
 /// Environment variable that moves the file (tests, several bridges on one host).
 pub const HEALTH_FILE_ENV: &str = "DSMR_BRIDGE_HEALTH_FILE";
 
@@ -44,7 +44,7 @@ fn unix(at: SystemTime) -> u64 {
 
 /// Keeps the health file in step with the pipeline's status until the pipeline ends (its end
 /// of the channel is dropped), then writes the final state (not connected).
-pub async fn keep_file(
+pub(crate) async fn keep_file(
     path: PathBuf,
     poll_interval: Duration,
     mut status: watch::Receiver<Status>,

@@ -25,6 +25,8 @@ pub mod map;
 pub mod model;
 pub mod pipeline;
 pub mod privileges;
+pub(crate) mod retry;
+pub mod secrets;
 pub mod shutdown;
 pub mod sink;
 pub mod source;
@@ -44,14 +46,14 @@ use sink::{BrokerConfig, MqttSink};
 use source::{Cadence, DsmrClient};
 use status::StatusReporter;
 
-pub use broker::SUPERVISOR_URL_ENV;
-
 /// Runs the bridge until `shutdown` is cancelled; returns what dedup counted. Any failure to
 /// set up is an error (the process exits non-zero, so the Supervisor sees a failed start).
-/// `recent` holds the log's recent warnings, for the status page.
+/// `recent` holds the log's recent warnings, for the status page; `redactor` cuts the
+/// secrets out of what the page shows (and learns the broker password the Supervisor gives).
 pub async fn run(
     config: Config,
     recent: web::RecentLog,
+    redactor: secrets::Redactor,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Stats> {
     tls::install_crypto_provider();
@@ -64,6 +66,12 @@ pub async fn run(
     let Some(broker) = broker::locate(&config, &shutdown).await? else {
         return Ok(Stats::default());
     };
+    if let Some(password) = &broker.password {
+        redactor.add(
+            "mqtt password",
+            secrecy::ExposeSecret::expose_secret(password),
+        );
+    }
     let cadence = Cadence::new(config.dsmr.poll_interval);
     let (status, watched) = StatusReporter::new();
     let page_stop = shutdown.child_token();
@@ -72,6 +80,7 @@ pub async fn run(
             status: status.subscribe(),
             recent,
             broker: format!("{}:{}", broker.host, broker.port),
+            redactor,
         };
         tokio::spawn(web::serve(listener, listen, page, page_stop.clone()));
     }

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use dsmr_bridge::config::{Cli, Command, Config};
+use dsmr_bridge::secrets::Redactor;
 use dsmr_bridge::web::RecentLog;
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::EnvFilter;
@@ -15,8 +16,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// `RUST_LOG` included.
 const SECRET_SAFE: &str = ",tungstenite=debug,tokio_tungstenite=debug";
 
-/// The log on stdout, and its warnings and errors kept for the status page.
-fn init_logging(level: LevelFilter, extra: &str) -> RecentLog {
+/// The log on stdout, and its warnings and errors kept for the status page, both without
+/// the secrets `redactor` knows.
+fn init_logging(level: LevelFilter, extra: &str, redactor: &Redactor) -> RecentLog {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|f| EnvFilter::try_new(format!("{f}{SECRET_SAFE}")).ok())
@@ -27,9 +29,10 @@ fn init_logging(level: LevelFilter, extra: &str) -> RecentLog {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_target(false)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())),
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+                .with_writer(redactor.clone()),
         )
-        .with(recent.layer())
+        .with(recent.layer(redactor.clone()))
         .init();
     recent
 }
@@ -65,10 +68,11 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let recent = init_logging(demo.log_level(), &demo.extra_log_directives());
+            let redactor = demo.redactor();
+            let recent = init_logging(demo.log_level(), &demo.extra_log_directives(), &redactor);
             return match runtime()
                 .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(demo.run(recent)))
+                .and_then(|rt| rt.block_on(demo.run(recent, redactor)))
             {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
@@ -92,7 +96,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let recent = init_logging(config.log_level, "");
+    let redactor = Redactor::for_config(&config);
+    let recent = init_logging(config.log_level, "", &redactor);
     match dsmr_bridge::privileges::drop_root() {
         Ok(Some((uid, gid))) => tracing::debug!(uid, gid, "options read; running unprivileged"),
         Ok(None) => {}
@@ -104,7 +109,7 @@ fn main() -> ExitCode {
     let result = runtime().map_err(anyhow::Error::from).and_then(|rt| {
         rt.block_on(async {
             let shutdown = dsmr_bridge::shutdown::on_signals()?;
-            dsmr_bridge::run(config, recent, shutdown).await
+            dsmr_bridge::run(config, recent, redactor, shutdown).await
         })
     });
     match result {

@@ -29,7 +29,7 @@ pub struct Message {
 }
 
 impl Message {
-    pub fn new(topic: impl Into<Arc<str>>, payload: impl Into<Arc<str>>) -> Self {
+    pub(crate) fn new(topic: impl Into<Arc<str>>, payload: impl Into<Arc<str>>) -> Self {
         Self {
             topic: topic.into(),
             payload: payload.into(),

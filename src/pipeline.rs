@@ -13,13 +13,13 @@ use tracing::{debug, info};
 
 use crate::config::Config;
 use crate::dedup::{Dedup, Stats};
-use crate::map::catalog::{self, SENSORS};
+use crate::map::catalog;
 use crate::map::discovery::Discovery;
 use crate::map::{self, MeterState, RetainedRegister, Topics};
 use crate::model::Message;
 use crate::sink::{Sink, SinkEvent};
 use crate::source::{self, SourceEvent, SourceRequest};
-use crate::status::{METER_KEYS, StatusReporter};
+use crate::status::StatusReporter;
 
 /// How long to collect retained discovery configs and meter registers at startup before
 /// cleaning up leftovers and publishing registers.
@@ -32,8 +32,22 @@ const BIRTH_DELAY_SPREAD_MS: u64 = 2000;
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 const SUMMARY_EVERY: Duration = Duration::from_secs(300);
 
-/// Tracing target of the "published" lines (`dsmr-bridge demo` shows them).
-pub const PUBLISHED_TARGET: &str = "dsmr_bridge::published";
+/// Tracing target of the "published" lines.
+pub(crate) const PUBLISHED_TARGET: &str = "dsmr_bridge::published";
+/// A payload shown at `info` (`Config::show_published`) is cut after this many characters.
+const SHOWN_PAYLOAD: usize = 60;
+
+/// A payload as a line shows it: a discovery config (several kB) as its start and its size.
+struct Shown<'p>(&'p str);
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.char_indices().nth(SHOWN_PAYLOAD) {
+            None => f.write_str(self.0),
+            Some((cut, _)) => write!(f, "{}… ({} bytes)", &self.0[..cut], self.0.len()),
+        }
+    }
+}
 
 enum Scan {
     NotStarted,
@@ -41,18 +55,20 @@ enum Scan {
     Done,
 }
 
-pub struct Pipeline<S> {
+pub(crate) struct Pipeline<S> {
     topics: Topics,
     ha_status_topic: String,
     discovery: Option<Discovery>,
     scan: Scan,
     /// Register values found retained during the scan: `(table index, payload)`.
-    retained_registers: Vec<(usize, String)>,
+    retained_registers: Vec<(catalog::Key, String)>,
     state: MeterState,
     dedup: Dedup,
     sink: S,
     republish_at: Option<Instant>,
     polled_values: u64,
+    /// `Config::show_published`.
+    show_published: bool,
     status: StatusReporter,
     /// Back to the source: a register held back may mean a new meter whose identity is in
     /// meter statistics, which the source asks for only once a minute otherwise.
@@ -60,7 +76,7 @@ pub struct Pipeline<S> {
 }
 
 impl<S: Sink> Pipeline<S> {
-    pub fn new(
+    pub(crate) fn new(
         config: &Config,
         sink: S,
         status: StatusReporter,
@@ -96,13 +112,14 @@ impl<S: Sink> Pipeline<S> {
             sink,
             republish_at: None,
             polled_values: 0,
+            show_published: config.show_published,
             status,
             source_requests,
         }
     }
 
     /// Runs until `shutdown`, then says `offline` and flushes what it can.
-    pub async fn run(
+    pub(crate) async fn run(
         mut self,
         mut source: mpsc::Receiver<SourceEvent>,
         shutdown: CancellationToken,
@@ -145,7 +162,7 @@ impl<S: Sink> Pipeline<S> {
                     if let Some(discovery) = &self.discovery {
                         self.sink.subscribe(&discovery.scan_filter());
                     }
-                    for index in catalog::register_indices() {
+                    for index in catalog::Key::registers() {
                         self.sink.subscribe(self.topics.state(index));
                     }
                     self.scan = Scan::Collecting {
@@ -160,7 +177,11 @@ impl<S: Sink> Pipeline<S> {
                 self.dedup.connection_lost();
             }
             SinkEvent::Delivered(message) => {
-                debug!(target: PUBLISHED_TARGET, topic = %message.topic, payload = %message.payload, "published");
+                if self.show_published {
+                    info!(target: PUBLISHED_TARGET, topic = %message.topic, payload = %Shown(&message.payload), "published");
+                } else {
+                    debug!(target: PUBLISHED_TARGET, topic = %message.topic, payload = %message.payload, "published");
+                }
                 self.dedup.delivered(&message);
             }
             SinkEvent::Refused(message) => self.dedup.refused(&message),
@@ -190,8 +211,7 @@ impl<S: Sink> Pipeline<S> {
     /// A retained message found by the startup scan: a register or a discovery config an
     /// earlier run left on the broker.
     fn on_retained(&mut self, topic: &str, payload: Vec<u8>) {
-        if let Some(index) = catalog::register_indices().find(|&i| &**self.topics.state(i) == topic)
-        {
+        if let Some(index) = catalog::Key::registers().find(|&i| &**self.topics.state(i) == topic) {
             if let Ok(text) = String::from_utf8(payload) {
                 debug!(topic = %topic, payload = %text, "found a retained register of this bridge");
                 self.retained_registers.push((index, text));
@@ -207,9 +227,8 @@ impl<S: Sink> Pipeline<S> {
         match event {
             SourceEvent::Poll(snapshot) => {
                 let now = SystemTime::now();
-                self.status.polled(now);
                 let offered = self.state.apply(&snapshot, OffsetDateTime::now_utc());
-                self.report_meter(now);
+                self.report_meter(now, snapshot.reading.is_some());
                 if self.state.take_identity_doubt() {
                     // A full channel already holds the same request.
                     let _ = self
@@ -235,6 +254,10 @@ impl<S: Sink> Pipeline<S> {
                 self.offer_discovery_if_changed();
             }
             SourceEvent::Failed(error) => self.status.failed(SystemTime::now(), error),
+            SourceEvent::Answered => self.status.polled(SystemTime::now()),
+            SourceEvent::SideFailing(endpoint, error) => {
+                self.status.side_failing(endpoint.path(), error);
+            }
             SourceEvent::Reachable | SourceEvent::Unreachable => {
                 let reachable = matches!(event, SourceEvent::Reachable);
                 self.status.set_reachable(reachable);
@@ -267,11 +290,19 @@ impl<S: Sink> Pipeline<S> {
         }
     }
 
+    fn offer_discovery_again(&mut self) {
+        if let Some(discovery) = &mut self.discovery {
+            for message in discovery.messages(&self.state, &self.topics) {
+                self.dedup.offer_again(message);
+            }
+        }
+    }
+
     fn finish_scan(&mut self) {
         if let Some(discovery) = &self.discovery {
             self.sink.unsubscribe(&discovery.scan_filter());
         }
-        for index in catalog::register_indices() {
+        for index in catalog::Key::registers() {
             self.sink.unsubscribe(self.topics.state(index));
         }
         let retained = std::mem::take(&mut self.retained_registers)
@@ -281,7 +312,7 @@ impl<S: Sink> Pipeline<S> {
                 let device = self
                     .discovery
                     .as_ref()
-                    .and_then(|d| d.retained_device_of(SENSORS[index].device));
+                    .and_then(|d| d.retained_device_of(index.sensor().device));
                 Some(RetainedRegister {
                     index,
                     value,
@@ -299,34 +330,34 @@ impl<S: Sink> Pipeline<S> {
 
     /// Configs first, then availability, then every current state: what Home Assistant
     /// needs after its own restart or a broker that lost its retained messages.
+    /// What is still queued from before (a poll that came before the broker connection) is
+    /// offered again, not anew: the status page counts no discard for it.
     fn republish_all(&mut self) {
         self.dedup.forget_delivered();
         if self.discovery_ready() {
-            self.offer_discovery();
+            self.offer_discovery_again();
         }
         self.dedup
-            .offer(Message::new(self.topics.bridge_status.clone(), "online"));
+            .offer_again(Message::new(self.topics.bridge_status.clone(), "online"));
         for message in map::state_messages(&self.state, &self.topics, self.state.current()) {
-            self.dedup.offer(message);
+            self.dedup.offer_again(message);
         }
     }
 
-    /// The values the status page shows, as published.
-    fn report_meter(&self, at: SystemTime) {
-        let meter = METER_KEYS
-            .iter()
-            .filter_map(|&key| {
-                let value = self.state.value(catalog::index_of(key)?)?;
-                Some((key, value.to_owned()))
-            })
+    /// The values the status page shows, as published; `reading`: the poll brought one.
+    fn report_meter(&self, at: SystemTime, reading: bool) {
+        let meter = catalog::Key::all()
+            .filter(|key| key.sensor().on_page)
+            .filter_map(|key| Some((key.sensor().key, self.state.value(key)?.to_owned())))
             .collect();
-        self.status.meter(at, self.state.reader_version(), meter);
+        self.status
+            .meter(at, self.state.reader_version(), meter, reading);
     }
 
     /// Counters for the status page, after every step of the loop (sent only on change).
     fn report_traffic(&self) {
         let entities = if self.discovery.is_some() && self.discovery_ready() {
-            (0..SENSORS.len())
+            catalog::Key::all()
                 .filter(|&i| self.state.entity_exists(i))
                 .count()
         } else {

@@ -5,7 +5,7 @@
 use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
 
 /// `uid:gid` to switch to when started as root (set in the app image).
-pub const RUN_AS_ENV: &str = "DSMR_BRIDGE_RUN_AS";
+pub(crate) const RUN_AS_ENV: &str = "DSMR_BRIDGE_RUN_AS";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrivilegeError {

@@ -11,39 +11,18 @@ use tokio::sync::watch;
 
 use crate::dedup::Stats;
 
-/// The meter values the status page shows, by catalog key (the keys of `map::catalog`).
-pub const METER_KEYS: [&str; 17] = [
-    "electricity_currently_delivered",
-    "electricity_currently_returned",
-    "phase_currently_delivered_l1",
-    "phase_currently_delivered_l2",
-    "phase_currently_delivered_l3",
-    "phase_currently_returned_l1",
-    "phase_currently_returned_l2",
-    "phase_currently_returned_l3",
-    "electricity_merged",
-    "electricity_returned_merged",
-    "gas_today",
-    "total_cost",
-    "gas_delivered",
-    "electricity_delivered_1",
-    "electricity_delivered_2",
-    "electricity_returned_1",
-    "electricity_returned_2",
-];
-
 /// One point per this span at most: an hour of power then fits in `POWER_POINTS`, whatever
 /// the poll interval.
-pub const POWER_STEP: Duration = Duration::from_secs(5);
+pub(crate) const POWER_STEP: Duration = Duration::from_secs(5);
 /// An hour at `POWER_STEP`: about 12 KiB of memory at most.
-pub const POWER_POINTS: usize = 720;
+pub(crate) const POWER_POINTS: usize = 720;
 
 /// One point of the power chart: seconds since the Unix epoch, watts consumed and returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PowerPoint {
-    pub at: u64,
-    pub delivered_w: i32,
-    pub returned_w: i32,
+pub(crate) struct PowerPoint {
+    pub(crate) at: u64,
+    pub(crate) delivered_w: i32,
+    pub(crate) returned_w: i32,
 }
 
 /// The bridge as seen from outside.
@@ -51,31 +30,36 @@ pub struct PowerPoint {
 pub struct Status {
     pub broker_connected: bool,
     /// Since when the broker is connected (or away).
-    pub broker_since: Option<SystemTime>,
-    /// Wall-clock time of the last poll that brought data from DSMR-reader.
-    pub last_poll: Option<SystemTime>,
+    pub(crate) broker_since: Option<SystemTime>,
+    /// Wall-clock time of the last poll whose newest reading DSMR-reader answered: what
+    /// "reachable" means here and in the source (side endpoints do not count).
+    pub(crate) last_poll: Option<SystemTime>,
     /// `None` until the source has said either way.
-    pub dsmr_reachable: Option<bool>,
-    pub dsmr_version: Option<String>,
+    pub(crate) dsmr_reachable: Option<bool>,
+    /// Side endpoints that fail while the reading answers: `(endpoint, error in the words of
+    /// the log)`. Their entities keep their last values; DSMR-reader is not unreachable.
+    pub(crate) failing: Vec<(&'static str, String)>,
+    pub(crate) dsmr_version: Option<String>,
     /// The last failed poll: when, and why in the words of the log.
-    pub last_error: Option<(SystemTime, String)>,
-    /// `(catalog key, value as published)` for the keys of `METER_KEYS` that have a value.
-    pub meter: Vec<(&'static str, String)>,
+    pub(crate) last_error: Option<(SystemTime, String)>,
+    /// `(catalog key, value as published)` for the catalog's entries shown on the page
+    /// (`Sensor::on_page`) that have a value.
+    pub(crate) meter: Vec<(&'static str, String)>,
     /// The last hour of power, oldest first.
-    pub power: VecDeque<PowerPoint>,
-    pub traffic: Stats,
+    pub(crate) power: VecDeque<PowerPoint>,
+    pub(crate) traffic: Stats,
     /// Entities announced to Home Assistant (0 with discovery off).
-    pub entities: usize,
+    pub(crate) entities: usize,
     /// The history import; `None` when it is off.
-    pub history: Option<HistoryStatus>,
+    pub(crate) history: Option<HistoryStatus>,
 }
 
 /// Where the history import stands, in the words of its log lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HistoryStatus {
+pub(crate) struct HistoryStatus {
     /// Importing or up to date; false while it is interrupted or stopped.
-    pub ok: bool,
-    pub text: String,
+    pub(crate) ok: bool,
+    pub(crate) text: String,
 }
 
 /// The pipeline's end of the status channel. The history import holds a clone for its own
@@ -96,11 +80,11 @@ impl StatusReporter {
         Self::new().0
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<Status> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Status> {
         self.tx.subscribe()
     }
 
-    pub fn set_connected(&self, connected: bool) {
+    pub(crate) fn set_connected(&self, connected: bool) {
         self.tx.send_if_modified(|s| {
             let changed = s.broker_connected != connected || s.broker_since.is_none();
             if changed {
@@ -111,7 +95,7 @@ impl StatusReporter {
         });
     }
 
-    pub fn history(&self, ok: bool, text: String) {
+    pub(crate) fn history(&self, ok: bool, text: String) {
         self.tx.send_if_modified(|s| {
             let next = Some(HistoryStatus { ok, text });
             let changed = s.history != next;
@@ -120,11 +104,11 @@ impl StatusReporter {
         });
     }
 
-    pub fn polled(&self, at: SystemTime) {
+    pub(crate) fn polled(&self, at: SystemTime) {
         self.tx.send_modify(|s| s.last_poll = Some(at));
     }
 
-    pub fn set_reachable(&self, reachable: bool) {
+    pub(crate) fn set_reachable(&self, reachable: bool) {
         self.tx.send_if_modified(|s| {
             let changed = s.dsmr_reachable != Some(reachable);
             s.dsmr_reachable = Some(reachable);
@@ -132,12 +116,29 @@ impl StatusReporter {
         });
     }
 
-    pub fn failed(&self, at: SystemTime, error: String) {
+    /// A side endpoint fails (`Some(error)`) or answers again (`None`).
+    pub(crate) fn side_failing(&self, endpoint: &'static str, error: Option<String>) {
+        self.tx.send_modify(|s| {
+            s.failing.retain(|(e, _)| *e != endpoint);
+            if let Some(error) = error {
+                s.failing.push((endpoint, error));
+            }
+        });
+    }
+
+    pub(crate) fn failed(&self, at: SystemTime, error: String) {
         self.tx.send_modify(|s| s.last_error = Some((at, error)));
     }
 
-    /// The meter after a poll: its values, DSMR-reader's version and a point of power.
-    pub fn meter(&self, at: SystemTime, version: Option<&str>, meter: Vec<(&'static str, String)>) {
+    /// The meter after a poll: its values, DSMR-reader's version and, when the poll brought a
+    /// reading, a point of power (without one the power shown is the last reading's, not now's).
+    pub fn meter(
+        &self,
+        at: SystemTime,
+        version: Option<&str>,
+        meter: Vec<(&'static str, String)>,
+        reading: bool,
+    ) {
         self.tx.send_modify(|s| {
             if s.dsmr_version.as_deref() != version {
                 s.dsmr_version = version.map(str::to_owned);
@@ -149,7 +150,7 @@ impl StatusReporter {
                     .and_then(|(_, v)| v.parse::<f64>().ok())
                     .map(|kw| (kw * 1000.0).round() as i32)
             };
-            if let Some(delivered_w) = watts("electricity_currently_delivered") {
+            if reading && let Some(delivered_w) = watts("electricity_currently_delivered") {
                 let point = PowerPoint {
                     at: unix(at),
                     delivered_w,
@@ -162,7 +163,7 @@ impl StatusReporter {
     }
 
     /// What dedup counted and how many entities are announced; sent only when it changed.
-    pub fn traffic(&self, traffic: Stats, entities: usize) {
+    pub(crate) fn traffic(&self, traffic: Stats, entities: usize) {
         self.tx.send_if_modified(|s| {
             let changed = s.traffic != traffic || s.entities != entities;
             s.traffic = traffic;
@@ -208,11 +209,18 @@ mod tests {
         }
     }
 
+    /// A poll that brought no reading (only meter statistics answered) adds no point: the
+    /// power the status holds is the last reading's, not that moment's.
     #[test]
-    fn every_meter_key_is_in_the_catalog() {
-        for key in METER_KEYS {
-            assert!(crate::map::catalog::index_of(key).is_some(), "{key}");
-        }
+    fn only_a_poll_with_a_reading_adds_a_power_point() {
+        let (reporter, status) = StatusReporter::new();
+        let power = || vec![("electricity_currently_delivered", "0.500".to_owned())];
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        reporter.meter(t0, None, power(), true);
+        reporter.meter(t0 + Duration::from_secs(60), None, power(), false);
+        assert_eq!(status.borrow().power.len(), 1);
+        reporter.meter(t0 + Duration::from_secs(120), None, power(), true);
+        assert_eq!(status.borrow().power.len(), 2);
     }
 
     /// A poll every second for two hours keeps an hour of points, one per five seconds.

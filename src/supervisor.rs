@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -23,13 +22,17 @@ pub fn token() -> Option<SecretString> {
 }
 
 /// Default address of the Supervisor API inside an app container.
-pub const SUPERVISOR_URL: &str = "http://supervisor/";
+pub(crate) const SUPERVISOR_URL: &str = "http://supervisor/";
+
+/// Pauses between questions while no broker is named: from 2 s, growing to 30 s at most.
+const FIRST_RETRY: Duration = Duration::from_secs(2);
+const MAX_RETRY: Duration = Duration::from_secs(30);
 
 /// The services answer is a few hundred bytes; anything near this is not the Supervisor's.
 pub const MAX_BODY: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
-pub enum SupervisorError {
+pub(crate) enum SupervisorError {
     #[error(
         "no MQTT broker app is running: install and start the Mosquitto broker app (Settings → Apps), or set mqtt_host"
     )]
@@ -55,10 +58,10 @@ pub enum SupervisorError {
 #[derive(Clone)]
 pub struct MqttService {
     pub host: String,
-    pub port: u16,
-    pub ssl: bool,
-    pub username: Option<String>,
-    pub password: Option<SecretString>,
+    pub(crate) port: u16,
+    pub(crate) ssl: bool,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<SecretString>,
 }
 
 #[derive(Deserialize)]
@@ -138,7 +141,7 @@ async fn capped_body(mut response: reqwest::Response) -> Result<Vec<u8>, Supervi
 }
 
 /// Asks once; `auth` is the `Authorization` header with the Supervisor's token.
-pub async fn fetch_mqtt_service(
+pub(crate) async fn fetch_mqtt_service(
     http: &reqwest::Client,
     base: &Url,
     auth: &HeaderValue,
@@ -185,7 +188,7 @@ pub async fn fetch_mqtt_service(
 /// Asks until the Supervisor names a broker (the broker app may still be starting); `None` when
 /// shut down while waiting. Logs the reason once, then again only when it changes. Only a
 /// failure to set up the client is an error: everything the Supervisor answers is retried.
-pub async fn wait_for_mqtt_service(
+pub(crate) async fn wait_for_mqtt_service(
     base: &Url,
     token: &SecretString,
     shutdown: &CancellationToken,
@@ -202,12 +205,8 @@ pub async fn wait_for_mqtt_service(
             SupervisorError::Setup("SUPERVISOR_TOKEN is not a valid HTTP header value".into())
         })?;
     auth.set_sensitive(true);
-    let mut backoff = ExponentialBuilder::default()
-        .with_min_delay(Duration::from_secs(2))
-        .with_max_delay(Duration::from_secs(30))
-        .without_max_times()
-        .build();
-    let mut last_error: Option<String> = None;
+    let mut backoff = crate::retry::pauses(FIRST_RETRY, MAX_RETRY);
+    let mut failures = crate::retry::Failures::default();
     loop {
         match fetch_mqtt_service(&http, base, &auth).await {
             Ok(service) => {
@@ -216,15 +215,14 @@ pub async fn wait_for_mqtt_service(
             }
             Err(error) => {
                 let text = error.to_string();
-                if last_error.as_deref() != Some(&text) {
+                if failures.failed(&text) {
                     warn!(error = %text, "Waiting for an MQTT broker from the Supervisor");
-                    last_error = Some(text);
                 } else {
                     debug!(error = %text, "still no broker from the Supervisor");
                 }
             }
         }
-        let delay = backoff.next().unwrap_or(Duration::from_secs(30));
+        let delay = backoff.next().unwrap_or(MAX_RETRY);
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = shutdown.cancelled() => return Ok(None),

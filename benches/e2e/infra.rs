@@ -276,6 +276,12 @@ pub struct Proxy {
 
 impl Proxy {
     pub async fn start(upstream: SocketAddr) -> anyhow::Result<Self> {
+        Self::start_with(upstream, true).await
+    }
+
+    /// `keep_alive: false` answers every request with `Connection: close` and closes the
+    /// connection after it, as DSMR-reader's gunicorn (sync workers) does.
+    pub async fn start_with(upstream: SocketAddr, keep_alive: bool) -> anyhow::Result<Self> {
         let tls = dsmr_bridge::tls::client_config(None)?;
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
@@ -295,6 +301,7 @@ impl Proxy {
                         async move { Ok::<_, Infallible>(forward(req, http, upstream, log).await) }
                     });
                     let _ = http1::Builder::new()
+                        .keep_alive(keep_alive)
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });

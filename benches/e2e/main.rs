@@ -98,6 +98,9 @@ struct Args {
     criterion: PathBuf,
     plan: Plan,
     quick: bool,
+    /// Development: runs the closing phase's bridges under this command (`valgrind
+    /// --tool=callgrind …`), to see where their time goes.
+    wrap: Option<String>,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -106,6 +109,7 @@ fn args() -> anyhow::Result<Args> {
     let mut runs = 3;
     let mut quick = false;
     let mut only = None;
+    let mut wrap = None;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -123,6 +127,7 @@ fn args() -> anyhow::Result<Args> {
                         .collect(),
                 )
             }
+            "--wrap-closing" => wrap = Some(it.next().context("--wrap-closing COMMAND")?),
             // cargo bench passes --bench to harness-less targets.
             "--bench" => {}
             other => bail!("unknown argument {other}"),
@@ -139,6 +144,7 @@ fn args() -> anyhow::Result<Args> {
         criterion,
         plan,
         quick,
+        wrap,
     })
 }
 
@@ -242,6 +248,18 @@ fn main() -> anyhow::Result<()> {
             let r = rt.block_on(footprint(&args.plan))?;
             say(&format!("{r:?}"));
             results.footprint.push(r);
+        }
+    }
+
+    if wants("closing") {
+        for run in 0..runs {
+            say(&format!(
+                "closing run {}/{runs}: a server that closes every connection",
+                run + 1
+            ));
+            let r = rt.block_on(closing(&args.plan, args.wrap.as_deref()))?;
+            say(&format!("{r:?}"));
+            results.closing.push(r);
         }
     }
 
@@ -730,8 +748,13 @@ pub struct StartupRuns {
     pub floor_ms: Vec<f64>,
 }
 
+/// The release binary; development: `DSMR_BENCH_BINARY` runs another build (the `profiling`
+/// profile's, for callgrind, or an older commit's) in its place.
 fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_dsmr-bridge"))
+    std::env::var_os("DSMR_BENCH_BINARY").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_dsmr-bridge")),
+        PathBuf::from,
+    )
 }
 
 fn bridge_process(
@@ -752,11 +775,41 @@ fn bridge_process_with(
     health: &std::path::Path,
     extra: &[&str],
 ) -> anyhow::Result<std::process::Child> {
-    Command::new(binary())
+    bridge_process_at(
+        sim.url().as_str(),
+        None,
+        port,
+        base,
+        poll_interval,
+        health,
+        extra,
+    )
+}
+
+/// The release binary polling `url`, optionally under `wrap` (a profiler and its options).
+fn bridge_process_at(
+    url: &str,
+    wrap: Option<&str>,
+    port: u16,
+    base: &str,
+    poll_interval: u64,
+    health: &std::path::Path,
+    extra: &[&str],
+) -> anyhow::Result<std::process::Child> {
+    let mut command = match wrap {
+        Some(wrap) => {
+            let mut words = wrap.split_whitespace();
+            let mut command = Command::new(words.next().context("an empty --wrap-closing")?);
+            command.args(words).arg(binary());
+            command
+        }
+        None => Command::new(binary()),
+    };
+    command
         .args(extra)
         .args([
             "--dsmr-reader-url",
-            sim.url().as_str(),
+            url,
             "--mqtt-host",
             "127.0.0.1",
             "--mqtt-port",
@@ -954,6 +1007,93 @@ async fn footprint(plan: &Plan) -> anyhow::Result<FootprintRun> {
     r.cpu_hour_realtime_ticks = (ticks1 - ticks0).as_secs_f64() / hours;
     r.requests_per_minute_realtime = (req1 - req0) as f64 / (window.as_secs_f64() / 60.0);
     page_reader.abort();
+    for mut child in children {
+        infra::terminate(&mut child, Duration::from_secs(3));
+    }
+    Ok(r)
+}
+
+/// §7: the bridge against a server that closes every connection (DSMR-reader's gunicorn), next
+/// to the same bridge against one that keeps them alive, in the same window.
+#[derive(Debug, Default, Clone)]
+pub struct ClosingRun {
+    pub window: Duration,
+    pub steal_pct: f64,
+    /// Keep-alive (the baseline), then closing.
+    pub polls: [u64; 2],
+    pub requests: [u64; 2],
+    pub cpu_per_poll_ms: [f64; 2],
+    pub cpu_hour_from_polls: [f64; 2],
+    pub hwm_kib: [u64; 2],
+}
+
+async fn closing(plan: &Plan, wrap: Option<&str>) -> anyhow::Result<ClosingRun> {
+    let broker = infra::mosquitto(false)?;
+    let dir = tempfile::tempdir()?;
+    // Each bridge its own simulator at 5x (every 1 s poll sees what a 5 s poll sees), both on
+    // the same readings, behind a pass-through that keeps connections or closes each one.
+    let mut sims = Vec::new();
+    let mut proxies = Vec::new();
+    for keep_alive in [true, false] {
+        let sim = Simulator::start(common::sim_options(DAY_START + 6 * HOUR, 5.0, SEED)).await?;
+        proxies.push(Proxy::start_with(sim.addr(), keep_alive).await?);
+        sims.push(sim);
+    }
+    let mut children = Vec::new();
+    for (proxy, base) in proxies.iter().zip(["bench-keepalive", "bench-closing"]) {
+        // A host name, as a user gives DSMR-reader's address, not an IP literal: each new
+        // connection may have to look it up.
+        let url = format!("http://localhost:{}/", proxy.addr.port());
+        children.push(bridge_process_at(
+            &url,
+            wrap,
+            broker.port,
+            base,
+            1,
+            &dir.path().join(base),
+            &[],
+        )?);
+    }
+    let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
+    let reading = "/api/v2/datalogger/dsmrreading";
+    let requests = |sim: &Simulator| -> u64 {
+        [
+            reading,
+            "/api/v2/datalogger/meter-statistics",
+            "/api/v2/consumption/today",
+            "/api/v2/consumption/quarter-hour-peak-electricity",
+            "/api/v2/application/monitoring",
+            "/api/v2/application/version",
+        ]
+        .iter()
+        .map(|p| sim.requests(p))
+        .sum()
+    };
+    sleep(plan.footprint_skip).await;
+    for proxy in &proxies {
+        proxy.take();
+    }
+    let t0 = Instant::now();
+    let cpu0: Vec<Duration> = pids.iter().map(|&p| infra::process_cpu(p)).collect();
+    let polls0: Vec<u64> = sims.iter().map(|s| s.requests(reading)).collect();
+    let requests0: Vec<u64> = sims.iter().map(requests).collect();
+    let steal = infra::Steal::now();
+    sleep(plan.footprint_real - plan.footprint_skip).await;
+    let mut r = ClosingRun {
+        window: t0.elapsed(),
+        steal_pct: steal.percent_since(),
+        ..ClosingRun::default()
+    };
+    for i in 0..2 {
+        let cpu = infra::process_cpu(pids[i]) - cpu0[i];
+        r.polls[i] = sims[i].requests(reading) - polls0[i];
+        r.requests[i] = requests(&sims[i]) - requests0[i];
+        let per_poll = cpu.as_secs_f64() / r.polls[i].max(1) as f64;
+        r.cpu_per_poll_ms[i] = per_poll * 1000.0;
+        r.cpu_hour_from_polls[i] = per_poll * common::POLLS_PER_HOUR as f64;
+        r.hwm_kib[i] = infra::status_kib(pids[i], "VmHWM").unwrap_or(0);
+        proxies[i].take();
+    }
     for mut child in children {
         infra::terminate(&mut child, Duration::from_secs(3));
     }

@@ -12,7 +12,7 @@ use time::macros::format_description;
 use crate::alloc::Profile;
 use crate::analysis::{Spread, Volume};
 use crate::infra::{Endpoint, file_size};
-use crate::{FloodRun, FootprintRun, LatencyRun, OutageRun, Plan, StartupRuns};
+use crate::{ClosingRun, FloodRun, FootprintRun, LatencyRun, OutageRun, Plan, StartupRuns};
 
 impl Default for Plan {
     fn default() -> Self {
@@ -32,6 +32,7 @@ pub struct Results {
     pub latency: Vec<LatencyRun>,
     pub startup: Option<StartupRuns>,
     pub footprint: Vec<FootprintRun>,
+    pub closing: Vec<ClosingRun>,
     pub size: Option<Size>,
     pub criterion: Vec<CriterionBench>,
     pub elapsed: Duration,
@@ -332,6 +333,7 @@ pub fn render(r: &Results) -> String {
     latency(&mut o, r);
     startup(&mut o, r);
     size(&mut o, r);
+    closing(&mut o, r);
     criterion(&mut o, r);
     allocations(&mut o, r);
     method(&mut o, r);
@@ -467,6 +469,24 @@ fn headline(o: &mut String, r: &Results) {
             f(cpu_polls.median, 3),
             f(cpu.max.max(cpu_polls.max), 2),
             met(cpu.max < 1.0 && cpu_polls.max < 1.0)
+        );
+    }
+    if !r.closing.is_empty() {
+        let runs = &r.closing;
+        let closing = over(runs, |x| x.cpu_hour_from_polls[1]);
+        let keep = over(runs, |x| x.cpu_hour_from_polls[0]);
+        let _ = writeln!(
+            o,
+            "| … against a server that closes every connection, as DSMR-reader's gunicorn (§7) | {} s | same bridge, connections kept alive: {} s | {}× the keep-alive figure | < 1 s: {} |",
+            f(closing.median, 3),
+            f(keep.median, 3),
+            f(
+                over(runs, |x| x.cpu_hour_from_polls[1]
+                    / x.cpu_hour_from_polls[0])
+                .median,
+                2
+            ),
+            met(closing.max < 1.0)
         );
     }
     if !r.latency.is_empty() {
@@ -1310,5 +1330,71 @@ fn method(o: &mut String, r: &Results) {
         crate::common::CACHE_TTL.as_secs(),
         r.plan.startup_runs,
         n = r.plan.runs
+    );
+}
+
+fn closing(o: &mut String, r: &Results) {
+    let runs: &[ClosingRun] = &r.closing;
+    if runs.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "## 7. CPU against a server that closes every connection\n\n\
+         DSMR-reader runs under gunicorn, whose sync workers answer every request with `Connection: close`: each \
+         request is a new connection. Two release binaries at once, each against its own simulator at 5× (every \
+         1 s poll sees what a 5 s poll sees), each behind a pass-through of `benches/e2e`: one keeps connections \
+         alive (the baseline, as the simulator does), the other answers `Connection: close` and closes after each \
+         answer, as gunicorn does. Both are given `http://localhost:<port>/`, a host name as users give \
+         DSMR-reader's address. CPU from schedstat over {} s after the first {} s, per poll of the newest reading, \
+         and × 720 for an hour at the default 5 s. Median (min–max) over {} runs:\n",
+        f(runs[0].window.as_secs_f64(), 0),
+        f(r.plan.footprint_skip.as_secs_f64(), 0),
+        runs.len()
+    );
+    let _ = writeln!(
+        o,
+        "| | Connections kept alive (baseline) | A new connection per request | Ratio |\n|---|---|---|---|"
+    );
+    let ratio = |i: fn(&ClosingRun) -> f64| over(runs, i);
+    let _ = writeln!(
+        o,
+        "| CPU per poll | {} ms | {} ms | {}× |",
+        spread(over(runs, |x| x.cpu_per_poll_ms[0]), |x| f(x, 3)),
+        spread(over(runs, |x| x.cpu_per_poll_ms[1]), |x| f(x, 3)),
+        spread(
+            ratio(|x| x.cpu_per_poll_ms[1] / x.cpu_per_poll_ms[0]),
+            |x| f(x, 2)
+        ),
+    );
+    let _ = writeln!(
+        o,
+        "| CPU per real hour at 5 s polling (× 720 polls) | {} s | **{} s** (< 1 s: {}) | |",
+        spread(over(runs, |x| x.cpu_hour_from_polls[0]), |x| f(x, 3)),
+        spread(over(runs, |x| x.cpu_hour_from_polls[1]), |x| f(x, 3)),
+        met(runs.iter().all(|x| x.cpu_hour_from_polls[1] < 1.0)),
+    );
+    let _ = writeln!(
+        o,
+        "| Requests per poll | {} | {} | |",
+        spread(
+            over(runs, |x| x.requests[0] as f64 / x.polls[0].max(1) as f64),
+            |x| f(x, 2)
+        ),
+        spread(
+            over(runs, |x| x.requests[1] as f64 / x.polls[1].max(1) as f64),
+            |x| f(x, 2)
+        ),
+    );
+    let _ = writeln!(
+        o,
+        "| Peak RSS (VmHWM) | {} | {} | |",
+        spread(over(runs, |x| x.hwm_kib[0] as f64 * 1024.0), mib),
+        spread(over(runs, |x| x.hwm_kib[1] as f64 * 1024.0), mib),
+    );
+    let _ = writeln!(
+        o,
+        "| Host CPU steal during the window | {} % | | |\n",
+        spread(over(runs, |x| x.steal_pct), |x| f(x, 1)),
     );
 }

@@ -67,7 +67,7 @@ impl SentCache {
 
     /// Forget everything: the next offer of each topic is sent (after a reconnect or a Home
     /// Assistant restart the broker or HA may have lost what we sent).
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         if let Some(cache) = &self.inner {
             cache.invalidate_all();
         }

@@ -11,13 +11,13 @@ use std::time::Duration;
 use tracing::warn;
 
 pub use cache::SentCache;
-pub use queue::{PendingQueue, Queued};
+pub(crate) use queue::{PendingQueue, Queued};
 
 use crate::model::Message;
 
 /// Hard cap of the pending queue. It holds one message per topic, about a hundred at most; the
 /// cap only matters if something offers unbounded distinct topics.
-pub const QUEUE_CAP: usize = 4096;
+pub(crate) const QUEUE_CAP: usize = 4096;
 
 /// What dedup did with an offered message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +36,7 @@ pub enum Offer {
 pub struct Stats {
     pub offered: u64,
     pub published: u64,
-    pub published_bytes: u64,
+    pub(crate) published_bytes: u64,
     pub suppressed_by_cache: u64,
     pub discarded_in_queue: u64,
     pub replaced_in_queue: u64,
@@ -60,7 +60,7 @@ impl Dedup {
         Self::with_cap(ttl, QUEUE_CAP)
     }
 
-    pub fn with_cap(ttl: Duration, cap: usize) -> Self {
+    pub(crate) fn with_cap(ttl: Duration, cap: usize) -> Self {
         Self {
             cache: SentCache::new(ttl),
             queue: PendingQueue::new(cap),
@@ -78,13 +78,29 @@ impl Dedup {
     }
 
     /// Nothing queued and nothing unacknowledged.
-    pub fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         self.queue.is_empty() && self.in_flight.is_empty()
     }
 
     pub fn offer(&mut self, message: Message) -> Offer {
-        self.stats.offered += 1;
         let outcome = self.decide(message);
+        self.count(outcome);
+        outcome
+    }
+
+    /// Offers again what the bridge already offered (its republish after a reconnect or a
+    /// Home Assistant restart): a message identical to one still queued or in flight is the
+    /// same message, not a new one discarded, so it counts for nothing.
+    pub(crate) fn offer_again(&mut self, message: Message) -> Offer {
+        let outcome = self.decide(message);
+        if outcome != Offer::Discarded {
+            self.count(outcome);
+        }
+        outcome
+    }
+
+    fn count(&mut self, outcome: Offer) {
+        self.stats.offered += 1;
         match outcome {
             Offer::Queued => {}
             Offer::Cached => self.stats.suppressed_by_cache += 1,
@@ -92,7 +108,6 @@ impl Dedup {
             Offer::Replaced => self.stats.replaced_in_queue += 1,
         }
         self.stats.peak_queue = self.stats.peak_queue.max(self.queue.len() as u64);
-        outcome
     }
 
     fn decide(&mut self, message: Message) -> Offer {
@@ -164,7 +179,7 @@ impl Dedup {
 
     /// The sink will never send this message (the broker cannot take it): no longer in
     /// flight, and not cached, so a later payload for the topic is sent as usual.
-    pub fn refused(&mut self, message: &Message) {
+    pub(crate) fn refused(&mut self, message: &Message) {
         if self
             .in_flight
             .get(&message.topic)
@@ -175,20 +190,20 @@ impl Dedup {
     }
 
     /// The sink could not take the message after all: back to the front of the queue.
-    pub fn send_failed(&mut self, message: Message) {
+    pub(crate) fn send_failed(&mut self, message: Message) {
         self.in_flight.remove(&message.topic);
         self.queue.push_front(message);
     }
 
     /// Queues a message ahead of everything else (the `offline` status on shutdown), replacing
     /// any unsent payload for its topic.
-    pub fn offer_first(&mut self, message: Message) {
+    pub(crate) fn offer_first(&mut self, message: Message) {
         self.queue.remove(&message.topic);
         self.queue.push_front(message);
     }
 
     /// After a reconnect or a Home Assistant restart: send everything again once.
-    pub fn forget_delivered(&self) {
+    pub(crate) fn forget_delivered(&self) {
         self.cache.clear();
     }
 }

@@ -8,7 +8,7 @@ use crate::model::Message;
 
 /// What happened to a message put into the queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Queued {
+pub(crate) enum Queued {
     /// New topic, appended.
     Added,
     /// Identical to the unsent message for the topic: discarded.
@@ -22,32 +22,32 @@ pub enum Queued {
 /// FIFO of unsent messages keyed by topic. A newer payload replaces the queued one in place,
 /// so the broker can never end up retaining a value older than the newest reading.
 #[derive(Debug)]
-pub struct PendingQueue {
+pub(crate) struct PendingQueue {
     messages: IndexMap<Arc<str>, Arc<str>>,
     cap: usize,
 }
 
 impl PendingQueue {
-    pub fn new(cap: usize) -> Self {
+    pub(crate) fn new(cap: usize) -> Self {
         Self {
             messages: IndexMap::new(),
             cap: cap.max(1),
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.messages.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.messages.is_empty()
     }
 
-    pub fn get(&self, topic: &str) -> Option<&str> {
+    pub(crate) fn get(&self, topic: &str) -> Option<&str> {
         self.messages.get(topic).map(Arc::as_ref)
     }
 
-    pub fn push(&mut self, message: Message) -> Queued {
+    pub(crate) fn push(&mut self, message: Message) -> Queued {
         if let Some(queued) = self.messages.get_mut(&message.topic) {
             if *queued == message.payload {
                 return Queued::Identical;
@@ -64,19 +64,19 @@ impl PendingQueue {
 
     /// Puts a message that was sent but not acknowledged back at the front, unless a newer
     /// payload for its topic is already queued.
-    pub fn push_front(&mut self, message: Message) {
+    pub(crate) fn push_front(&mut self, message: Message) {
         if !self.messages.contains_key(&message.topic) && self.messages.len() < self.cap {
             self.messages
                 .shift_insert(0, message.topic, message.payload);
         }
     }
 
-    pub fn remove(&mut self, topic: &str) -> bool {
+    pub(crate) fn remove(&mut self, topic: &str) -> bool {
         self.messages.shift_remove(topic).is_some()
     }
 
     /// The oldest message whose topic passes `ready`.
-    pub fn pop_first(&mut self, ready: impl Fn(&str) -> bool) -> Option<Message> {
+    pub(crate) fn pop_first(&mut self, ready: impl Fn(&str) -> bool) -> Option<Message> {
         let index = self.messages.keys().position(|t| ready(t))?;
         self.messages
             .shift_remove_index(index)

@@ -936,7 +936,8 @@ mod tests {
     ) {
         use tracing_subscriber::layer::SubscriberExt;
         let log = crate::web::recent::RecentLog::new();
-        let subscriber = tracing_subscriber::registry().with(log.layer());
+        let subscriber =
+            tracing_subscriber::registry().with(log.layer(crate::secrets::Redactor::default()));
         let guard = tracing::subscriber::set_default(subscriber);
         (log, guard)
     }

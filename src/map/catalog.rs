@@ -22,6 +22,10 @@ pub enum Endpoint {
     Version,
     Monitoring,
     Health,
+    /// Lines of the raw telegram in meter statistics (`latest_telegram`) that DSMR-reader does
+    /// not keep as fields: the Belgian capacity tariff and every M-Bus device. Read by
+    /// `TelegramReadings` into fields of the names below.
+    Telegram,
 }
 
 /// How a JSON field is checked before its text may become a payload.
@@ -38,16 +42,19 @@ pub enum Kind {
 
 /// Which Home Assistant device an entity belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Device {
+pub(crate) enum Device {
     Electricity,
+    /// DSMR-reader's own extra device (its gas reading).
     Gas,
     Reader,
+    /// Any other M-Bus device on channel 1–4 (water, heat, a second gas meter), from the telegram.
+    MBus(u8),
 }
 
 /// Which tariff an entry is about. Names of tariff values end in `(tariff N, <label>)`, and the
 /// active tariff shows as a label, after the meter's `TariffConvention`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tariff {
+pub(crate) enum Tariff {
     One,
     Two,
     /// The tariff the meter counts in now (`electricity_tariff`, 1 or 2).
@@ -58,7 +65,7 @@ pub enum Tariff {
 /// (night and weekend), 2 the normal one. Belgian meters (Fluvius e-MUCS): tariff 1 is the day
 /// tariff, 2 the night tariff. The telegram tells which (`MeterIdentity::tariffs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum TariffConvention {
+pub(crate) enum TariffConvention {
     /// Also for a telegram that says neither: DSMR-reader's default meter is Dutch.
     #[default]
     Dutch,
@@ -68,7 +75,7 @@ pub enum TariffConvention {
 impl TariffConvention {
     /// The labels of tariff 1 and 2: the active tariff's `options`, fixed per convention so a
     /// meter's options never change.
-    pub const fn labels(self) -> &'static [&'static str; 2] {
+    pub(crate) const fn labels(self) -> &'static [&'static str; 2] {
         match self {
             Self::Dutch => &["low", "normal"],
             Self::Belgian => &["day", "night"],
@@ -76,7 +83,7 @@ impl TariffConvention {
     }
 
     /// Turns the active tariff's state (`1`, `2`) into its label.
-    pub const fn value_template(self) -> &'static str {
+    pub(crate) const fn value_template(self) -> &'static str {
         match self {
             Self::Dutch => "{{ 'low' if value == '1' else 'normal' }}",
             Self::Belgian => "{{ 'day' if value == '1' else 'night' }}",
@@ -85,13 +92,13 @@ impl TariffConvention {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Platform {
+pub(crate) enum Platform {
     Sensor,
     BinarySensor,
 }
 
 impl Platform {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Sensor => "sensor",
             Self::BinarySensor => "binary_sensor",
@@ -109,35 +116,40 @@ pub struct Sensor {
     /// State topic below `base_topic`, named as DSMR-reader's own split topics.
     pub topic: &'static str,
     pub kind: Kind,
-    pub device: Device,
-    pub platform: Platform,
+    pub(crate) device: Device,
+    pub(crate) platform: Platform,
     /// The entity name; for a tariff value the part before `(tariff N, <label>)` (`name_for`).
-    pub name: &'static str,
-    pub unit: Option<&'static str>,
-    pub device_class: Option<&'static str>,
-    pub state_class: Option<&'static str>,
-    pub precision: Option<u8>,
-    pub enabled: bool,
-    pub diagnostic: bool,
+    pub(crate) name: &'static str,
+    pub(crate) unit: Option<&'static str>,
+    pub(crate) device_class: Option<&'static str>,
+    pub(crate) state_class: Option<&'static str>,
+    pub(crate) precision: Option<u8>,
+    pub(crate) enabled: bool,
+    pub(crate) diagnostic: bool,
     /// A meter register Home Assistant sums as `total_increasing`: the largest plausible rise per
     /// hour. A 0, a drop or a larger jump is never published (it would be read as a meter reset).
-    pub register_max_per_hour: Option<f64>,
+    pub(crate) register_max_per_hour: Option<f64>,
     /// A value that cannot be negative (power, voltage, current, counters, today's energy and
     /// gas): a negative one is garbage and is held back, the last value stays.
-    pub non_negative: bool,
+    pub(crate) non_negative: bool,
+    /// The most a household's meter can measure here (power, current, voltage): a larger value
+    /// is garbage (a misread telegram, a broken meter), held back like a negative one.
+    pub(crate) max: Option<f64>,
     /// Published for compatibility with DSMR-reader's topic layout, but not announced as an
     /// entity (another key announces the same value).
-    pub announce: bool,
+    pub(crate) announce: bool,
     /// A value of tariff 1 or 2, or the active tariff: its name or its labels depend on the
     /// meter's `TariffConvention`.
-    pub tariff: Option<Tariff>,
+    pub(crate) tariff: Option<Tariff>,
     /// Per-entity availability: only the bridge's own status, not DSMR-reader's.
-    pub bridge_availability_only: bool,
+    pub(crate) bridge_availability_only: bool,
+    /// Shown on the status page (power, today's totals and cost, the registers and gas).
+    pub(crate) on_page: bool,
 }
 
 impl Sensor {
     /// The entity name: a tariff value's name says which tariff, by number and by label.
-    pub fn name_for(&self, tariffs: TariffConvention) -> Cow<'static, str> {
+    pub(crate) fn name_for(&self, tariffs: TariffConvention) -> Cow<'static, str> {
         let [one, two] = tariffs.labels();
         match self.tariff {
             Some(Tariff::One) => Cow::Owned(format!("{} (tariff 1, {one})", self.name)),
@@ -147,7 +159,7 @@ impl Sensor {
     }
 
     /// The base of every entry: what an entry does not name is this.
-    pub const DEFAULT: Sensor = Sensor {
+    pub(crate) const DEFAULT: Sensor = Sensor {
         key: "",
         endpoint: Endpoint::Reading,
         field: "",
@@ -164,9 +176,11 @@ impl Sensor {
         diagnostic: false,
         register_max_per_hour: None,
         non_negative: false,
+        max: None,
         announce: true,
         tariff: None,
         bridge_availability_only: false,
+        on_page: false,
     };
 }
 
@@ -174,6 +188,75 @@ impl Sensor {
 const ELECTRICITY_MAX_KWH_PER_HOUR: f64 = 100.0;
 /// A large boiler burns about 6 m³/h; 25 leaves room for anything a home has.
 const GAS_MAX_M3_PER_HOUR: f64 = 25.0;
+
+/// A household's water: a 1¼" main passes about 6 m³/h at most.
+const WATER_MAX_M3_PER_HOUR: f64 = 10.0;
+/// District heat: a home's delivery set is sized for 10–40 kW (0.04–0.15 GJ/h).
+const HEAT_MAX_GJ_PER_HOUR: f64 = 0.5;
+const HEAT_MAX_KWH_PER_HOUR: f64 = HEAT_MAX_GJ_PER_HOUR / 0.0036;
+
+/// The reading of an M-Bus device from the telegram: a register the Energy dashboard sums.
+const MBUS_REGISTER: Sensor = Sensor {
+    endpoint: Endpoint::Telegram,
+    state_class: Some("total_increasing"),
+    precision: Some(3),
+    ..Sensor::DEFAULT
+};
+
+const MBUS_GAS: Sensor = Sensor {
+    name: "Gas consumption",
+    unit: Some("m³"),
+    device_class: Some("gas"),
+    register_max_per_hour: Some(GAS_MAX_M3_PER_HOUR),
+    ..MBUS_REGISTER
+};
+
+const MBUS_WATER: Sensor = Sensor {
+    name: "Water consumption",
+    unit: Some("m³"),
+    device_class: Some("water"),
+    register_max_per_hour: Some(WATER_MAX_M3_PER_HOUR),
+    ..MBUS_REGISTER
+};
+
+const MBUS_HEAT: Sensor = Sensor {
+    name: "Heat consumption",
+    unit: Some("GJ"),
+    device_class: Some("energy"),
+    register_max_per_hour: Some(HEAT_MAX_GJ_PER_HOUR),
+    ..MBUS_REGISTER
+};
+
+/// A heat meter that counts in kWh: its own key, so a unit never changes under a key.
+const MBUS_HEAT_KWH: Sensor = Sensor {
+    unit: Some("kWh"),
+    register_max_per_hour: Some(HEAT_MAX_KWH_PER_HOUR),
+    ..MBUS_HEAT
+};
+
+/// When the M-Bus device last reported its reading (every 5 minutes or every hour).
+const MBUS_TIME: Sensor = Sensor {
+    endpoint: Endpoint::Telegram,
+    kind: Kind::Timestamp,
+    name: "Reading time",
+    device_class: Some("timestamp"),
+    diagnostic: true,
+    ..Sensor::DEFAULT
+};
+
+// What a meter can report is far beyond what a home can draw: DSMR's telegram has room for
+// 99999.999 kW of power, 999 A and 9999.9 V. The limits below are what a household connection
+// can physically show, with room to spare, so that only garbage is held back.
+/// Total power, kW: a large household connection is 3 × 80 A at 230 V, 55 kW.
+const POWER_MAX_KW: f64 = 100.0;
+/// Power on one phase, kW: 128 A at 250 V.
+const PHASE_POWER_MAX_KW: f64 = 32.0;
+/// Current on one phase, A: above the largest household fuse (80 A) and main breaker (125 A).
+const CURRENT_MAX_A: f64 = 128.0;
+/// Voltage on one phase, V: 230 V nominal, +10 % allowed (253 V); 440 V leaves room for a
+/// meter on a 3 × 230 V network without neutral (Belgium) that reports line-to-line voltage
+/// (230 V) or a 3 × 400 V one doing the same (400 V).
+const VOLTAGE_MAX_V: f64 = 440.0;
 
 /// A grid register of the meter: what the Energy dashboard sums.
 const REGISTER: Sensor = Sensor {
@@ -192,7 +275,14 @@ const POWER: Sensor = Sensor {
     state_class: Some("measurement"),
     precision: Some(3),
     non_negative: true,
+    max: Some(POWER_MAX_KW),
     ..Sensor::DEFAULT
+};
+
+/// One phase's share of `POWER`.
+const PHASE_POWER: Sensor = Sensor {
+    max: Some(PHASE_POWER_MAX_KW),
+    ..POWER
 };
 
 /// Per-phase detail most users never look at: off by default.
@@ -204,6 +294,7 @@ const PHASE_VOLTAGE: Sensor = Sensor {
     enabled: false,
     diagnostic: true,
     non_negative: true,
+    max: Some(VOLTAGE_MAX_V),
     ..Sensor::DEFAULT
 };
 
@@ -213,6 +304,7 @@ const PHASE_CURRENT: Sensor = Sensor {
     device_class: Some("current"),
     state_class: Some("measurement"),
     precision: Some(0),
+    max: Some(CURRENT_MAX_A),
     ..PHASE_VOLTAGE
 };
 
@@ -260,6 +352,7 @@ pub static SENSORS: &[Sensor] = &[
     // The four grid registers: what the Energy dashboard uses.
     Sensor {
         key: "electricity_delivered_1",
+        on_page: true,
         field: "electricity_delivered_1",
         topic: "reading/electricity_delivered_1",
         name: "Energy consumption",
@@ -268,6 +361,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "electricity_delivered_2",
+        on_page: true,
         field: "electricity_delivered_2",
         topic: "reading/electricity_delivered_2",
         name: "Energy consumption",
@@ -276,6 +370,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "electricity_returned_1",
+        on_page: true,
         field: "electricity_returned_1",
         topic: "reading/electricity_returned_1",
         name: "Energy production",
@@ -284,6 +379,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "electricity_returned_2",
+        on_page: true,
         field: "electricity_returned_2",
         topic: "reading/electricity_returned_2",
         name: "Energy production",
@@ -292,6 +388,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "electricity_currently_delivered",
+        on_page: true,
         field: "electricity_currently_delivered",
         topic: "reading/electricity_currently_delivered",
         name: "Power consumption",
@@ -299,6 +396,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "electricity_currently_returned",
+        on_page: true,
         field: "electricity_currently_returned",
         topic: "reading/electricity_currently_returned",
         name: "Power production",
@@ -306,51 +404,57 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "phase_currently_delivered_l1",
+        on_page: true,
         field: "phase_currently_delivered_l1",
         topic: "reading/phase_currently_delivered_l1",
         name: "Power consumption L1",
         enabled: false,
-        ..POWER
+        ..PHASE_POWER
     },
     Sensor {
         key: "phase_currently_delivered_l2",
+        on_page: true,
         field: "phase_currently_delivered_l2",
         topic: "reading/phase_currently_delivered_l2",
         name: "Power consumption L2",
         enabled: false,
-        ..POWER
+        ..PHASE_POWER
     },
     Sensor {
         key: "phase_currently_delivered_l3",
+        on_page: true,
         field: "phase_currently_delivered_l3",
         topic: "reading/phase_currently_delivered_l3",
         name: "Power consumption L3",
         enabled: false,
-        ..POWER
+        ..PHASE_POWER
     },
     Sensor {
         key: "phase_currently_returned_l1",
+        on_page: true,
         field: "phase_currently_returned_l1",
         topic: "reading/phase_currently_returned_l1",
         name: "Power production L1",
         enabled: false,
-        ..POWER
+        ..PHASE_POWER
     },
     Sensor {
         key: "phase_currently_returned_l2",
+        on_page: true,
         field: "phase_currently_returned_l2",
         topic: "reading/phase_currently_returned_l2",
         name: "Power production L2",
         enabled: false,
-        ..POWER
+        ..PHASE_POWER
     },
     Sensor {
         key: "phase_currently_returned_l3",
+        on_page: true,
         field: "phase_currently_returned_l3",
         topic: "reading/phase_currently_returned_l3",
         name: "Power production L3",
         enabled: false,
-        ..POWER
+        ..PHASE_POWER
     },
     Sensor {
         key: "phase_voltage_l1",
@@ -427,6 +531,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "gas_delivered",
+        on_page: true,
         field: "extra_device_delivered",
         topic: "consumption/gas/delivered",
         device: Device::Gas,
@@ -581,6 +686,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "electricity_merged",
+        on_page: true,
         field: "electricity_merged",
         topic: "day-consumption/electricity_merged",
         name: "Energy consumption today",
@@ -588,6 +694,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "electricity_returned_merged",
+        on_page: true,
         field: "electricity_returned_merged",
         topic: "day-consumption/electricity_returned_merged",
         name: "Energy production today",
@@ -595,6 +702,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "gas_today",
+        on_page: true,
         field: "gas",
         topic: "day-consumption/gas",
         endpoint: Endpoint::Today,
@@ -635,6 +743,7 @@ pub static SENSORS: &[Sensor] = &[
     },
     Sensor {
         key: "total_cost",
+        on_page: true,
         field: "total_cost",
         topic: "day-consumption/total_cost",
         name: "Total cost today",
@@ -735,6 +844,182 @@ pub static SENSORS: &[Sensor] = &[
         diagnostic: true,
         ..Sensor::DEFAULT
     },
+    // Belgian capacity tariff, the meter's own figures from its telegram (e-MUCS meters only).
+    Sensor {
+        key: "current_average_demand",
+        field: "current_average_demand",
+        topic: "telegram/current_average_demand",
+        endpoint: Endpoint::Telegram,
+        name: "Current average demand",
+        ..POWER
+    },
+    Sensor {
+        key: "maximum_demand_month",
+        field: "maximum_demand_month",
+        topic: "telegram/maximum_demand_month",
+        endpoint: Endpoint::Telegram,
+        name: "Maximum demand this month",
+        ..POWER
+    },
+    Sensor {
+        key: "maximum_demand_month_timestamp",
+        field: "maximum_demand_month_timestamp",
+        topic: "telegram/maximum_demand_month_timestamp",
+        endpoint: Endpoint::Telegram,
+        kind: Kind::Timestamp,
+        name: "Maximum demand this month time",
+        device_class: Some("timestamp"),
+        ..Sensor::DEFAULT
+    },
+    Sensor {
+        key: "capacity_tariff_basis",
+        field: "capacity_tariff_basis",
+        topic: "telegram/capacity_tariff_basis",
+        endpoint: Endpoint::Telegram,
+        name: "Capacity tariff basis",
+        ..POWER
+    },
+    // Every M-Bus device but the one DSMR-reader reads as gas: channel n, by kind.
+    Sensor {
+        key: "mbus1_gas",
+        field: "mbus1_gas",
+        topic: "telegram/mbus1/gas",
+        device: Device::MBus(1),
+        ..MBUS_GAS
+    },
+    Sensor {
+        key: "mbus1_water",
+        field: "mbus1_water",
+        topic: "telegram/mbus1/water",
+        device: Device::MBus(1),
+        ..MBUS_WATER
+    },
+    Sensor {
+        key: "mbus1_heat",
+        field: "mbus1_heat",
+        topic: "telegram/mbus1/heat",
+        device: Device::MBus(1),
+        ..MBUS_HEAT
+    },
+    Sensor {
+        key: "mbus1_heat_kwh",
+        field: "mbus1_heat_kwh",
+        topic: "telegram/mbus1/heat_kwh",
+        device: Device::MBus(1),
+        ..MBUS_HEAT_KWH
+    },
+    Sensor {
+        key: "mbus1_timestamp",
+        field: "mbus1_timestamp",
+        topic: "telegram/mbus1/timestamp",
+        device: Device::MBus(1),
+        ..MBUS_TIME
+    },
+    Sensor {
+        key: "mbus2_gas",
+        field: "mbus2_gas",
+        topic: "telegram/mbus2/gas",
+        device: Device::MBus(2),
+        ..MBUS_GAS
+    },
+    Sensor {
+        key: "mbus2_water",
+        field: "mbus2_water",
+        topic: "telegram/mbus2/water",
+        device: Device::MBus(2),
+        ..MBUS_WATER
+    },
+    Sensor {
+        key: "mbus2_heat",
+        field: "mbus2_heat",
+        topic: "telegram/mbus2/heat",
+        device: Device::MBus(2),
+        ..MBUS_HEAT
+    },
+    Sensor {
+        key: "mbus2_heat_kwh",
+        field: "mbus2_heat_kwh",
+        topic: "telegram/mbus2/heat_kwh",
+        device: Device::MBus(2),
+        ..MBUS_HEAT_KWH
+    },
+    Sensor {
+        key: "mbus2_timestamp",
+        field: "mbus2_timestamp",
+        topic: "telegram/mbus2/timestamp",
+        device: Device::MBus(2),
+        ..MBUS_TIME
+    },
+    Sensor {
+        key: "mbus3_gas",
+        field: "mbus3_gas",
+        topic: "telegram/mbus3/gas",
+        device: Device::MBus(3),
+        ..MBUS_GAS
+    },
+    Sensor {
+        key: "mbus3_water",
+        field: "mbus3_water",
+        topic: "telegram/mbus3/water",
+        device: Device::MBus(3),
+        ..MBUS_WATER
+    },
+    Sensor {
+        key: "mbus3_heat",
+        field: "mbus3_heat",
+        topic: "telegram/mbus3/heat",
+        device: Device::MBus(3),
+        ..MBUS_HEAT
+    },
+    Sensor {
+        key: "mbus3_heat_kwh",
+        field: "mbus3_heat_kwh",
+        topic: "telegram/mbus3/heat_kwh",
+        device: Device::MBus(3),
+        ..MBUS_HEAT_KWH
+    },
+    Sensor {
+        key: "mbus3_timestamp",
+        field: "mbus3_timestamp",
+        topic: "telegram/mbus3/timestamp",
+        device: Device::MBus(3),
+        ..MBUS_TIME
+    },
+    Sensor {
+        key: "mbus4_gas",
+        field: "mbus4_gas",
+        topic: "telegram/mbus4/gas",
+        device: Device::MBus(4),
+        ..MBUS_GAS
+    },
+    Sensor {
+        key: "mbus4_water",
+        field: "mbus4_water",
+        topic: "telegram/mbus4/water",
+        device: Device::MBus(4),
+        ..MBUS_WATER
+    },
+    Sensor {
+        key: "mbus4_heat",
+        field: "mbus4_heat",
+        topic: "telegram/mbus4/heat",
+        device: Device::MBus(4),
+        ..MBUS_HEAT
+    },
+    Sensor {
+        key: "mbus4_heat_kwh",
+        field: "mbus4_heat_kwh",
+        topic: "telegram/mbus4/heat_kwh",
+        device: Device::MBus(4),
+        ..MBUS_HEAT_KWH
+    },
+    Sensor {
+        key: "mbus4_timestamp",
+        field: "mbus4_timestamp",
+        topic: "telegram/mbus4/timestamp",
+        device: Device::MBus(4),
+        ..MBUS_TIME
+    },
     // The DSMR-reader server itself.
     Sensor {
         key: "version",
@@ -775,22 +1060,62 @@ pub static SENSORS: &[Sensor] = &[
     },
 ];
 
-/// Index of a key in `SENSORS`.
-pub fn index_of(key: &str) -> Option<usize> {
-    SENSORS.iter().position(|s| s.key == key)
+/// An entry of `SENSORS`. The meter state, the topics, the register guard and the status page
+/// index their tables by it; only the catalog makes one, so it always names an entry, and a
+/// `PerKey` table has a slot for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key(usize);
+
+impl Key {
+    /// Every entry, in table order.
+    pub(crate) fn all() -> impl Iterator<Item = Key> + Clone {
+        (0..SENSORS.len()).map(Key)
+    }
+
+    /// The entry whose `Sensor::key` this is.
+    pub(crate) fn of(key: &str) -> Option<Key> {
+        SENSORS.iter().position(|s| s.key == key).map(Key)
+    }
+
+    /// The meter registers (`register_max_per_hour`).
+    pub(crate) fn registers() -> impl Iterator<Item = Key> {
+        Self::all().filter(|k| k.sensor().register_max_per_hour.is_some())
+    }
+
+    /// DSMR-reader's reachability.
+    pub(crate) fn health() -> Key {
+        Self::all()
+            .find(|k| k.sensor().endpoint == Endpoint::Health)
+            .expect("the table has a Health entry")
+    }
+
+    pub fn sensor(self) -> &'static Sensor {
+        &SENSORS[self.0]
+    }
 }
 
-/// Table indices of the meter registers (`register_max_per_hour`).
-pub fn register_indices() -> impl Iterator<Item = usize> {
-    (0..SENSORS.len()).filter(|&i| SENSORS[i].register_max_per_hour.is_some())
+/// One `T` per entry of `SENSORS`, indexed by `Key`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PerKey<T>(Vec<T>);
+
+impl<T> PerKey<T> {
+    pub(crate) fn new(mut value: impl FnMut(Key) -> T) -> Self {
+        Self(Key::all().map(&mut value).collect())
+    }
 }
 
-/// The table index of DSMR-reader's reachability.
-pub fn health_index() -> usize {
-    SENSORS
-        .iter()
-        .position(|s| s.endpoint == Endpoint::Health)
-        .expect("the table has a Health entry")
+impl<T> std::ops::Index<Key> for PerKey<T> {
+    type Output = T;
+
+    fn index(&self, key: Key) -> &T {
+        &self.0[key.0]
+    }
+}
+
+impl<T> std::ops::IndexMut<Key> for PerKey<T> {
+    fn index_mut(&mut self, key: Key) -> &mut T {
+        &mut self.0[key.0]
+    }
 }
 
 #[cfg(test)]
@@ -820,14 +1145,14 @@ mod tests {
             "electricity_returned_1",
             "electricity_returned_2",
         ] {
-            let s = &SENSORS[index_of(key).unwrap()];
+            let s = Key::of(key).unwrap().sensor();
             assert_eq!(s.topic, format!("reading/{key}"));
             assert_eq!(s.unit, Some("kWh"));
             assert_eq!(s.device_class, Some("energy"));
             assert_eq!(s.state_class, Some("total_increasing"));
             assert!(s.register_max_per_hour.is_some());
         }
-        let gas = &SENSORS[index_of("gas_delivered").unwrap()];
+        let gas = Key::of("gas_delivered").unwrap().sensor();
         assert_eq!(gas.unit, Some("m³"));
         assert_eq!(gas.device_class, Some("gas"));
         assert_eq!(gas.device, Device::Gas);
@@ -867,7 +1192,7 @@ mod tests {
                 None => assert!(!per_tariff || digits.is_empty(), "{} has no tariff", s.key),
             }
         }
-        let register = &SENSORS[index_of("electricity_delivered_2").unwrap()];
+        let register = Key::of("electricity_delivered_2").unwrap().sensor();
         assert_eq!(
             register.name_for(TariffConvention::Dutch),
             "Energy consumption (tariff 2, normal)"

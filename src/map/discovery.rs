@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::info;
 
-use super::catalog::{Device, Platform, SENSORS, Sensor, Tariff, TariffConvention};
+use super::catalog::{Device, Key, Platform, SENSORS, Sensor, Tariff, TariffConvention};
 use super::{MeterState, Topics};
 use crate::model::Message;
 
@@ -20,9 +20,18 @@ const ID_PREFIX: &str = "dsmrbridge_";
 /// The order devices are announced in: the meters name DSMR-reader's device as `via_device`,
 /// and Home Assistant warns about a `via_device` it does not know yet, so the parent goes
 /// first (dedup keeps the order messages are offered in). DSMR-reader's device always has an
-/// entity (`reachable`), so it is in every round that announces a meter. Removals of devices
-/// no longer produced come after all announcements.
-pub const ANNOUNCE_ORDER: [Device; 3] = [Device::Reader, Device::Electricity, Device::Gas];
+/// entity (`reachable`), so it is in every round that announces a meter. The M-Bus devices
+/// name the electricity meter, so they follow it. Removals of devices no longer produced come
+/// after all announcements.
+pub(crate) const ANNOUNCE_ORDER: [Device; 7] = [
+    Device::Reader,
+    Device::Electricity,
+    Device::Gas,
+    Device::MBus(1),
+    Device::MBus(2),
+    Device::MBus(3),
+    Device::MBus(4),
+];
 
 #[derive(Serialize)]
 struct DeviceConfig<'a> {
@@ -37,7 +46,7 @@ struct DeviceConfig<'a> {
 #[derive(Serialize)]
 struct DeviceInfo<'a> {
     identifiers: [&'a str; 1],
-    name: &'static str,
+    name: Cow<'static, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     manufacturer: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -139,7 +148,7 @@ impl Discovery {
     }
 
     /// The topic filter for the startup scan of retained configs.
-    pub fn scan_filter(&self) -> String {
+    pub(crate) fn scan_filter(&self) -> String {
         format!("{}/device/+/config", self.prefix)
     }
 
@@ -149,7 +158,12 @@ impl Discovery {
 
     /// Takes note of a retained config found on the broker at startup, if this bridge (same
     /// base topic) made it, so that what it no longer produces can be removed.
-    pub fn observe_retained(&mut self, topic: &str, payload: &[u8], topics: &Topics) -> bool {
+    pub(crate) fn observe_retained(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        topics: &Topics,
+    ) -> bool {
         let Some(device_id) = topic
             .strip_prefix(&self.prefix)
             .and_then(|t| t.strip_prefix("/device/"))
@@ -187,7 +201,7 @@ impl Discovery {
 
     /// The device id of the retained config (found at startup) that holds `device`'s entities,
     /// when exactly one does.
-    pub fn retained_device_of(&self, device: Device) -> Option<Arc<str>> {
+    pub(crate) fn retained_device_of(&self, device: Device) -> Option<Arc<str>> {
         let mut owners = self.known.iter().filter(|(_, components)| {
             components.iter().any(|key| {
                 SENSORS
@@ -213,7 +227,7 @@ impl Discovery {
         let identity = state.identity();
         let mut messages = Vec::new();
         let mut desired: BTreeSet<Arc<str>> = BTreeSet::new();
-        let ours = [&identity.reader, &identity.electricity, &identity.gas];
+        let ours: Vec<&Arc<str>> = ANNOUNCE_ORDER.iter().map(|&d| identity.id_of(d)).collect();
         let waiting = !state.identity_known() && self.known.keys().any(|id| !ours.contains(&id));
         if waiting && !std::mem::replace(&mut self.told_waiting, true) {
             info!(
@@ -224,9 +238,9 @@ impl Discovery {
             if waiting && device != Device::Reader {
                 continue;
             }
-            let indices: Vec<usize> = (0..SENSORS.len())
+            let indices: Vec<Key> = Key::all()
                 .filter(|&i| {
-                    SENSORS[i].device == device && SENSORS[i].announce && state.entity_exists(i)
+                    i.sensor().device == device && i.sensor().announce && state.entity_exists(i)
                 })
                 .collect();
             if indices.is_empty() {
@@ -236,7 +250,7 @@ impl Discovery {
             let previous = self.known.remove(&device_id).unwrap_or_default();
             let payload = self.device_config(device, &indices, state, topics, &previous);
             let mut now_known: BTreeSet<String> = previous;
-            now_known.extend(indices.iter().map(|&i| SENSORS[i].key.to_owned()));
+            now_known.extend(indices.iter().map(|&i| i.sensor().key.to_owned()));
             self.known.insert(device_id.clone(), now_known);
             messages.push(Message::new(self.topic(&device_id), payload));
             desired.insert(device_id);
@@ -257,7 +271,7 @@ impl Discovery {
     fn device_config(
         &self,
         device: Device,
-        indices: &[usize],
+        indices: &[Key],
         state: &MeterState,
         topics: &Topics,
         previous: &BTreeSet<String>,
@@ -267,7 +281,7 @@ impl Discovery {
         let info = match device {
             Device::Electricity => DeviceInfo {
                 identifiers: [device_id],
-                name: "Electricity meter",
+                name: Cow::Borrowed("Electricity meter"),
                 manufacturer: identity
                     .manufacturer()
                     .or(identity.manufacturer_code.as_deref()),
@@ -279,7 +293,7 @@ impl Discovery {
             },
             Device::Gas => DeviceInfo {
                 identifiers: [device_id],
-                name: "Gas meter",
+                name: Cow::Borrowed("Gas meter"),
                 manufacturer: None,
                 model: None,
                 serial_number: identity.gas_serial.as_deref(),
@@ -289,7 +303,7 @@ impl Discovery {
             },
             Device::Reader => DeviceInfo {
                 identifiers: [device_id],
-                name: "DSMR-reader",
+                name: Cow::Borrowed("DSMR-reader"),
                 manufacturer: Some("DSMR-reader"),
                 model: Some("DSMR-reader".to_owned()),
                 serial_number: None,
@@ -297,14 +311,27 @@ impl Discovery {
                 configuration_url: self.configuration_url.as_deref(),
                 via_device: None,
             },
+            Device::MBus(n) => {
+                let mbus = &identity.mbus[usize::from(n.clamp(1, 4) - 1)];
+                DeviceInfo {
+                    identifiers: [device_id],
+                    name: Cow::Borrowed(mbus.kind.map_or("M-Bus meter", |k| k.device_name())),
+                    manufacturer: None,
+                    model: Some(format!("M-Bus channel {n}")),
+                    serial_number: mbus.serial.as_deref(),
+                    sw_version: None,
+                    configuration_url: None,
+                    via_device: Some(&identity.electricity),
+                }
+            }
         };
         let mut components: BTreeMap<&str, Component> = indices
             .iter()
             .map(|&i| {
                 (
-                    SENSORS[i].key,
+                    i.sensor().key,
                     Component::Entity(Box::new(entity(
-                        &SENSORS[i],
+                        i.sensor(),
                         device_id,
                         identity.tariffs,
                         topics.state(i),
@@ -340,7 +367,7 @@ impl Discovery {
 }
 
 /// Keeps what Home Assistant accepts in ids and topics: `[A-Za-z0-9_-]`.
-pub fn sanitize_id(text: &str) -> String {
+pub(crate) fn sanitize_id(text: &str) -> String {
     super::telegram::sanitize(text)
 }
 
@@ -859,6 +886,86 @@ mod tests {
                 "discovery_belgian_three_phase_with_gas",
                 "a Belgian (Fluvius e-MUCS) meter: tariff 1 is day, 2 night",
                 announced(&fixtures::belgian(fixtures::snapshot()), "dsmr-bridge"),
+            );
+        }
+
+        /// The captured meter with `telegram` (in `tests/fixtures/`), with or without the
+        /// Belgian answers of DSMR-reader.
+        fn with_telegram(belgian: bool, telegram: &str) -> Value {
+            let snapshot = if belgian {
+                fixtures::belgian(fixtures::snapshot())
+            } else {
+                fixtures::snapshot()
+            };
+            announced(&fixtures::with_telegram(snapshot, telegram), "dsmr-bridge")
+        }
+
+        #[test]
+        fn belgian_capacity_history() {
+            check(
+                "discovery_belgian_capacity_history",
+                "a Belgian meter with 13 months of maxima: the capacity tariff entities",
+                with_telegram(true, "telegram_belgian_capacity_history.txt"),
+            );
+        }
+
+        #[test]
+        fn dutch_water_and_gas() {
+            check(
+                "discovery_dutch_water_gas",
+                "water on M-Bus channel 1, gas (DSMR-reader's) on 2: a water meter device",
+                with_telegram(false, "telegram_dutch_water_gas.txt"),
+            );
+        }
+
+        #[test]
+        fn dutch_water_swapped() {
+            check(
+                "discovery_dutch_water_swapped",
+                "the water meter swapped: a new device for the new M-Bus id",
+                with_telegram(false, "telegram_dutch_water_swapped.txt"),
+            );
+        }
+
+        #[test]
+        fn dutch_gas_then_water() {
+            check(
+                "discovery_dutch_gas_water",
+                "gas on channel 1, water on 2: DSMR-reader reads the water meter as gas, so none of its gas values are announced; both M-Bus devices get a device",
+                with_telegram(false, "telegram_dutch_gas_water.txt"),
+            );
+        }
+
+        #[test]
+        fn dutch_heat() {
+            check(
+                "discovery_dutch_heat",
+                "district heating: a heat meter (GJ) on channel 1, no gas",
+                announced(
+                    &fixtures::with_telegram(
+                        fixtures::without_gas(fixtures::snapshot()),
+                        "telegram_dutch_heat.txt",
+                    ),
+                    "dsmr-bridge",
+                ),
+            );
+        }
+
+        #[test]
+        fn dutch_unknown_m_bus_type() {
+            check(
+                "discovery_dutch_unknown_mbus",
+                "an M-Bus device of type 6 (warm water): no entity for it, the rest as usual",
+                with_telegram(false, "telegram_dutch_unknown_mbus.txt"),
+            );
+        }
+
+        #[test]
+        fn broken_lines() {
+            check(
+                "discovery_broken_lines",
+                "a Belgian telegram with broken lines: only what parses",
+                with_telegram(true, "telegram_broken_lines.txt"),
             );
         }
 

@@ -11,25 +11,25 @@ use super::{MeterState, Topics, state_messages};
 use crate::model::{Object, Snapshot};
 
 /// The capture's wall clock: six seconds after the fixture reading.
-pub const NOW: OffsetDateTime = datetime!(2026-11-26 14:02:20 +01:00);
+pub(crate) const NOW: OffsetDateTime = datetime!(2026-11-26 14:02:20 +01:00);
 
 /// `(topic, payload)` of the state messages for `indices`.
-pub fn published(
+pub(crate) fn published(
     state: &MeterState,
     topics: &Topics,
-    indices: Vec<usize>,
+    indices: Vec<crate::map::catalog::Key>,
 ) -> Vec<(String, String)> {
     state_messages(state, topics, indices)
         .map(|m| (m.topic.to_string(), m.payload.to_string()))
         .collect()
 }
 
-pub fn fixture_text(name: &str) -> String {
+pub(crate) fn fixture_text(name: &str) -> String {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-pub fn fixture(name: &str) -> Value {
+pub(crate) fn fixture(name: &str) -> Value {
     serde_json::from_str(&fixture_text(name)).unwrap()
 }
 
@@ -37,32 +37,32 @@ fn object(value: &Value) -> Object {
     value.as_object().cloned().expect("a JSON object")
 }
 
-pub fn reading() -> Object {
+pub(crate) fn reading() -> Object {
     object(&fixture("v2_datalogger_dsmrreading_latest.json")["results"][0])
 }
 
-pub fn meter_stats() -> Object {
+pub(crate) fn meter_stats() -> Object {
     object(&fixture("v2_datalogger_meter-statistics.json"))
 }
 
-pub fn today() -> Object {
+pub(crate) fn today() -> Object {
     object(&fixture("v2_consumption_today.json"))
 }
 
-pub fn peak() -> Object {
+pub(crate) fn peak() -> Object {
     object(&fixture("v2_consumption_quarter-hour-peak-electricity_latest.json")["results"][0])
 }
 
-pub fn version() -> Object {
+pub(crate) fn version() -> Object {
     object(&fixture("v2_application_version.json"))
 }
 
-pub fn monitoring() -> Object {
+pub(crate) fn monitoring() -> Object {
     object(&fixture("v2_application_monitoring.json"))
 }
 
 /// The captured answer of an endpoint, unwrapped as the source stage does.
-pub fn endpoint_object(endpoint: Endpoint) -> Object {
+pub(crate) fn endpoint_object(endpoint: Endpoint) -> Object {
     match endpoint {
         Endpoint::Reading => reading(),
         Endpoint::MeterStats => meter_stats(),
@@ -70,12 +70,12 @@ pub fn endpoint_object(endpoint: Endpoint) -> Object {
         Endpoint::Peak => peak(),
         Endpoint::Version => version(),
         Endpoint::Monitoring => monitoring(),
-        Endpoint::Health => Object::new(),
+        Endpoint::Health | Endpoint::Telegram => Object::new(),
     }
 }
 
 /// The captured three-phase Dutch DSMR 5 meter with gas, every endpoint answered.
-pub fn snapshot() -> Snapshot {
+pub(crate) fn snapshot() -> Snapshot {
     Snapshot {
         meter_stats: Some(meter_stats()),
         reading: Some(reading()),
@@ -101,7 +101,7 @@ fn filter_telegram(snapshot: &mut Snapshot, keep: impl Fn(&str) -> bool) {
 }
 
 /// What DSMR-reader answers for a single-phase meter: L2 and L3 values are null.
-pub fn single_phase(mut snapshot: Snapshot) -> Snapshot {
+pub(crate) fn single_phase(mut snapshot: Snapshot) -> Snapshot {
     const L2_L3: [&str; 8] = [
         "phase_currently_delivered_l2",
         "phase_currently_delivered_l3",
@@ -136,7 +136,7 @@ pub fn single_phase(mut snapshot: Snapshot) -> Snapshot {
 
 /// What DSMR-reader answers for a home without a gas meter: null gas fields in the reading,
 /// 0 in today's totals, no M-Bus lines in the telegram.
-pub fn without_gas(mut snapshot: Snapshot) -> Snapshot {
+pub(crate) fn without_gas(mut snapshot: Snapshot) -> Snapshot {
     let reading = snapshot.reading.as_mut().expect("a reading");
     reading.insert("extra_device_timestamp".into(), Value::Null);
     reading.insert("extra_device_delivered".into(), Value::Null);
@@ -152,7 +152,7 @@ pub fn without_gas(mut snapshot: Snapshot) -> Snapshot {
 /// is the captured Dutch telegram with a Fluvius header, the `0-0:96.1.4` version line instead of
 /// `1-3:0.2.8`, the quarter-hour peak lines, Belgian gas lines and no power-failure counters;
 /// DSMR-reader's Fluvius parser leaves `dsmr_version` and those counters null.
-pub fn belgian(mut snapshot: Snapshot) -> Snapshot {
+pub(crate) fn belgian(mut snapshot: Snapshot) -> Snapshot {
     let stats = snapshot.meter_stats.as_mut().expect("meter statistics");
     stats.insert(
         "latest_telegram".into(),
@@ -168,11 +168,18 @@ pub fn belgian(mut snapshot: Snapshot) -> Snapshot {
     snapshot
 }
 
+/// The captured snapshot with `tests/fixtures/<name>` as its telegram.
+pub(crate) fn with_telegram(mut snapshot: Snapshot, name: &str) -> Snapshot {
+    let stats = snapshot.meter_stats.as_mut().expect("meter statistics");
+    stats.insert("latest_telegram".into(), json!(fixture_text(name)));
+    snapshot
+}
+
 /// The equipment id of the electricity meter that replaces the captured one in `swapped_meter`.
-pub const NEW_METER: &str = "99999999999999999999999999999999";
+pub(crate) const NEW_METER: &str = "99999999999999999999999999999999";
 
 /// The meter statistics after the electricity meter was swapped: a new equipment id.
-pub fn swapped_meter(mut snapshot: Snapshot) -> Snapshot {
+pub(crate) fn swapped_meter(mut snapshot: Snapshot) -> Snapshot {
     let (stats, telegram) = telegram_mut(&mut snapshot);
     let telegram = telegram.replace(
         "0-0:96.1.1(12345678901234567890123456789000)",
@@ -183,7 +190,7 @@ pub fn swapped_meter(mut snapshot: Snapshot) -> Snapshot {
 }
 
 /// The meter statistics' tariff indicator set to `tariff`.
-pub fn with_tariff(mut snapshot: Snapshot, tariff: u8) -> Snapshot {
+pub(crate) fn with_tariff(mut snapshot: Snapshot, tariff: u8) -> Snapshot {
     let stats = snapshot.meter_stats.as_mut().expect("meter statistics");
     stats.insert("electricity_tariff".into(), json!(tariff));
     snapshot
@@ -191,7 +198,7 @@ pub fn with_tariff(mut snapshot: Snapshot, tariff: u8) -> Snapshot {
 
 /// Generated inputs for property tests: scalars DSMR-reader sends and near-misses of them,
 /// nested JSON, timestamps; and the oracle for what may be published.
-pub mod arbitrary {
+pub(crate) mod arbitrary {
     use proptest::prelude::*;
     use proptest::test_runner::{Config as ProptestConfig, TestCaseError};
     use serde_json::{Number, Value, json};
@@ -201,7 +208,7 @@ pub mod arbitrary {
     use super::NOW;
     use crate::map::catalog::Kind;
 
-    pub fn config(cases: u32) -> ProptestConfig {
+    pub(crate) fn config(cases: u32) -> ProptestConfig {
         // No regression files in the source tree: a failure prints its minimal input.
         ProptestConfig {
             cases,
@@ -210,16 +217,16 @@ pub mod arbitrary {
         }
     }
 
-    pub fn number(f: f64) -> Value {
+    pub(crate) fn number(f: f64) -> Value {
         Number::from_f64(f).map_or(Value::Null, Value::Number)
     }
 
-    pub fn rfc3339(at: OffsetDateTime) -> String {
+    pub(crate) fn rfc3339(at: OffsetDateTime) -> String {
         at.format(&Rfc3339).unwrap()
     }
 
     /// Timestamps near `NOW` in several offsets, near-misses of RFC 3339, and extremes.
-    pub fn timestamp() -> impl Strategy<Value = String> {
+    pub(crate) fn timestamp() -> impl Strategy<Value = String> {
         prop_oneof![
             4 => (-7200i64..7200, prop::sample::select(vec![0i8, 1, 2, -5, 14])).prop_map(
                 |(seconds, hours)| {
@@ -243,7 +250,7 @@ pub mod arbitrary {
     }
 
     /// Scalars DSMR-reader sends, near-misses of them, huge numbers and junk.
-    pub fn scalar() -> impl Strategy<Value = Value> {
+    pub(crate) fn scalar() -> impl Strategy<Value = Value> {
         prop_oneof![
             2 => Just(Value::Null),
             1 => any::<bool>().prop_map(Value::Bool),
@@ -267,7 +274,7 @@ pub mod arbitrary {
     }
 
     /// Lists and objects of anything, a few levels deep.
-    pub fn json_value() -> impl Strategy<Value = Value> {
+    pub(crate) fn json_value() -> impl Strategy<Value = Value> {
         scalar().prop_recursive(6, 48, 6, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
@@ -278,7 +285,7 @@ pub mod arbitrary {
     }
 
     /// A scalar under up to 127 levels of lists or objects: as deep as serde_json parses.
-    pub fn nested() -> impl Strategy<Value = Value> {
+    pub(crate) fn nested() -> impl Strategy<Value = Value> {
         (scalar(), 1usize..127, any::<bool>()).prop_map(|(mut value, depth, objects)| {
             for _ in 0..depth {
                 value = if objects {
@@ -291,13 +298,13 @@ pub mod arbitrary {
         })
     }
 
-    pub fn value() -> impl Strategy<Value = Value> {
+    pub(crate) fn value() -> impl Strategy<Value = Value> {
         prop_oneof![6 => scalar(), 3 => json_value(), 1 => nested()]
     }
 
     /// `-?digits(.digits)?`, at most 32 characters, a finite number: written out again here
     /// rather than calling `is_decimal`, so the test does not trust the code it tests.
-    pub fn plain_decimal(text: &str) -> bool {
+    pub(crate) fn plain_decimal(text: &str) -> bool {
         let unsigned = text.strip_prefix('-').unwrap_or(text);
         let (int, frac) = match unsigned.split_once('.') {
             Some((i, f)) => (i, Some(f)),
@@ -311,7 +318,11 @@ pub mod arbitrary {
     }
 
     /// What may be published for a JSON value of this kind: its own text, and only if valid.
-    pub fn check_published(kind: Kind, raw: &Value, text: &str) -> Result<(), TestCaseError> {
+    pub(crate) fn check_published(
+        kind: Kind,
+        raw: &Value,
+        text: &str,
+    ) -> Result<(), TestCaseError> {
         let source = match raw {
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),

@@ -13,26 +13,27 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use super::Rejection;
+use super::catalog::Key;
 
 /// A register's value found retained on the broker at start, left there by an earlier run.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RetainedRegister {
+pub(crate) struct RetainedRegister {
     /// Table index of the register.
-    pub index: usize,
-    pub value: f64,
+    pub(crate) index: Key,
+    pub(crate) value: f64,
     /// The retained payload, for the log.
-    pub text: String,
+    pub(crate) text: String,
     /// The meter device whose retained discovery config lists the register, when one does.
-    pub device: Option<Arc<str>>,
+    pub(crate) device: Option<Arc<str>>,
 }
 
 /// Last published value and its time, per register and device; first values waiting for a
 /// second reading; and what the broker retained from before the start.
 #[derive(Debug)]
 pub(super) struct RegisterGuard {
-    last: HashMap<(Arc<str>, usize), (f64, OffsetDateTime)>,
-    candidates: HashMap<(Arc<str>, usize), Candidate>,
-    retained: HashMap<usize, RetainedRegister>,
+    last: HashMap<(Arc<str>, Key), (f64, OffsetDateTime)>,
+    candidates: HashMap<(Arc<str>, Key), Candidate>,
+    retained: HashMap<Key, RetainedRegister>,
     /// Whether the broker's retained registers are known; until then no first value is taken.
     ready: bool,
 }
@@ -48,8 +49,8 @@ struct Candidate {
 /// than the bridge's fallback id standing in until the telegram is known).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Reader<'a> {
-    pub device: &'a Arc<str>,
-    pub identified: bool,
+    pub(crate) device: &'a Arc<str>,
+    pub(crate) identified: bool,
 }
 
 impl Default for RegisterGuard {
@@ -87,7 +88,7 @@ impl RegisterGuard {
     }
 
     /// What the broker retained for register `index`, while it still counts.
-    pub(super) fn retained(&self, index: usize) -> Option<&RetainedRegister> {
+    pub(super) fn retained(&self, index: Key) -> Option<&RetainedRegister> {
         self.retained.get(&index)
     }
 
@@ -97,7 +98,7 @@ impl RegisterGuard {
     pub(super) fn check(
         &self,
         reader: Reader<'_>,
-        index: usize,
+        index: Key,
         value: f64,
         at: OffsetDateTime,
         max_per_hour: f64,
@@ -139,7 +140,7 @@ impl RegisterGuard {
     pub(super) fn propose(
         &mut self,
         device: &Arc<str>,
-        index: usize,
+        index: Key,
         value: f64,
         at: OffsetDateTime,
     ) {
@@ -148,13 +149,7 @@ impl RegisterGuard {
     }
 
     /// Remembers `value` as the last one published for register `index` of `device`.
-    pub(super) fn record(
-        &mut self,
-        device: &Arc<str>,
-        index: usize,
-        value: f64,
-        at: OffsetDateTime,
-    ) {
+    pub(super) fn record(&mut self, device: &Arc<str>, index: Key, value: f64, at: OffsetDateTime) {
         let key = (device.clone(), index);
         self.candidates.remove(&key);
         self.last.insert(key, (value, at));
@@ -202,6 +197,11 @@ mod tests {
 
     use super::*;
 
+    /// The `n`th entry of the catalog; the guard does not care which.
+    fn key(n: usize) -> Key {
+        Key::all().nth(n).unwrap()
+    }
+
     const T0: OffsetDateTime = datetime!(2026-11-26 14:00:00 +01:00);
 
     fn reader(device: &Arc<str>) -> Reader<'_> {
@@ -212,7 +212,7 @@ mod tests {
     }
 
     /// Publishes `value` as the register's first value, as two agreeing readings do.
-    fn confirm(guard: &mut RegisterGuard, device: &Arc<str>, index: usize, value: f64) {
+    fn confirm(guard: &mut RegisterGuard, device: &Arc<str>, index: Key, value: f64) {
         guard.propose(device, index, value, T0);
         assert_eq!(guard.check(reader(device), index, value, T0, 100.0), Ok(()));
         guard.record(device, index, value, T0);
@@ -223,23 +223,26 @@ mod tests {
         let meter: Arc<str> = Arc::from("dsmrbridge_meter");
         let mut guard = RegisterGuard::default();
         let r = reader(&meter);
-        assert_eq!(guard.check(r, 0, 0.0, T0, 100.0), Err(Rejection::Zero));
-        assert_eq!(guard.check(r, 0, -1.0, T0, 100.0), Err(Rejection::Zero));
-        confirm(&mut guard, &meter, 0, 1000.0);
+        assert_eq!(guard.check(r, key(0), 0.0, T0, 100.0), Err(Rejection::Zero));
         assert_eq!(
-            guard.check(r, 0, 999.999, T0, 100.0),
+            guard.check(r, key(0), -1.0, T0, 100.0),
+            Err(Rejection::Zero)
+        );
+        confirm(&mut guard, &meter, key(0), 1000.0);
+        assert_eq!(
+            guard.check(r, key(0), 999.999, T0, 100.0),
             Err(Rejection::Decrease)
         );
-        assert_eq!(guard.check(r, 0, 1000.0, T0, 100.0), Ok(()));
+        assert_eq!(guard.check(r, key(0), 1000.0, T0, 100.0), Ok(()));
         // An hour (plus a minute of slack) allows 100 kWh more, not 102.
         let later = T0 + time::Duration::hours(1);
-        assert_eq!(guard.check(r, 0, 1100.0, later, 100.0), Ok(()));
+        assert_eq!(guard.check(r, key(0), 1100.0, later, 100.0), Ok(()));
         assert_eq!(
-            guard.check(r, 0, 1102.0, later, 100.0),
+            guard.check(r, key(0), 1102.0, later, 100.0),
             Err(Rejection::Jump)
         );
         // Checking records nothing.
-        assert_eq!(guard.check(r, 0, 1000.5, T0, 100.0), Ok(()));
+        assert_eq!(guard.check(r, key(0), 1000.5, T0, 100.0), Ok(()));
     }
 
     /// A first value waits for a second reading that agrees with it; one that does not agree
@@ -250,25 +253,25 @@ mod tests {
         let mut guard = RegisterGuard::default();
         let r = reader(&meter);
         assert_eq!(
-            guard.check(r, 0, 99999.0, T0, 100.0),
+            guard.check(r, key(0), 99999.0, T0, 100.0),
             Err(Rejection::Unconfirmed)
         );
-        guard.propose(&meter, 0, 99999.0, T0);
+        guard.propose(&meter, key(0), 99999.0, T0);
         let t1 = T0 + time::Duration::seconds(5);
         assert_eq!(
-            guard.check(r, 0, 30000.0, t1, 100.0),
+            guard.check(r, key(0), 30000.0, t1, 100.0),
             Err(Rejection::Unconfirmed),
             "lower than the spike: not confirmed"
         );
-        guard.propose(&meter, 0, 30000.0, t1);
+        guard.propose(&meter, key(0), 30000.0, t1);
         let t2 = t1 + time::Duration::seconds(5);
         assert_eq!(
-            guard.check(r, 0, 99999.5, t2, 100.0),
+            guard.check(r, key(0), 99999.5, t2, 100.0),
             Err(Rejection::Unconfirmed),
             "far above the candidate in 5 s: not confirmed"
         );
-        assert_eq!(guard.check(r, 0, 30000.001, t2, 100.0), Ok(()));
-        assert_eq!(guard.check(r, 0, 30000.0, t2, 100.0), Ok(()));
+        assert_eq!(guard.check(r, key(0), 30000.001, t2, 100.0), Ok(()));
+        assert_eq!(guard.check(r, key(0), 30000.0, t2, 100.0), Ok(()));
     }
 
     /// The broker's retained value from an earlier run is the floor of a first value, unless
@@ -280,21 +283,21 @@ mod tests {
         let swapped: Arc<str> = Arc::from("dsmrbridge_new");
         let mut guard = RegisterGuard::default();
         guard.expect_retained();
-        guard.propose(&meter, 0, 30000.0, T0);
+        guard.propose(&meter, key(0), 30000.0, T0);
         assert_eq!(
-            guard.check(reader(&meter), 0, 30000.0, T0, 100.0),
+            guard.check(reader(&meter), key(0), 30000.0, T0, 100.0),
             Err(Rejection::Unconfirmed),
             "nothing is taken before the retained values are known"
         );
         guard.retained_registers(vec![RetainedRegister {
-            index: 0,
+            index: key(0),
             value: 99999.0,
             text: "99999.000".into(),
             device: Some(meter.clone()),
         }]);
-        assert_eq!(guard.retained(0).map(|r| r.value), Some(99999.0));
+        assert_eq!(guard.retained(key(0)).map(|r| r.value), Some(99999.0));
         assert_eq!(
-            guard.check(reader(&meter), 0, 30000.0, T0, 100.0),
+            guard.check(reader(&meter), key(0), 30000.0, T0, 100.0),
             Err(Rejection::BelowRetained)
         );
         let unidentified = Reader {
@@ -302,20 +305,23 @@ mod tests {
             identified: false,
         };
         assert_eq!(
-            guard.check(unidentified, 0, 30000.0, T0, 100.0),
+            guard.check(unidentified, key(0), 30000.0, T0, 100.0),
             Err(Rejection::BelowRetained),
             "without a telegram the retained value counts"
         );
-        guard.propose(&swapped, 0, 12.0, T0);
+        guard.propose(&swapped, key(0), 12.0, T0);
         assert_eq!(
-            guard.check(reader(&swapped), 0, 12.0, T0, 100.0),
+            guard.check(reader(&swapped), key(0), 12.0, T0, 100.0),
             Ok(()),
             "another meter's register starts where it is"
         );
-        guard.propose(&meter, 0, 99999.5, T0);
-        assert_eq!(guard.check(reader(&meter), 0, 99999.5, T0, 100.0), Ok(()));
-        guard.record(&meter, 0, 99999.5, T0);
-        assert!(guard.retained(0).is_none());
+        guard.propose(&meter, key(0), 99999.5, T0);
+        assert_eq!(
+            guard.check(reader(&meter), key(0), 99999.5, T0, 100.0),
+            Ok(())
+        );
+        guard.record(&meter, key(0), 99999.5, T0);
+        assert!(guard.retained(key(0)).is_none());
     }
 
     #[test]
@@ -323,13 +329,16 @@ mod tests {
         let fallback: Arc<str> = Arc::from("dsmrbridge_x_electricity");
         let meter: Arc<str> = Arc::from("dsmrbridge_meter");
         let mut guard = RegisterGuard::default();
-        confirm(&mut guard, &fallback, 0, 1000.0);
+        confirm(&mut guard, &fallback, key(0), 1000.0);
         guard.rename(&fallback, &meter);
         assert_eq!(
-            guard.check(reader(&meter), 0, 999.0, T0, 100.0),
+            guard.check(reader(&meter), key(0), 999.0, T0, 100.0),
             Err(Rejection::Decrease)
         );
-        assert_eq!(guard.check(reader(&meter), 0, 1000.1, T0, 100.0), Ok(()));
+        assert_eq!(
+            guard.check(reader(&meter), key(0), 1000.1, T0, 100.0),
+            Ok(())
+        );
     }
 
     #[test]
@@ -337,13 +346,13 @@ mod tests {
         let old: Arc<str> = Arc::from("dsmrbridge_old");
         let new: Arc<str> = Arc::from("dsmrbridge_new");
         let mut guard = RegisterGuard::default();
-        confirm(&mut guard, &old, 0, 1000.0);
-        guard.propose(&old, 1, 5.0, T0);
-        guard.propose(&new, 0, 5.0, T0);
-        assert_eq!(guard.check(reader(&old), 1, 5.0, T0, 100.0), Ok(()));
-        assert_eq!(guard.check(reader(&new), 0, 5.0, T0, 100.0), Ok(()));
+        confirm(&mut guard, &old, key(0), 1000.0);
+        guard.propose(&old, key(1), 5.0, T0);
+        guard.propose(&new, key(0), 5.0, T0);
+        assert_eq!(guard.check(reader(&old), key(1), 5.0, T0, 100.0), Ok(()));
+        assert_eq!(guard.check(reader(&new), key(0), 5.0, T0, 100.0), Ok(()));
         assert_eq!(
-            guard.check(reader(&old), 0, 5.0, T0, 100.0),
+            guard.check(reader(&old), key(0), 5.0, T0, 100.0),
             Err(Rejection::Decrease)
         );
     }

@@ -19,8 +19,7 @@ mod telegram;
 mod topics;
 mod value;
 
-pub use guard::RetainedRegister;
+pub(crate) use guard::RetainedRegister;
 pub use state::{MAX_FUTURE, MeterState};
-pub use telegram::MeterIdentity;
 pub use topics::{Topics, state_messages};
 pub use value::{Rejection, parse_timestamp, parse_value};

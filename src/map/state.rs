@@ -9,9 +9,9 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
-use super::catalog::{self, Device, Endpoint, Kind, SENSORS, Sensor};
+use super::catalog::{Device, Endpoint, Key, Kind, PerKey, SENSORS, Sensor};
 use super::guard::{Reader, RegisterGuard, RetainedRegister};
-use super::telegram::{self, MeterIdentity};
+use super::telegram::{self, MeterIdentity, TelegramProblem, TelegramReadings};
 use super::value::{Accepted, Rejection, displays_as, parse_timestamp, parse_value};
 use crate::model::{Object, Snapshot};
 
@@ -30,8 +30,8 @@ const MAX_GAS_LAG: time::Duration = time::Duration::hours(2);
 pub struct MeterState {
     /// Shared with the messages offered for them, so offering, queueing and caching a value
     /// copies a pointer, not the text.
-    values: Vec<Option<Arc<str>>>,
-    exists: Vec<bool>,
+    values: PerKey<Option<Arc<str>>>,
+    exists: PerKey<bool>,
     identity: MeterIdentity,
     /// Of the telegram lines the identity was last read from.
     identity_fingerprint: Option<u64>,
@@ -40,14 +40,16 @@ pub struct MeterState {
     reader_version: Option<String>,
     guard: RegisterGuard,
     last_reading_at: Option<OffsetDateTime>,
-    warned: HashSet<(usize, Rejection)>,
+    warned: HashSet<(Key, Rejection)>,
     warned_reading: Option<SkippedReading>,
+    /// Telegram problems already logged: one warning per kind, for as long as the bridge runs.
+    warned_telegram: HashSet<TelegramProblem>,
     entities_changed: bool,
     /// A meter register was held back by the register guard since the last
     /// `take_identity_doubt`.
     identity_doubt: bool,
     has_data: bool,
-    gas_index: usize,
+    gas: Key,
 }
 
 impl MeterState {
@@ -55,10 +57,10 @@ impl MeterState {
     pub fn new(fallback_id: &str) -> Self {
         // DSMR-reader's reachability is known from the first poll on, and its device has to
         // exist before the meter devices that name it as `via_device`.
-        let mut exists = vec![false; SENSORS.len()];
-        exists[catalog::health_index()] = true;
+        let mut exists = PerKey::new(|_| false);
+        exists[Key::health()] = true;
         Self {
-            values: vec![None; SENSORS.len()],
+            values: PerKey::new(|_| None),
             exists,
             identity: MeterIdentity::fallback(fallback_id),
             identity_fingerprint: None,
@@ -68,71 +70,78 @@ impl MeterState {
             last_reading_at: None,
             warned: HashSet::new(),
             warned_reading: None,
+            warned_telegram: HashSet::new(),
             entities_changed: false,
             identity_doubt: false,
             has_data: false,
-            gas_index: catalog::index_of("gas_delivered").expect("gas register in the table"),
+            gas: Key::of("gas_delivered").expect("gas register in the table"),
         }
     }
 
-    pub fn identity(&self) -> &MeterIdentity {
+    pub(crate) fn identity(&self) -> &MeterIdentity {
         &self.identity
     }
 
     /// Whether a telegram has named the meters (after a restart DSMR-reader has none for a
     /// while, and the identity is the fallback until then).
-    pub fn identity_known(&self) -> bool {
+    pub(crate) fn identity_known(&self) -> bool {
         self.identity_known
     }
 
-    pub fn reader_version(&self) -> Option<&str> {
+    pub(crate) fn reader_version(&self) -> Option<&str> {
         self.reader_version.as_deref()
     }
 
     /// Whether a first poll has been applied (discovery cleanup waits for it).
-    pub fn has_data(&self) -> bool {
+    pub(crate) fn has_data(&self) -> bool {
         self.has_data
     }
 
-    pub fn value(&self, index: usize) -> Option<&str> {
+    pub fn value(&self, index: Key) -> Option<&str> {
         self.values[index].as_deref()
     }
 
     /// The value as the messages offered for it share it.
-    pub(super) fn shared_value(&self, index: usize) -> Option<&Arc<str>> {
+    pub(super) fn shared_value(&self, index: Key) -> Option<&Arc<str>> {
         self.values[index].as_ref()
     }
 
     /// Whether Home Assistant should have an entity for this entry.
-    pub fn entity_exists(&self, index: usize) -> bool {
+    pub(crate) fn entity_exists(&self, index: Key) -> bool {
         self.exists[index] && self.publishable(index)
     }
 
     /// Gas-meter values only count once the meter has reported a gas register: DSMR-reader
-    /// fills day totals with 0 for homes without gas.
-    fn publishable(&self, index: usize) -> bool {
-        SENSORS[index].device != Device::Gas || self.exists[self.gas_index]
+    /// fills day totals with 0 for homes without gas. And not when the telegram shows that
+    /// DSMR-reader's "gas" meter is a water or heat meter: they would be its values, as gas.
+    fn publishable(&self, index: Key) -> bool {
+        index.sensor().device != Device::Gas
+            || (self.exists[self.gas] && self.identity.gas_device_is_not_gas().is_none())
     }
 
     /// True once after the set of entities (or a device identity) changed.
-    pub fn take_entities_changed(&mut self) -> bool {
+    pub(crate) fn take_entities_changed(&mut self) -> bool {
         std::mem::take(&mut self.entities_changed)
     }
 
     /// True once after an `apply` in which the register guard held a meter register back (0, a
     /// drop or a jump). A swapped meter shows up like that before its new identity is known, so
     /// the caller should fetch fresh meter statistics (with the telegram) at once.
-    pub fn take_identity_doubt(&mut self) -> bool {
+    pub(crate) fn take_identity_doubt(&mut self) -> bool {
         std::mem::take(&mut self.identity_doubt)
     }
 
     /// Applies one poll. Returns the table indices whose current value should be offered for
     /// publishing (every valid value fetched in this poll, changed or not: dedup decides).
-    pub fn apply(&mut self, snapshot: &Snapshot, now: OffsetDateTime) -> Vec<usize> {
+    pub fn apply(&mut self, snapshot: &Snapshot, now: OffsetDateTime) -> Vec<Key> {
         let mut offered = Vec::with_capacity(SENSORS.len());
         if let Some(stats) = &snapshot.meter_stats {
             self.apply_identity(stats);
             self.apply_endpoint(Endpoint::MeterStats, stats, now, &mut offered);
+            if let Some(Value::String(telegram)) = stats.get("latest_telegram") {
+                let fields = self.telegram_fields(telegram);
+                self.apply_endpoint(Endpoint::Telegram, &fields, now, &mut offered);
+            }
         }
         if let Some(reading) = &snapshot.reading
             && let Some(at) = self.accept_reading(reading, now)
@@ -165,31 +174,35 @@ impl MeterState {
 
     /// DSMR-reader does not have `endpoint`: its entities go (Home Assistant removes them at
     /// the next discovery) until it answers again.
-    pub fn forget(&mut self, endpoint: Endpoint) {
-        for (index, sensor) in SENSORS.iter().enumerate() {
-            if sensor.endpoint == endpoint && self.exists[index] {
+    pub(crate) fn forget(&mut self, endpoint: Endpoint) {
+        for index in Key::all() {
+            let sensor = index.sensor();
+            // The telegram comes with meter statistics.
+            let gone = sensor.endpoint == endpoint
+                || (endpoint == Endpoint::MeterStats && sensor.endpoint == Endpoint::Telegram);
+            if gone && self.exists[index] {
                 self.exists[index] = false;
                 self.values[index] = None;
-                self.entities_changed |= sensor.announce;
+                self.entities_changed |= index.sensor().announce;
             }
         }
     }
 
     /// From now on, no meter register's first value is published before `retained_registers`
     /// says what the broker holds from an earlier run.
-    pub fn expect_retained_registers(&mut self) {
+    pub(crate) fn expect_retained_registers(&mut self) {
         self.guard.expect_retained();
     }
 
     /// The registers the broker retained from an earlier run: a first value lower than these
     /// is held back (for the same meter), as Home Assistant would count a meter reset.
-    pub fn retained_registers(&mut self, retained: Vec<RetainedRegister>) {
+    pub(crate) fn retained_registers(&mut self, retained: Vec<RetainedRegister>) {
         self.guard.retained_registers(retained);
     }
 
     /// Sets DSMR-reader's reachability and returns its table index.
-    pub fn set_reachable(&mut self, reachable: bool) -> usize {
-        let index = catalog::health_index();
+    pub fn set_reachable(&mut self, reachable: bool) -> Key {
+        let index = Key::health();
         let status = if reachable { "online" } else { "offline" };
         if self.value(index) != Some(status) {
             self.values[index] = Some(Arc::from(status));
@@ -198,8 +211,8 @@ impl MeterState {
     }
 
     /// Every entry with a current value, for a full republish.
-    pub fn current(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..SENSORS.len()).filter(|&i| self.values[i].is_some() && self.publishable(i))
+    pub fn current(&self) -> impl Iterator<Item = Key> + '_ {
+        Key::all().filter(|&i| self.values[i].is_some() && self.publishable(i))
     }
 
     fn apply_identity(&mut self, stats: &Object) {
@@ -239,7 +252,10 @@ impl MeterState {
             );
         }
         // The telegram names the meters the fallback ids stood for: the same registers.
-        for device in [Device::Electricity, Device::Gas] {
+        let devices = [Device::Electricity, Device::Gas]
+            .into_iter()
+            .chain((1..=4).map(Device::MBus));
+        for device in devices {
             let (old, new) = (self.identity.id_of(device), found.id_of(device));
             if old != new && !self.identity.is_identified(device) {
                 self.guard.rename(old, new);
@@ -249,6 +265,20 @@ impl MeterState {
             self.identity = found;
             self.entities_changed = true;
         }
+    }
+
+    /// The telegram's Belgian and M-Bus values as fields of `Endpoint::Telegram` entries, so
+    /// they pass the same checks as DSMR-reader's (kind, sign, register guard). The M-Bus
+    /// device DSMR-reader already reports as its gas meter (the same equipment id) is left
+    /// out: it is the gas device. Each problem is logged once.
+    fn telegram_fields(&mut self, telegram: &str) -> Object {
+        let (fields, problems) = telegram_fields(telegram, &self.identity);
+        for problem in problems {
+            if self.warned_telegram.insert(problem) {
+                problem.warn();
+            }
+        }
+        fields
     }
 
     /// A reading older than the last one, or stamped in the future, is skipped as a whole.
@@ -291,11 +321,10 @@ impl MeterState {
         endpoint: Endpoint,
         object: &Object,
         at: OffsetDateTime,
-        offered: &mut Vec<usize>,
+        offered: &mut Vec<Key>,
     ) {
-        for (index, sensor) in SENSORS
-            .iter()
-            .enumerate()
+        for (index, sensor) in Key::all()
+            .map(|k| (k, k.sensor()))
             .filter(|(_, s)| s.endpoint == endpoint)
         {
             let Some(raw) = object.get(sensor.field) else {
@@ -309,7 +338,7 @@ impl MeterState {
                     self.warned.retain(|(i, _)| *i != index);
                     if !self.exists[index] {
                         self.exists[index] = true;
-                        self.entities_changed |= sensor.announce;
+                        self.entities_changed |= index.sensor().announce;
                     }
                     if let Accepted::Changed(text) = accepted {
                         self.values[index] = Some(Arc::from(text));
@@ -321,7 +350,7 @@ impl MeterState {
                 Err(rejection) => {
                     if rejection.keeps_entity() && !self.exists[index] {
                         self.exists[index] = true;
-                        self.entities_changed |= sensor.announce;
+                        self.entities_changed |= index.sensor().announce;
                     }
                     self.identity_doubt |= rejection.by_register_guard();
                     if self.warned.insert((index, rejection)) {
@@ -342,7 +371,7 @@ impl MeterState {
     /// must be recorded as comes back with it.
     fn check<'v>(
         &mut self,
-        index: usize,
+        index: Key,
         sensor: &Sensor,
         raw: &'v Value,
         object: &Object,
@@ -370,16 +399,28 @@ impl MeterState {
         {
             return Err(Rejection::Negative);
         }
+        if let (Some(max), Some(text)) = (sensor.max, &text)
+            && text.parse::<f64>().is_ok_and(|v| v > max)
+        {
+            return Err(Rejection::TooLarge);
+        }
         let register = match sensor.register_max_per_hour {
             Some(max_per_hour) => {
                 let shown = text.as_deref().or(current).ok_or(Rejection::Malformed)?;
                 let value: f64 = shown.parse().map_err(|_| Rejection::Malformed)?;
-                // The gas register has its own timestamp; it only moves every 5 minutes or hour.
-                let at = match (sensor.device, object.get("extra_device_timestamp")) {
-                    (Device::Gas, Some(Value::String(s))) => parse_timestamp(s)
-                        .map_or(at, |gas_at| {
-                            gas_at.clamp(at.checked_sub(MAX_GAS_LAG).unwrap_or(at), at)
-                        }),
+                // Gas and M-Bus registers have their own timestamp; it only moves every 5
+                // minutes or hour.
+                let own_time = match sensor.device {
+                    Device::Gas => Some("extra_device_timestamp"),
+                    Device::MBus(n) => MBUS_TIME_FIELDS
+                        .get(usize::from(n).wrapping_sub(1))
+                        .copied(),
+                    _ => None,
+                };
+                let at = match own_time.and_then(|field| object.get(field)) {
+                    Some(Value::String(s)) => parse_timestamp(s).map_or(at, |own_at| {
+                        own_at.clamp(at.checked_sub(MAX_GAS_LAG).unwrap_or(at), at)
+                    }),
                     _ => at,
                 };
                 let device = self.identity.id_of(sensor.device);
@@ -407,6 +448,62 @@ impl MeterState {
         }))
     }
 }
+
+/// The telegram's values as the fields `MeterState::telegram_fields` describes, and its
+/// problems.
+fn telegram_fields(telegram: &str, identity: &MeterIdentity) -> (Object, Vec<TelegramProblem>) {
+    use time::format_description::well_known::Rfc3339;
+    let readings = TelegramReadings::parse(telegram);
+    let mut problems = readings.problems.clone();
+    let mut fields = Object::new();
+    let mut put = |field: String, text: String| {
+        fields.insert(field, Value::String(text));
+    };
+    if let Some(demand) = &readings.average_demand {
+        put("current_average_demand".into(), demand.clone());
+    }
+    if let Some((at, kw)) = &readings.month_maximum {
+        put("maximum_demand_month".into(), kw.clone());
+        if let Ok(at) = at.format(&Rfc3339) {
+            put("maximum_demand_month_timestamp".into(), at);
+        }
+    }
+    if let Some(basis) = readings.capacity_tariff_basis() {
+        put("capacity_tariff_basis".into(), format!("{basis:.3}"));
+    }
+    for (slot, channel) in readings.mbus.iter().enumerate() {
+        let (Some(kind), Some(reading)) = (channel.kind(), &channel.reading) else {
+            continue;
+        };
+        let Some(suffix) = telegram::register_unit(kind, &reading.unit) else {
+            continue;
+        };
+        let serial = &identity.mbus[slot].serial;
+        if serial.is_some() && *serial == identity.gas_serial {
+            if kind == telegram::MBusKind::Gas {
+                continue;
+            }
+            problems.push(TelegramProblem::GasDeviceIsNot(kind));
+        }
+        let n = slot + 1;
+        put(
+            format!("mbus{n}_{}{suffix}", kind.as_str()),
+            reading.value.clone(),
+        );
+        if let Ok(at) = reading.at.format(&Rfc3339) {
+            put(MBUS_TIME_FIELDS[slot].into(), at);
+        }
+    }
+    (fields, problems)
+}
+
+/// The fields of the M-Bus devices' reading times, per channel: a register's own timestamp.
+const MBUS_TIME_FIELDS: [&str; 4] = [
+    "mbus1_timestamp",
+    "mbus2_timestamp",
+    "mbus3_timestamp",
+    "mbus4_timestamp",
+];
 
 /// A value that passed `MeterState::check`.
 struct Checked<'v> {
@@ -475,21 +572,258 @@ mod tests {
         reading.insert("electricity_currently_returned".into(), json!(0.208));
         state.apply(&next, NOW);
 
-        let changed: Vec<&str> = SENSORS
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| match (&before[*i], &state.values[*i]) {
+        let changed: Vec<&str> = Key::all()
+            .filter(|&i| match (&before[i], &state.values[i]) {
                 (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
                 (a, b) => a.is_some() != b.is_some(),
             })
-            .map(|(_, s)| s.field)
+            .map(|i| i.sensor().field)
             .collect();
         assert_eq!(
             changed,
             ["electricity_currently_delivered", "phase_power_current_l1"]
         );
-        let l1 = catalog::index_of("phase_power_current_l1").unwrap();
+        let l1 = Key::of("phase_power_current_l1").unwrap();
         assert_eq!(state.value(l1), Some("8"));
+    }
+
+    /// The telegram's values a poll publishes, by topic below `b/telegram/`.
+    fn telegram_values(state: &mut MeterState, snapshot: &Snapshot) -> Vec<(String, String)> {
+        let offered = state.apply(snapshot, NOW);
+        published(state, &Topics::new("b"), offered)
+            .into_iter()
+            .filter_map(|(t, p)| Some((t.strip_prefix("b/telegram/")?.to_owned(), p)))
+            .collect()
+    }
+
+    fn keys_of(state: &MeterState) -> Vec<&'static str> {
+        Key::all()
+            .filter(|&k| k.sensor().endpoint == Endpoint::Telegram && state.entity_exists(k))
+            .map(|k| k.sensor().key)
+            .collect()
+    }
+
+    #[test]
+    fn a_belgian_meter_gets_the_capacity_tariff_and_a_dutch_one_does_not() {
+        let mut state = MeterState::new("x");
+        let belgian = fixtures::with_telegram(
+            fixtures::belgian(fixture_snapshot()),
+            "telegram_belgian_capacity_history.txt",
+        );
+        let values = telegram_values(&mut state, &belgian);
+        assert_eq!(
+            values,
+            [
+                ("current_average_demand".into(), "0.577".into()),
+                ("maximum_demand_month".into(), "3.566".into()),
+                (
+                    "maximum_demand_month_timestamp".into(),
+                    "2026-11-26T09:30:00+01:00".into()
+                ),
+                ("capacity_tariff_basis".into(), "4.580".into()),
+            ]
+        );
+        // The Belgian gas meter is DSMR-reader's: no second device for it.
+        assert_eq!(
+            keys_of(&state),
+            [
+                "current_average_demand",
+                "maximum_demand_month",
+                "maximum_demand_month_timestamp",
+                "capacity_tariff_basis"
+            ]
+        );
+
+        let mut dutch = MeterState::new("x");
+        assert_eq!(telegram_values(&mut dutch, &fixture_snapshot()), []);
+        assert_eq!(keys_of(&dutch), Vec::<&str>::new());
+        assert!(dutch.warned_telegram.is_empty());
+    }
+
+    #[test]
+    fn a_water_meter_gets_its_reading_once_confirmed_and_gas_stays_dsmr_readers() {
+        let mut state = MeterState::new("x");
+        let poll = fixtures::with_telegram(fixture_snapshot(), "telegram_dutch_water_gas.txt");
+        assert_eq!(
+            telegram_values(&mut state, &poll),
+            [("mbus1/timestamp".into(), "2026-11-26T14:00:00+01:00".into())],
+            "a first value waits; its time goes out"
+        );
+        assert_eq!(keys_of(&state), ["mbus1_water", "mbus1_timestamp"]);
+        assert_eq!(
+            telegram_values(&mut state, &poll),
+            [
+                ("mbus1/water".into(), "123.456".into()),
+                ("mbus1/timestamp".into(), "2026-11-26T14:00:00+01:00".into()),
+            ]
+        );
+        assert_eq!(
+            state.identity().id_of(Device::MBus(1)).as_ref(),
+            "dsmrbridge_W0000000000000001"
+        );
+        let gas = Key::of("gas_delivered").unwrap();
+        assert_eq!(state.value(gas), Some("11268.833"));
+    }
+
+    /// The register guard per M-Bus device: never lower, never a leap; a swapped meter (new id)
+    /// is a new device whose first value waits for a second reading.
+    #[test]
+    fn the_register_guard_holds_for_m_bus_readings_and_a_swap() {
+        let mut state = MeterState::new("x");
+        let poll = fixtures::with_telegram(fixture_snapshot(), "telegram_dutch_water_gas.txt");
+        state.apply(&poll, NOW);
+        state.apply(&poll, NOW);
+        let water = Key::of("mbus1_water").unwrap();
+        assert_eq!(state.value(water), Some("123.456"));
+        let with_water = |value: &str| {
+            let mut poll = poll.clone();
+            let stats = poll.meter_stats.as_mut().unwrap();
+            let t = stats["latest_telegram"]
+                .as_str()
+                .unwrap()
+                .replace("00123.456*m3", &format!("{value}*m3"));
+            stats.insert("latest_telegram".into(), json!(t));
+            poll
+        };
+        let water_of = |values: Vec<(String, String)>| {
+            values
+                .into_iter()
+                .find(|(t, _)| t == "mbus1/water")
+                .map(|(_, v)| v)
+        };
+        for held in ["123.455", "0.000", "999.000"] {
+            assert_eq!(
+                water_of(telegram_values(&mut state, &with_water(held))),
+                None,
+                "{held}"
+            );
+            assert_eq!(state.value(water), Some("123.456"));
+        }
+        assert!(state.take_identity_doubt());
+        assert_eq!(
+            water_of(telegram_values(&mut state, &with_water("123.500"))).as_deref(),
+            Some("123.500")
+        );
+
+        state.take_entities_changed();
+        let swapped =
+            fixtures::with_telegram(fixture_snapshot(), "telegram_dutch_water_swapped.txt");
+        assert_eq!(water_of(telegram_values(&mut state, &swapped)), None);
+        assert!(state.take_entities_changed(), "a new device");
+        assert_eq!(
+            state.identity().id_of(Device::MBus(1)).as_ref(),
+            "dsmrbridge_W0000000000000002"
+        );
+        assert_eq!(
+            water_of(telegram_values(&mut state, &swapped)).as_deref(),
+            Some("0.012")
+        );
+    }
+
+    /// After a restart the broker's retained reading is the floor, for the same device only.
+    #[test]
+    fn a_retained_m_bus_reading_is_the_floor_after_a_restart() {
+        let water = Key::of("mbus1_water").unwrap();
+        let retained = |device: &str| RetainedRegister {
+            index: water,
+            value: 200.0,
+            text: "200.000".into(),
+            device: Some(Arc::from(device)),
+        };
+        let poll = fixtures::with_telegram(fixture_snapshot(), "telegram_dutch_water_gas.txt");
+        let mut state = MeterState::new("x");
+        state.expect_retained_registers();
+        state.retained_registers(vec![retained("dsmrbridge_W0000000000000001")]);
+        state.apply(&poll, NOW);
+        state.apply(&poll, NOW);
+        assert_eq!(
+            state.value(water),
+            None,
+            "below what an earlier run published"
+        );
+
+        let mut state = MeterState::new("x");
+        state.expect_retained_registers();
+        state.retained_registers(vec![retained("dsmrbridge_W0000000000000009")]);
+        state.apply(&poll, NOW);
+        state.apply(&poll, NOW);
+        assert_eq!(
+            state.value(water),
+            Some("123.456"),
+            "another meter's retained value"
+        );
+    }
+
+    #[test]
+    fn heat_unknown_types_and_broken_lines() {
+        let mut state = MeterState::new("x");
+        let heat = fixtures::with_telegram(
+            fixtures::without_gas(fixture_snapshot()),
+            "telegram_dutch_heat.txt",
+        );
+        state.apply(&heat, NOW);
+        assert_eq!(
+            telegram_values(&mut state, &heat)[0],
+            ("mbus1/heat".into(), "45.678".into())
+        );
+
+        let mut state = MeterState::new("x");
+        let unknown =
+            fixtures::with_telegram(fixture_snapshot(), "telegram_dutch_unknown_mbus.txt");
+        state.apply(&unknown, NOW);
+        state.apply(&unknown, NOW);
+        assert_eq!(keys_of(&state), Vec::<&str>::new());
+        assert_eq!(
+            state.warned_telegram,
+            HashSet::from([TelegramProblem::UnknownMBusType(6)])
+        );
+        // Everything else of the poll still goes out.
+        assert!(state.value(Key::of("gas_delivered").unwrap()).is_some());
+
+        let mut state = MeterState::new("x");
+        let broken = fixtures::with_telegram(
+            fixtures::belgian(fixture_snapshot()),
+            "telegram_broken_lines.txt",
+        );
+        state.apply(&broken, NOW);
+        assert_eq!(
+            keys_of(&state),
+            ["maximum_demand_month", "maximum_demand_month_timestamp"]
+        );
+        assert_eq!(state.warned_telegram.len(), 4);
+        assert!(
+            state
+                .value(Key::of("electricity_currently_delivered").unwrap())
+                .is_some()
+        );
+    }
+
+    /// Water last: DSMR-reader takes the water meter for its gas meter. The bridge says so once,
+    /// publishes none of DSMR-reader's gas values, and both M-Bus devices get their own device
+    /// with the right class.
+    #[test]
+    fn dsmr_readers_gas_reading_from_a_water_meter_is_told() {
+        let mut state = MeterState::new("x");
+        let poll = fixtures::with_telegram(fixture_snapshot(), "telegram_dutch_gas_water.txt");
+        state.apply(&poll, NOW);
+        assert_eq!(
+            keys_of(&state),
+            [
+                "mbus1_gas",
+                "mbus1_timestamp",
+                "mbus2_water",
+                "mbus2_timestamp"
+            ]
+        );
+        assert!(
+            state
+                .warned_telegram
+                .contains(&TelegramProblem::GasDeviceIsNot(telegram::MBusKind::Water))
+        );
+        assert_ne!(
+            state.identity().id_of(Device::MBus(2)),
+            state.identity().id_of(Device::Gas)
+        );
     }
 
     fn reading_with(at: &str, delivered_1: Value) -> Snapshot {
@@ -551,10 +885,10 @@ mod tests {
         );
         // Other fields of a reading with a bad register still go out.
         let offered = state.apply(&reading_with(t1, json!("1.000")), NOW);
-        assert!(offered.contains(&catalog::index_of("electricity_currently_delivered").unwrap()));
+        assert!(offered.contains(&Key::of("electricity_currently_delivered").unwrap()));
         // The last good value stays the one to republish.
         assert_eq!(
-            state.value(catalog::index_of("electricity_delivered_1").unwrap()),
+            state.value(Key::of("electricity_delivered_1").unwrap()),
             Some("100.001")
         );
     }
@@ -654,8 +988,8 @@ mod tests {
     fn a_forgotten_endpoint_takes_its_entities_along() {
         let mut state = MeterState::new("x");
         state.apply(&fixture_snapshot(), NOW);
-        let peak = catalog::index_of("quarter_hour_peak").unwrap();
-        let register = catalog::index_of("electricity_delivered_1").unwrap();
+        let peak = Key::of("quarter_hour_peak").unwrap();
+        let register = Key::of("electricity_delivered_1").unwrap();
         assert!(state.entity_exists(peak));
         state.take_entities_changed();
         state.forget(Endpoint::Peak);
@@ -671,7 +1005,7 @@ mod tests {
     /// readings after it go out: a single outlier does not hold the meter hostage.
     #[test]
     fn a_reading_stamped_ahead_of_the_clock_does_not_hold_the_meter_hostage() {
-        let power = catalog::index_of("electricity_currently_delivered").unwrap();
+        let power = Key::of("electricity_currently_delivered").unwrap();
         let poll = |state: &mut MeterState, at: &str, value: &str, now: OffsetDateTime| {
             let mut reading = fixtures::reading();
             reading.insert("timestamp".into(), json!(at));
@@ -740,16 +1074,71 @@ mod tests {
             "electricity_merged",
             "gas_today",
         ] {
-            let index = catalog::index_of(key).unwrap();
+            let index = Key::of(key).unwrap();
             assert!(!offered.contains(&index), "{key} offered");
             assert!(
                 !state.value(index).unwrap().starts_with('-'),
                 "{key} kept its last value"
             );
         }
-        let cost = catalog::index_of("total_cost").unwrap();
+        let cost = Key::of("total_cost").unwrap();
         assert!(offered.contains(&cost));
         assert_eq!(state.value(cost), Some("-0.75"));
+    }
+
+    /// Power, current and voltage beyond what a household connection can show (a misread
+    /// telegram, DSMR's largest 99999.999 kW) are held back, the last value stays; the largest
+    /// plausible values go out.
+    #[test]
+    fn implausible_power_current_and_voltage_are_held_back() {
+        let mut state = MeterState::new("x");
+        state.apply(&fixture_snapshot(), NOW);
+        let implausible = [
+            ("electricity_currently_delivered", json!("99999.999")),
+            ("electricity_currently_returned", json!("100.001")),
+            ("phase_currently_delivered_l1", json!("32.001")),
+            ("phase_voltage_l2", json!("440.1")),
+            ("phase_power_current_l3", json!(129)),
+        ];
+        let before: Vec<Option<String>> = implausible
+            .iter()
+            .map(|(key, _)| state.value(Key::of(key).unwrap()).map(str::to_owned))
+            .collect();
+        let mut next = fixture_snapshot();
+        let reading = next.reading.as_mut().unwrap();
+        for (field, value) in &implausible {
+            reading.insert((*field).into(), value.clone());
+        }
+        let offered = state.apply(&next, NOW);
+        for ((key, _), before) in implausible.iter().zip(before) {
+            let index = Key::of(key).unwrap();
+            assert!(!offered.contains(&index), "{key} offered");
+            assert!(before.is_some(), "{key} has a value in the fixture");
+            assert_eq!(
+                state.value(index),
+                before.as_deref(),
+                "{key} kept its last value"
+            );
+        }
+        let mut top = fixture_snapshot();
+        let reading = top.reading.as_mut().unwrap();
+        for (field, value) in [
+            ("electricity_currently_delivered", json!("100.000")),
+            ("phase_currently_delivered_l1", json!("32.000")),
+            ("phase_voltage_l2", json!("440.0")),
+            ("phase_power_current_l3", json!(128)),
+        ] {
+            reading.insert(field.into(), value);
+        }
+        let offered = state.apply(&top, NOW);
+        for key in [
+            "electricity_currently_delivered",
+            "phase_currently_delivered_l1",
+            "phase_voltage_l2",
+            "phase_power_current_l3",
+        ] {
+            assert!(offered.contains(&Key::of(key).unwrap()), "{key}");
+        }
     }
 
     #[test]
@@ -759,8 +1148,8 @@ mod tests {
         let reading = snapshot.reading.as_mut().unwrap();
         reading.insert("electricity_returned_1".into(), json!("0.000"));
         state.apply(&snapshot, NOW);
-        assert!(!state.entity_exists(catalog::index_of("electricity_returned_1").unwrap()));
-        assert!(state.entity_exists(catalog::index_of("electricity_returned_2").unwrap()));
+        assert!(!state.entity_exists(Key::of("electricity_returned_1").unwrap()));
+        assert!(state.entity_exists(Key::of("electricity_returned_2").unwrap()));
     }
 
     #[test]
@@ -793,7 +1182,7 @@ mod tests {
         }
         let offered = state.apply(&snapshot, NOW);
         for i in offered.iter().copied() {
-            let s = &SENSORS[i];
+            let s = i.sensor();
             assert!(
                 !s.key.ends_with("_l2") && !s.key.ends_with("_l3"),
                 "{}",
@@ -802,7 +1191,7 @@ mod tests {
             assert_ne!(s.device, Device::Gas, "{}", s.key);
         }
         // `today` still says gas: 1.513 but the meter reports no gas register.
-        assert!(!state.entity_exists(catalog::index_of("gas_today").unwrap()));
+        assert!(!state.entity_exists(Key::of("gas_today").unwrap()));
     }
 
     #[test]
@@ -943,7 +1332,7 @@ mod fuzz {
             Endpoint::Peak => snapshot.peak.as_ref(),
             Endpoint::Version => snapshot.version.as_ref(),
             Endpoint::Monitoring => snapshot.monitoring.as_ref(),
-            Endpoint::Health => None,
+            Endpoint::Health | Endpoint::Telegram => None,
         }
     }
 
@@ -952,12 +1341,19 @@ mod fuzz {
     fn check_offered(
         state: &MeterState,
         snapshot: &Snapshot,
-        offered: &[usize],
+        offered: &[Key],
         now: OffsetDateTime,
     ) -> Result<(), TestCaseError> {
         for &index in offered {
-            let sensor = &SENSORS[index];
-            let object = object_of(snapshot, sensor.endpoint);
+            let sensor = index.sensor();
+            let telegram = match (sensor.endpoint, &snapshot.meter_stats) {
+                (Endpoint::Telegram, Some(stats)) => match stats.get("latest_telegram") {
+                    Some(Value::String(t)) => Some(telegram_fields(t, state.identity()).0),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let object = telegram.as_ref().or(object_of(snapshot, sensor.endpoint));
             prop_assert!(
                 object.is_some(),
                 "{} offered without its endpoint",
@@ -1061,7 +1457,7 @@ mod fuzz {
     /// after a battery swap, or far ahead) used to open the jump check for the next value.
     #[test]
     fn a_wrong_gas_clock_does_not_open_the_jump_check() {
-        let gas = catalog::index_of("gas_delivered").unwrap();
+        let gas = Key::of("gas_delivered").unwrap();
         for wrong in ["0000-01-01T00:00:00Z", "9999-12-31T23:59:59Z"] {
             let mut state = MeterState::new("x");
             let mut reading = fixture_object(Endpoint::Reading);
@@ -1118,7 +1514,6 @@ mod fuzz {
                 seen.sort_unstable();
                 seen.dedup();
                 prop_assert_eq!(seen.len(), offered.len());
-                prop_assert!(offered.iter().all(|&i| i < SENSORS.len()));
             }
         }
 
@@ -1129,14 +1524,14 @@ mod fuzz {
         ) {
             let mut state = MeterState::new("fuzz");
             // (value, wall clock) of the last publish, per register and device.
-            let mut last: HashMap<(Arc<str>, usize), (f64, OffsetDateTime)> = HashMap::new();
+            let mut last: HashMap<(Arc<str>, Key), (f64, OffsetDateTime)> = HashMap::new();
             let mut now = NOW;
             for (advance, snapshot) in std::iter::once(first).chain(rest) {
                 now += time::Duration::seconds(advance);
                 let offered = state.apply(&snapshot, now);
                 check_offered(&state, &snapshot, &offered, now)?;
                 for index in offered {
-                    let sensor = &SENSORS[index];
+                    let sensor = index.sensor();
                     let Some(max_per_hour) = sensor.register_max_per_hour else { continue };
                     let value: f64 = state.value(index).unwrap().parse().unwrap();
                     prop_assert!(value > 0.0, "{} published {value}", sensor.key);

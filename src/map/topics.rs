@@ -4,33 +4,29 @@
 use std::sync::Arc;
 
 use super::MeterState;
-use super::catalog::{self, SENSORS};
+use super::catalog::{Key, PerKey};
 use crate::model::Message;
 
 /// Full state topics, built once: `<base>/<table topic>` per table entry.
 #[derive(Debug, Clone)]
 pub struct Topics {
-    pub base: String,
-    pub bridge_status: Arc<str>,
-    pub reader_status: Arc<str>,
-    state: Vec<Arc<str>>,
+    pub(crate) bridge_status: Arc<str>,
+    pub(crate) reader_status: Arc<str>,
+    state: PerKey<Arc<str>>,
 }
 
 impl Topics {
     pub fn new(base: &str) -> Self {
-        let state: Vec<Arc<str>> = SENSORS
-            .iter()
-            .map(|s| Arc::from(format!("{base}/{}", s.topic)))
-            .collect();
+        let state: PerKey<Arc<str>> =
+            PerKey::new(|key| Arc::from(format!("{base}/{}", key.sensor().topic)));
         Self {
-            base: base.to_owned(),
             bridge_status: Arc::from(format!("{base}/status")),
-            reader_status: state[catalog::health_index()].clone(),
+            reader_status: state[Key::health()].clone(),
             state,
         }
     }
 
-    pub fn state(&self, index: usize) -> &Arc<str> {
+    pub fn state(&self, index: Key) -> &Arc<str> {
         &self.state[index]
     }
 }
@@ -39,7 +35,7 @@ impl Topics {
 pub fn state_messages<'a>(
     state: &'a MeterState,
     topics: &'a Topics,
-    indices: impl IntoIterator<Item = usize> + 'a,
+    indices: impl IntoIterator<Item = Key> + 'a,
 ) -> impl Iterator<Item = Message> + 'a {
     indices.into_iter().filter_map(|i| {
         state.shared_value(i).map(|v| Message {

@@ -23,6 +23,8 @@ pub enum Rejection {
     Jump,
     /// Below 0 where the table says the value cannot be (`Sensor::non_negative`).
     Negative,
+    /// Above what a household's meter can measure (`Sensor::max`).
+    TooLarge,
     /// A register's first value since the start, waiting for a second reading that agrees.
     Unconfirmed,
     /// A register's first value since the start, lower than what the broker retained from an
@@ -32,7 +34,7 @@ pub enum Rejection {
 
 impl Rejection {
     /// Whether the register guard held the value back (rather than the field being invalid).
-    pub fn by_register_guard(self) -> bool {
+    pub(crate) fn by_register_guard(self) -> bool {
         matches!(
             self,
             Self::Zero | Self::Decrease | Self::Jump | Self::BelowRetained
@@ -78,6 +80,12 @@ impl Rejection {
                 value = %value,
                 last,
                 "Not published: value is negative, which this sensor cannot be"
+            ),
+            Self::TooLarge => warn!(
+                field,
+                value = %value,
+                last,
+                "Not published: value is larger than a household meter can measure"
             ),
             // The normal start: the next poll decides.
             Self::Unconfirmed => {}

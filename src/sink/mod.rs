@@ -10,14 +10,14 @@ pub use mqtt::{BrokerConfig, MqttSink, qos_of};
 use crate::model::Message;
 
 #[derive(Debug, thiserror::Error)]
-pub enum SinkError {
+pub(crate) enum SinkError {
     #[error("cannot set up TLS to the broker: {0}")]
     Tls(#[from] crate::tls::TlsError),
 }
 
 /// What the sink reports to the pipeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SinkEvent {
+pub(crate) enum SinkEvent {
     Connected,
     Disconnected,
     /// The broker accepted this message (PUBACK/PUBCOMP; for QoS 0, once written).
@@ -37,7 +37,7 @@ pub enum SinkEvent {
 /// number of unacknowledged messages, and reports acknowledgements and subscribed messages.
 /// Everything but `next_event` and `disconnect` returns at once, so the pipeline's one task
 /// never waits on the network.
-pub trait Sink {
+pub(crate) trait Sink {
     fn is_connected(&self) -> bool;
     /// Connected, and room for one more unacknowledged message.
     fn can_send(&self) -> bool;

@@ -9,7 +9,6 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, LastWill, MqttOptions,
     Outgoing, Packet, QoS, StateError, TlsConfiguration, Transport,
@@ -185,7 +184,7 @@ pub struct MqttSink {
 
 impl MqttSink {
     /// Starts connecting in the background; reconnects with capped backoff until dropped.
-    pub fn start(config: &BrokerConfig) -> Result<Self, SinkError> {
+    pub(crate) fn start(config: &BrokerConfig) -> Result<Self, SinkError> {
         let options = config.options()?;
         let (tx, rx) = mpsc::channel(WINDOW * 4);
         let stop = CancellationToken::new();
@@ -425,18 +424,9 @@ impl Drop for MqttSink {
     }
 }
 
-/// Pauses between connection attempts: from 1 s, doubling, never over `MAX_RECONNECT_DELAY`.
-/// backon's jitter adds up to the whole delay on top of it, so the delay before jitter is capped
-/// at half the bound. Without its `std` feature backon seeds every backoff alike, and every
-/// bridge on a restarted broker would come back in the same second: the seed is drawn here.
+/// Pauses between connection attempts: from 1 s, growing, never over `MAX_RECONNECT_DELAY`.
 fn reconnect_backoff() -> backon::ExponentialBackoff {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_secs(1))
-        .with_max_delay(MAX_RECONNECT_DELAY / 2)
-        .with_jitter()
-        .with_jitter_seed(fastrand::u64(..))
-        .without_max_times()
-        .build()
+    crate::retry::pauses(Duration::from_secs(1), MAX_RECONNECT_DELAY)
 }
 
 /// Why a connection attempt failed, in words that say what to fix.
@@ -465,8 +455,8 @@ struct Driver {
     stop: CancellationToken,
     endpoint: String,
     backoff: backon::ExponentialBackoff,
-    /// Failing since the last successful connection: log the next failure at debug only.
-    failing: bool,
+    /// Since the last successful connection: each error said once.
+    failures: crate::retry::Failures,
     ever_connected: bool,
 }
 
@@ -506,7 +496,7 @@ async fn drive(
         stop,
         endpoint,
         backoff: reconnect_backoff(),
-        failing: false,
+        failures: crate::retry::Failures::default(),
         ever_connected: false,
     };
     loop {
@@ -545,12 +535,11 @@ impl Driver {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     connected = true;
                     connected_at = Instant::now();
-                    if self.failing || self.ever_connected {
+                    if self.failures.recovered() || self.ever_connected {
                         info!(broker = %self.endpoint, "Connected to the broker again");
                     } else {
                         info!(broker = %self.endpoint, "Connected to the broker");
                     }
-                    self.failing = false;
                     self.ever_connected = true;
                     Some(DriverEvent::Connected(client.clone()))
                 }
@@ -577,12 +566,16 @@ impl Driver {
                             .events
                             .send(DriverEvent::Lost { closed_by_broker })
                             .await;
-                    } else if !self.failing {
+                    } else if self.failures.failed(&error) {
                         warn!(broker = %self.endpoint, error = %error, "Cannot connect to the broker; retrying with backoff");
                     } else {
                         debug!(broker = %self.endpoint, error = %error, "broker still unreachable");
                     }
-                    self.failing = true;
+                    if connected {
+                        // The outage starts now: its first failed attempt is news.
+                        self.failures.recovered();
+                        self.failures.failed(&error);
+                    }
                     return Flow::Reconnect;
                 }
             };
@@ -599,24 +592,6 @@ impl Driver {
 mod tests {
     use super::*;
 
-    /// The documented bound holds with the jitter included: no pause between two connection
-    /// attempts is longer than `MAX_RECONNECT_DELAY`, and the pauses still grow from a second.
-    #[test]
-    fn reconnect_pauses_stay_within_the_documented_bound() {
-        for _ in 0..100 {
-            let delays: Vec<Duration> = reconnect_backoff().take(20).collect();
-            assert!(delays[0] >= Duration::from_secs(1), "{delays:?}");
-            assert!(
-                delays.iter().all(|d| *d <= MAX_RECONNECT_DELAY),
-                "{delays:?}"
-            );
-            assert!(
-                delays[10..].iter().all(|d| *d >= MAX_RECONNECT_DELAY / 2),
-                "{delays:?}"
-            );
-        }
-    }
-
     /// The size a broker's `max_packet_size` is compared with, header and packet id included.
     #[test]
     fn packet_size_counts_the_whole_publish() {
@@ -628,14 +603,5 @@ mod tests {
             packet_size(&config, QoS::AtLeastOnce),
             1 + 2 + 2 + 29 + 2 + 15_000
         );
-    }
-
-    /// Bridges that lose the same broker must not come back in lockstep: each backoff draws
-    /// its own jitter (a fixed seed gave every process the same pauses).
-    #[test]
-    fn each_backoff_has_its_own_jitter() {
-        let first: Vec<Duration> = reconnect_backoff().take(5).collect();
-        let second: Vec<Duration> = reconnect_backoff().take(5).collect();
-        assert_ne!(first, second);
     }
 }

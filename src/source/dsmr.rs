@@ -8,6 +8,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::error::SourceError;
+use super::lookup::KeptAddresses;
 use super::outage::request_timeout;
 use super::schedule::Endpoint;
 use crate::config::DsmrConfig;
@@ -32,6 +33,8 @@ pub struct DsmrHttp {
     auth: (HeaderName, HeaderValue),
     /// To cut the key out of an error body that echoes it.
     api_key: SecretString,
+    /// DSMR-reader's address, looked up once (see `lookup`).
+    addresses: KeptAddresses,
 }
 
 /// A complete answer of DSMR-reader (any status), its body read up to the cap.
@@ -61,8 +64,15 @@ impl DsmrHttp {
             }
         });
         let timeout = request_timeout(config.poll_interval);
+        let addresses = KeptAddresses::default();
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
+            .dns_resolver(addresses.clone())
+            // Every request has its timeout, so TCP's own keepalive probes and user timeout
+            // add nothing but four socket options on every new connection (each request's,
+            // with DSMR-reader's gunicorn).
+            .tcp_keepalive(None)
+            .tcp_user_timeout(None)
             .redirect(redirect)
             .timeout(timeout)
             .connect_timeout(CONNECT_TIMEOUT.min(timeout))
@@ -86,6 +96,7 @@ impl DsmrHttp {
             api,
             auth: (name, value),
             api_key: config.api_key.clone(),
+            addresses,
         })
     }
 
@@ -105,7 +116,14 @@ impl DsmrHttp {
             .header(ACCEPT, "application/json")
             .send()
             .await
-            .map_err(SourceError::from_reqwest)?;
+            .map_err(|e| {
+                let error = SourceError::from_reqwest(e);
+                // DSMR-reader may have moved (a new address from DHCP).
+                if matches!(error, SourceError::Connect(_) | SourceError::Timeout(_)) {
+                    self.addresses.forget();
+                }
+                error
+            })?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()

@@ -129,7 +129,7 @@ impl SourceError {
     }
 
     /// How long DSMR-reader (or a proxy in front of it) asked to wait before the next request.
-    pub fn retry_after(&self) -> Option<Duration> {
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::RetryLater { retry_after_s, .. } => Some(Duration::from_secs(*retry_after_s)),
             _ => None,
@@ -138,7 +138,7 @@ impl SourceError {
 
     /// Whether only the user can fix it (a key, a setting, an address): the entities turn
     /// unavailable at once instead of after a few failed polls.
-    pub fn needs_user(&self) -> bool {
+    pub(crate) fn needs_user(&self) -> bool {
         matches!(
             self,
             Self::InvalidKey

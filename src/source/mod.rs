@@ -3,6 +3,7 @@
 
 mod dsmr;
 mod error;
+mod lookup;
 mod outage;
 mod schedule;
 mod side;
@@ -38,6 +39,12 @@ pub enum SourceEvent {
     Absent(Endpoint),
     /// A poll failed; the error in the words of the log (for the status page).
     Failed(String),
+    /// The newest reading was answered: DSMR-reader works, whatever a side endpoint does.
+    /// The one definition of "reachable" the status page's words follow.
+    Answered,
+    /// A side endpoint started failing (`Some`, the error in the words of the log) or answers
+    /// again (`None`); DSMR-reader itself is not unreachable for it.
+    SideFailing(Endpoint, Option<String>),
 }
 
 /// What the pipeline can ask of the source.
@@ -194,6 +201,9 @@ impl Poller {
         }
         let change = match result {
             Ok(()) => {
+                if asked.contains(Endpoint::Reading) {
+                    let _ = self.events.send(SourceEvent::Answered).await;
+                }
                 self.retry_after = None;
                 if self.outage.failures() > 0 {
                     info!(
@@ -290,6 +300,10 @@ impl Poller {
                             failed_polls = failed_before,
                             "DSMR-reader endpoint answers again"
                         );
+                        let _ = self
+                            .events
+                            .send(SourceEvent::SideFailing(endpoint, None))
+                            .await;
                     }
                 }
                 Err(error) => side_failures.push((endpoint, error)),
@@ -319,28 +333,40 @@ impl Poller {
         let retry_in = failed.retry_in.max(asked);
         self.schedule.retry_after(endpoint, at, retry_in);
         let retry_in_s = retry_in.as_secs();
-        let error: &(dyn std::error::Error + 'static) = error;
-        match (absent, failed.first) {
-            (true, true) => {
-                info!(
+        let mut news = None;
+        {
+            let dyn_error: &(dyn std::error::Error + 'static) = error;
+            match (absent, failed.first) {
+                (true, true) => {
+                    info!(
+                        endpoint = %endpoint,
+                        retry_in_s,
+                        "DSMR-reader does not have this endpoint (an older version?); its entities are left out"
+                    );
+                    let _ = self.events.send(SourceEvent::Absent(endpoint)).await;
+                }
+                (false, true) => {
+                    warn!(
+                        endpoint = %endpoint,
+                        error = dyn_error,
+                        retry_in_s,
+                        "DSMR-reader endpoint failed; its entities keep their last values, retrying with backoff"
+                    );
+                    news = Some(in_words(dyn_error));
+                }
+                (_, false) => debug!(
                     endpoint = %endpoint,
+                    error = dyn_error,
                     retry_in_s,
-                    "DSMR-reader does not have this endpoint (an older version?); its entities are left out"
-                );
-                let _ = self.events.send(SourceEvent::Absent(endpoint)).await;
+                    "DSMR-reader endpoint still failing"
+                ),
             }
-            (false, true) => warn!(
-                endpoint = %endpoint,
-                error,
-                retry_in_s,
-                "DSMR-reader endpoint failed; its entities keep their last values, retrying with backoff"
-            ),
-            (_, false) => debug!(
-                endpoint = %endpoint,
-                error,
-                retry_in_s,
-                "DSMR-reader endpoint still failing"
-            ),
+        }
+        if let Some(words) = news {
+            let _ = self
+                .events
+                .send(SourceEvent::SideFailing(endpoint, Some(words)))
+                .await;
         }
     }
 

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 /// A short blip should not flap every entity to unavailable. Three failed polls in a row take
 /// at most 20 s at the default 5 s interval (a first request hanging until its timeout, then
 /// two more), well within the 30 s in which the entities must turn unavailable.
-pub const FAILURES_BEFORE_UNREACHABLE: u32 = 3;
+pub(crate) const FAILURES_BEFORE_UNREACHABLE: u32 = 3;
 
 /// Bounds of the request timeout. A second is plenty for a LAN service that answers in
 /// milliseconds; ten seconds lets a long interval still notice an outage soon.
@@ -28,19 +28,19 @@ const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for one answer: one poll interval, within 1–10 s. An answer slower than that
 /// is late for the next poll anyway, and the time a hung request takes is time in which the
 /// bridge cannot notice that DSMR-reader is back.
-pub fn request_timeout(poll_interval: Duration) -> Duration {
+pub(crate) fn request_timeout(poll_interval: Duration) -> Duration {
     poll_interval.clamp(MIN_REQUEST_TIMEOUT, MAX_REQUEST_TIMEOUT)
 }
 
 /// The longest wait a `Retry-After` from DSMR-reader (or a proxy in front of it) imposes: a
 /// minute, so a proxy's hour cannot keep the entities stale that long.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// When the poll after one that was due at `due` and finished at `finished` starts: one
 /// interval after `due` (so polls keep their grid and the schedule its minutes), or at once
 /// if the poll ran over; not before a `Retry-After` the failed poll was given has passed
 /// (up to `MAX_RETRY_AFTER`).
-pub fn next_poll(
+pub(crate) fn next_poll(
     due: Instant,
     finished: Instant,
     interval: Duration,
@@ -55,34 +55,34 @@ pub fn next_poll(
 
 /// What the pipeline hears about DSMR-reader's availability.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Availability {
+pub(crate) enum Availability {
     Reachable,
     Unreachable,
 }
 
 /// Counts failed polls and says when the availability the pipeline knows changes.
 #[derive(Debug, Default)]
-pub struct Outage {
+pub(crate) struct Outage {
     failures: u32,
     reported: Option<Availability>,
 }
 
 impl Outage {
     /// Failed polls in a row so far.
-    pub fn failures(&self) -> u32 {
+    pub(crate) fn failures(&self) -> u32 {
         self.failures
     }
 
     /// A poll was answered: DSMR-reader is reachable, news to the pipeline after an outage and
     /// at the first poll.
-    pub fn answered(&mut self) -> Option<Availability> {
+    pub(crate) fn answered(&mut self) -> Option<Availability> {
         self.failures = 0;
         self.report(Availability::Reachable)
     }
 
     /// A poll failed. Unreachable after a few in a row, or at once when only the user can fix
     /// it (a key, a setting): retrying will not help until then.
-    pub fn failed(&mut self, needs_user: bool) -> Option<Availability> {
+    pub(crate) fn failed(&mut self, needs_user: bool) -> Option<Availability> {
         self.failures = self.failures.saturating_add(1);
         if self.failures >= FAILURES_BEFORE_UNREACHABLE || needs_user {
             self.report(Availability::Unreachable)

@@ -23,7 +23,7 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 6] = [
+    pub(crate) const ALL: [Endpoint; 6] = [
         Self::MeterStatistics,
         Self::Reading,
         Self::Today,
@@ -33,7 +33,7 @@ impl Endpoint {
     ];
 
     /// The path below `api/v2/`.
-    pub const fn path(self) -> &'static str {
+    pub(crate) const fn path(self) -> &'static str {
         match self {
             Self::MeterStatistics => "datalogger/meter-statistics",
             Self::Reading => "datalogger/dsmrreading",
@@ -60,15 +60,15 @@ impl fmt::Display for Endpoint {
 pub struct Due(u8);
 
 impl Due {
-    pub fn only(endpoint: Endpoint) -> Self {
+    pub(crate) fn only(endpoint: Endpoint) -> Self {
         Self(endpoint.bit())
     }
 
-    pub fn contains(self, endpoint: Endpoint) -> bool {
+    pub(crate) fn contains(self, endpoint: Endpoint) -> bool {
         self.0 & endpoint.bit() != 0
     }
 
-    pub fn with(self, endpoint: Endpoint) -> Self {
+    pub(crate) fn with(self, endpoint: Endpoint) -> Self {
         Self(self.0 | endpoint.bit())
     }
 
@@ -92,17 +92,17 @@ pub struct Cadence {
     /// a minute at most, so the tariff entity lags a minute at most; every 12 polls at shorter
     /// intervals, for a user who polls fast to see changes fast. A meter swap does not wait
     /// for it: the pipeline asks at once when a register looks wrong (`SourceRequest`).
-    pub meter_statistics: Duration,
+    pub(crate) meter_statistics: Duration,
     /// Today's totals, which DSMR-reader itself recomputes about once a minute.
-    pub today: Duration,
+    pub(crate) today: Duration,
     /// The newest quarter-hour peak: DSMR-reader adds one row when a quarter hour ends, so
     /// every five minutes shows a new peak at most five minutes late, at a third of the
     /// requests of asking every minute.
-    pub peak: Duration,
+    pub(crate) peak: Duration,
     /// DSMR-reader's own health problems, which last hours when they occur.
-    pub monitoring: Duration,
+    pub(crate) monitoring: Duration,
     /// DSMR-reader's version, which changes on upgrades only.
-    pub version: Duration,
+    pub(crate) version: Duration,
 }
 
 impl Cadence {
@@ -136,7 +136,7 @@ impl Cadence {
         }
     }
 
-    pub fn period(&self, endpoint: Endpoint) -> Duration {
+    pub(crate) fn period(&self, endpoint: Endpoint) -> Duration {
         match endpoint {
             Endpoint::MeterStatistics => self.meter_statistics,
             Endpoint::Reading => self.reading,
@@ -183,7 +183,7 @@ impl Schedule {
         }
     }
 
-    pub fn cadence(&self) -> &Cadence {
+    pub(crate) fn cadence(&self) -> &Cadence {
         &self.cadence
     }
 
@@ -197,13 +197,13 @@ impl Schedule {
     }
 
     /// Asks `endpoint` at the next poll, whatever its cadence.
-    pub fn force(&mut self, endpoint: Endpoint) {
+    pub(crate) fn force(&mut self, endpoint: Endpoint) {
         self.forced = self.forced.with(endpoint);
     }
 
     /// `endpoint` failed in the poll at `at` and is asked again `delay` later (a side
     /// endpoint on its own backoff), not at the next poll.
-    pub fn retry_after(&mut self, endpoint: Endpoint, at: Instant, delay: Duration) {
+    pub(crate) fn retry_after(&mut self, endpoint: Endpoint, at: Instant, delay: Duration) {
         self.forced = Due(self.forced.0 & !endpoint.bit());
         self.next[endpoint as usize] = at + delay;
     }

@@ -9,28 +9,28 @@ use super::schedule::Endpoint;
 
 /// An endpoint DSMR-reader does not have (404) appears only with an upgrade: asking hourly
 /// costs nothing and notices the upgrade the same day.
-pub const ABSENT_RETRY: Duration = Duration::from_secs(3600);
+pub(crate) const ABSENT_RETRY: Duration = Duration::from_secs(3600);
 /// Longest pause between two attempts at a failing side endpoint.
 const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
 
 /// What the source should say about a side endpoint's failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Failed {
+pub(crate) struct Failed {
     /// Ask again after this long.
-    pub retry_in: Duration,
+    pub(crate) retry_in: Duration,
     /// The first failure in a row: log it (later ones at debug).
-    pub first: bool,
+    pub(crate) first: bool,
 }
 
 /// Failures in a row per side endpoint.
 #[derive(Debug, Default)]
-pub struct SideHealth {
+pub(crate) struct SideHealth {
     failures: [u32; Endpoint::ALL.len()],
 }
 
 impl SideHealth {
     /// `endpoint`, asked every `period`, failed; `absent` when DSMR-reader does not have it.
-    pub fn failed(&mut self, endpoint: Endpoint, period: Duration, absent: bool) -> Failed {
+    pub(crate) fn failed(&mut self, endpoint: Endpoint, period: Duration, absent: bool) -> Failed {
         let failures = &mut self.failures[endpoint as usize];
         *failures = failures.saturating_add(1);
         let retry_in = if absent {
@@ -45,7 +45,7 @@ impl SideHealth {
     }
 
     /// `endpoint` answered; returns how many failures in a row came before.
-    pub fn answered(&mut self, endpoint: Endpoint) -> u32 {
+    pub(crate) fn answered(&mut self, endpoint: Endpoint) -> u32 {
         std::mem::take(&mut self.failures[endpoint as usize])
     }
 }

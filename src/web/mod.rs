@@ -1,9 +1,11 @@
 //! The status page, an edge of the pipeline: a small HTTP/1 server for Home Assistant's
 //! sidebar (ingress) or a local address. `GET ./` is one HTML page with its CSS and JS inline,
 //! `GET ./api/status` the JSON it polls. Read-only, no secrets: it shows the pipeline's
-//! `Status`, the recent warnings and the broker's address, nothing from the configuration.
+//! `Status`, the recent warnings and the broker's address, nothing from the configuration, and
+//! its text passes the log's `Redactor`.
 
-pub mod recent;
+pub(crate) mod json;
+pub(crate) mod recent;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -15,17 +17,18 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use crate::status::{Status, unix};
+use crate::secrets::Redactor;
+use crate::status::Status;
+use json::StatusJson;
 pub use recent::RecentLog;
 
 /// The Supervisor's ingress proxy: inside Home Assistant the only client the page answers.
-pub const INGRESS_PROXY: IpAddr = IpAddr::V4(Ipv4Addr::new(172, 30, 32, 2));
+pub(crate) const INGRESS_PROXY: IpAddr = IpAddr::V4(Ipv4Addr::new(172, 30, 32, 2));
 /// `ingress_port` in config.yaml.
 pub const INGRESS_PORT: u16 = 8099;
 
@@ -33,8 +36,16 @@ const PAGE: &str = include_str!("page.html");
 /// A few browser tabs and the ingress proxy's pool; more are closed at accept.
 const MAX_CONNECTIONS: usize = 32;
 /// A client that does not send its request headers in time is dropped; hyper counts an idle
-/// kept-alive connection's wait for its next request too, so idle ones free their slot.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// kept-alive connection's wait for its next request too, so idle ones free their slot. The
+/// page asks every 1.5 s, so an open tab keeps its connection.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
+/// Peers the page does not answer get their 403 from a pool of their own, so that however
+/// many of them come, they never hold a slot of `MAX_CONNECTIONS`; beyond it they are closed
+/// at accept.
+const MAX_REFUSALS: usize = 8;
+/// How long a refused peer may take to read its 403.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
+const FORBIDDEN: &str = "403 forbidden: only Home Assistant's ingress proxy is answered\n";
 
 /// Where the page listens and whom it answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +58,7 @@ pub struct Listen {
 impl Listen {
     /// Inside Home Assistant on the ingress port for the ingress proxy only (`status_listen`
     /// moves the address, never opens it to others); outside only where `status_listen` says.
-    pub fn choose(inside_ha: bool, status_listen: Option<SocketAddr>) -> Option<Listen> {
+    pub(crate) fn choose(inside_ha: bool, status_listen: Option<SocketAddr>) -> Option<Listen> {
         if inside_ha {
             Some(Listen {
                 address: status_listen
@@ -73,12 +84,15 @@ pub struct Page {
     pub recent: RecentLog,
     /// `host:port` of the broker.
     pub broker: String,
+    /// Cuts secrets out of the text shown (errors, versions, the history's line).
+    pub redactor: Redactor,
 }
 
 /// Serves until `shutdown`.
 pub async fn serve(listener: TcpListener, listen: Listen, page: Page, shutdown: CancellationToken) {
     let page = Arc::new(page);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
     loop {
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -92,6 +106,17 @@ pub async fn serve(listener: TcpListener, listen: Listen, page: Page, shutdown: 
                 }
             },
         };
+        // Refused before its request is read: a flood of peers that would get 403 (slow
+        // headers, idle keep-alives) cannot lock the ingress proxy out.
+        if !listen.allows(peer.ip()) {
+            if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, refuse(stream)).await;
+                    drop(permit);
+                });
+            }
+            continue;
+        }
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             continue;
         };
@@ -99,7 +124,7 @@ pub async fn serve(listener: TcpListener, listen: Listen, page: Page, shutdown: 
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
-                let response = respond(&request, peer.ip(), listen, &page);
+                let response = respond(&request, &page);
                 async move { Ok::<_, Infallible>(response) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
@@ -134,18 +159,29 @@ pub async fn bind(listen: Listen) -> anyhow::Result<TcpListener> {
     Ok(listener)
 }
 
-fn respond(
-    request: &Request<Incoming>,
-    peer: IpAddr,
-    listen: Listen,
-    page: &Page,
-) -> Response<Full<Bytes>> {
-    if !listen.allows(peer) {
-        return plain(
-            StatusCode::FORBIDDEN,
-            "403 forbidden: only Home Assistant's ingress proxy is answered\n",
-        );
+/// Reads the request's head (a client that gets its answer before it has sent its request
+/// takes it for garbage), answers 403 and closes.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = Vec::with_capacity(1024);
+    let mut buffer = [0; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buffer[..n]),
+        }
     }
+    let answer = format!(
+        "HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain; charset=utf-8\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{FORBIDDEN}",
+        FORBIDDEN.len()
+    );
+    if stream.write_all(answer.as_bytes()).await.is_ok() {
+        let _ = stream.shutdown().await;
+    }
+}
+
+fn respond(request: &Request<Incoming>, page: &Page) -> Response<Full<Bytes>> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         let mut response = plain(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -159,8 +195,16 @@ fn respond(
     match request.uri().path() {
         "/" => with_type(PAGE.into(), "text/html; charset=utf-8"),
         "/api/status" => {
-            let body = snapshot(&page.status.borrow(), page, SystemTime::now());
-            with_type(body.to_string().into(), "application/json")
+            let status = page.status.borrow();
+            let json = StatusJson::new(
+                &status,
+                &page.broker,
+                page.recent.entries(),
+                &page.redactor,
+                SystemTime::now(),
+            );
+            let body = serde_json::to_vec(&json).expect("the status serializes");
+            with_type(body.into(), "application/json")
         }
         _ => plain(StatusCode::NOT_FOUND, "404 not found\n"),
     }
@@ -176,15 +220,42 @@ fn with_type(body: Bytes, content_type: &'static str) -> Response<Full<Bytes>> {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    // Nothing from elsewhere: the page works offline and cannot be made to load anything.
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; \
-             connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'",
-        ),
-    );
+    headers.insert(header::CONTENT_SECURITY_POLICY, csp().clone());
     response
+}
+
+/// Nothing from elsewhere, and nothing inline but the page's own script and style, by hash:
+/// under ingress the page lives in Home Assistant's origin, so a value that slipped into the
+/// DOM as markup still could not run. Only Home Assistant's frontend (the same origin) may
+/// frame it.
+fn csp() -> &'static HeaderValue {
+    static CSP: std::sync::LazyLock<HeaderValue> = std::sync::LazyLock::new(|| {
+        let policy = format!(
+            "default-src 'none'; style-src '{}'; script-src '{}'; connect-src 'self'; \
+             img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'self'",
+            sha256_of(inline(PAGE, "style")),
+            sha256_of(inline(PAGE, "script")),
+        );
+        HeaderValue::from_str(&policy).expect("a CSP is ASCII")
+    });
+    &CSP
+}
+
+/// The text of the page's one `<tag>` element, as the browser hashes it.
+fn inline<'p>(page: &'p str, tag: &str) -> &'p str {
+    let open = format!("<{tag}>");
+    let start = page.find(&open).expect("the page has the element") + open.len();
+    let end = start + page[start..].find(&format!("</{tag}>")).expect("closed");
+    &page[start..end]
+}
+
+fn sha256_of(text: &str) -> String {
+    use base64::Engine;
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    format!(
+        "sha256-{}",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
@@ -194,57 +265,6 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
     );
     *response.status_mut() = status;
     response
-}
-
-/// The JSON the page polls. Times are seconds since the Unix epoch; `now` lets the page say
-/// "12 s ago" without trusting the browser's clock.
-fn snapshot(status: &Status, page: &Page, now: SystemTime) -> Value {
-    let meter: serde_json::Map<String, Value> = status
-        .meter
-        .iter()
-        .map(|(key, value)| ((*key).to_owned(), Value::from(value.as_str())))
-        .collect();
-    let power: Vec<Value> = status
-        .power
-        .iter()
-        .map(|p| json!([p.at, p.delivered_w, p.returned_w]))
-        .collect();
-    let recent: Vec<Value> = page
-        .recent
-        .entries()
-        .into_iter()
-        .rev()
-        .map(|e| json!({ "at": unix(e.at), "level": e.level.as_str(), "text": e.text }))
-        .collect();
-    let t = &status.traffic;
-    json!({
-        "bridge": env!("CARGO_PKG_VERSION"),
-        "now": unix(now),
-        "dsmr_reader": {
-            "reachable": status.dsmr_reachable,
-            "version": status.dsmr_version,
-            "last_poll": status.last_poll.map(unix),
-            "last_error": status.last_error.as_ref().map(|(at, text)| json!({ "at": unix(*at), "text": text })),
-        },
-        "broker": {
-            "connected": status.broker_connected,
-            "address": page.broker,
-            "since": status.broker_since.map(unix),
-        },
-        "history": status.history.as_ref().map(|h| json!({ "ok": h.ok, "text": h.text })),
-        "meter": meter,
-        "power": power,
-        "traffic": {
-            "offered": t.offered,
-            "published": t.published,
-            "suppressed_by_cache": t.suppressed_by_cache,
-            "discarded_in_queue": t.discarded_in_queue,
-            "replaced_in_queue": t.replaced_in_queue,
-            "dropped": t.dropped,
-        },
-        "entities": status.entities,
-        "recent": recent,
-    })
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! The last warnings and errors, kept for the status page by a tracing layer: the same events,
-//! in the same words, as the log. Secrets never reach the log, so they never reach this either.
+//! in the same words, as the log, with secrets cut by the same `Redactor`.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -10,15 +10,17 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 
+use crate::secrets::Redactor;
+
 /// How many the page shows.
-pub const KEPT: usize = 20;
+pub(crate) const KEPT: usize = 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub at: SystemTime,
-    pub level: Level,
+pub(crate) struct Entry {
+    pub(crate) at: SystemTime,
+    pub(crate) level: Level,
     /// The message, then its fields as `key=value`.
-    pub text: String,
+    pub(crate) text: String,
 }
 
 /// A handle on the ring; clones share it.
@@ -33,7 +35,7 @@ impl RecentLog {
     }
 
     /// Oldest first.
-    pub fn entries(&self) -> Vec<Entry> {
+    pub(crate) fn entries(&self) -> Vec<Entry> {
         self.lock().iter().cloned().collect()
     }
 
@@ -50,14 +52,19 @@ impl RecentLog {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The layer that fills this ring; add it next to the log's own.
-    pub fn layer(&self) -> RecentLayer {
-        RecentLayer { log: self.clone() }
+    /// The layer that fills this ring, cutting secrets as the log's own output does; add it
+    /// next to the log's own.
+    pub fn layer(&self, redactor: Redactor) -> RecentLayer {
+        RecentLayer {
+            log: self.clone(),
+            redactor,
+        }
     }
 }
 
 pub struct RecentLayer {
     log: RecentLog,
+    redactor: Redactor,
 }
 
 impl<S: Subscriber> Layer<S> for RecentLayer {
@@ -72,7 +79,7 @@ impl<S: Subscriber> Layer<S> for RecentLayer {
         self.log.push(Entry {
             at: SystemTime::now(),
             level,
-            text: words.finish(),
+            text: self.redactor.redact(&words.finish()).into_owned(),
         });
     }
 }
@@ -131,7 +138,7 @@ mod tests {
     #[test]
     fn keeps_the_last_warnings_and_errors_with_their_fields() {
         let log = RecentLog::new();
-        let subscriber = tracing_subscriber::registry().with(log.layer());
+        let subscriber = tracing_subscriber::registry().with(log.layer(Redactor::default()));
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!("not kept");
             tracing::warn!(endpoint = "today", retry_in_s = 60, "endpoint failed");
@@ -145,7 +152,7 @@ mod tests {
         assert_eq!(entries[0].level, Level::ERROR);
 
         let log = RecentLog::new();
-        let subscriber = tracing_subscriber::registry().with(log.layer());
+        let subscriber = tracing_subscriber::registry().with(log.layer(Redactor::default()));
         tracing::subscriber::with_default(subscriber, || {
             tracing::warn!(endpoint = "today", retry_in_s = 60, "endpoint failed");
         });

@@ -603,7 +603,7 @@ async fn broker_from_the_supervisor_services_api() {
         "cache_ttl": 3600,
         "log_level": "debug"
     });
-    let bridge = start_supervised(&data, options, &supervisor, "supervisor-token-secret");
+    let bridge = start_supervised(&data, options, &supervisor, "svtok-Hq27-secret");
     bridge
         .wait_log("install and start the Mosquitto broker app")
         .await;
@@ -629,7 +629,7 @@ async fn broker_from_the_supervisor_services_api() {
     );
     // log_level from options.json decides what the Log tab shows: debug lines appear.
     bridge.wait_log("DEBUG").await;
-    assert!(!bridge.log().contains("supervisor-token-secret"));
+    assert!(!bridge.log().contains("svtok-Hq27-secret"));
     assert!(!bridge.log().contains("pw-from-supervisor"));
     // The "not enabled" answer was logged once, not once per retry.
     assert_eq!(

@@ -245,3 +245,80 @@ async fn the_page_renders_live_values_through_the_ingress_prefix() {
     }
     drop(bridge);
 }
+
+/// The chart costs the same whatever the values: a page fed the largest power the status can
+/// hold (i32::MAX W, what 99,999,999.999 kW becomes) draws at most five grid lines, as for a
+/// normal meter. It loads through the ingress-like proxy, whose answers carry the page's CSP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chart_has_a_fixed_number_of_nodes_whatever_the_values() {
+    use dsmr_bridge::web;
+
+    let Some(chromium) = chromium() else {
+        crate::optional::skip(
+            "Chromium",
+            "none at /usr/bin/chromium: apt-get install chromium, or set CHROMIUM",
+        );
+        return;
+    };
+    dsmr_bridge::tls::install_crypto_provider();
+    let listen = web::Listen {
+        address: "127.0.0.1:0".parse().unwrap(),
+        only: None,
+    };
+    let listener = web::bind(listen).await.unwrap();
+    let app = listener.local_addr().unwrap();
+    let (reporter, status) = dsmr_bridge::status::StatusReporter::new();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let page = web::Page {
+        status,
+        recent: web::RecentLog::new(),
+        broker: "core-mosquitto:1883".into(),
+        redactor: dsmr_bridge::secrets::Redactor::default(),
+    };
+    tokio::spawn(web::serve(listener, listen, page, stop.clone()));
+    let now = std::time::SystemTime::now();
+    for (ago, kw) in [(600, "0.400"), (300, "99999999.999"), (0, "0.512")] {
+        reporter.meter(
+            now - std::time::Duration::from_secs(ago),
+            Some("v5.11.0"),
+            vec![
+                ("electricity_currently_delivered", kw.into()),
+                ("electricity_currently_returned", "0.000".into()),
+            ],
+            true,
+        );
+    }
+    let proxy = ingress_proxy(app).await;
+    let csp = reqwest::get(format!("http://{proxy}{INGRESS_PATH}/"))
+        .await
+        .unwrap()
+        .headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'self'"), "{csp}");
+    let profile = tempfile::tempdir().unwrap();
+    let dom = browse(
+        &chromium,
+        profile.path(),
+        &["--dump-dom", "--virtual-time-budget=3000"],
+        &format!("http://{proxy}{INGRESS_PATH}/"),
+    );
+    assert!(
+        text_of(&dom, "live").starts_with("live · updated"),
+        "the script ran"
+    );
+    let chart = &dom[dom.find("id=\"chart\"").unwrap()..];
+    let chart = &chart[..chart.find("</svg>").unwrap()];
+    let lines = chart.matches("<line").count();
+    let nodes = chart.matches('<').count() - chart.matches("</").count();
+    assert!((2..=5).contains(&lines), "{lines} grid lines");
+    assert!(nodes <= 20, "{nodes} nodes in the chart");
+    assert!(
+        chart_line(&dom).matches('L').count() == 2,
+        "{}",
+        chart_line(&dom)
+    );
+    stop.cancel();
+}

@@ -1,5 +1,6 @@
-//! `dsmr-bridge demo` as a newcomer runs it: only the options it applies, the published
-//! messages on screen at `info`, none at `warn`, and no error lines from its embedded broker.
+//! `dsmr-bridge demo` as a newcomer runs it: only the options it applies, where the page and
+//! the broker are at every log level, one short line per published message at `info`, none at
+//! `warn`, and no error lines from its embedded broker.
 
 use crate::harness::{Bridge, Seen, Watcher, bridge_command, free_port};
 
@@ -75,6 +76,7 @@ fn demo_help_lists_only_the_options_it_applies() {
             "--discovery-prefix",
             "--log-level",
             "--status-listen",
+            "--meter",
             "--help",
         ],
         "{help}"
@@ -112,6 +114,21 @@ fn demo_rejects_options_it_would_ignore() {
     assert!(stderr.starts_with("log_level:"), "{stderr}");
 }
 
+/// `--meter dutch-water` and `--meter belgian` show what those meters' telegrams add: a water
+/// meter device, the capacity tariff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_meters_show_water_and_the_capacity_tariff() {
+    for (meter, topic) in [
+        ("dutch-water", "dsmr-bridge/telegram/mbus1/water"),
+        ("belgian", "dsmr-bridge/telegram/capacity_tariff_basis"),
+    ] {
+        let mut demo = demo_until_retained(&["--meter", meter]).await;
+        demo.wait_log(&format!("published topic={topic}")).await;
+        demo.signal("INT");
+        assert_eq!(demo.wait_exit(), Some(0), "{}", demo.log());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_shows_published_messages_and_no_broker_errors() {
     let mut demo = demo_until_retained(&[]).await;
@@ -133,10 +150,19 @@ async fn demo_shows_published_messages_and_no_broker_errors() {
     assert_eq!(demo.wait_exit(), Some(0));
     let log = demo.log();
     assert!(
-        log.contains("published topic=dsmr-bridge/reading/electricity_delivered_1"),
+        log.contains("INFO published topic=dsmr-bridge/reading/electricity_delivered_1"),
         "{log}"
     );
-    assert!(log.contains("Embedded MQTT broker running"), "{log}");
+    // What a newcomer reads: no DEBUG line, a discovery config as its start and its size.
+    assert!(!log.contains("DEBUG"), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("published topic=homeassistant/device/") && l.ends_with(" bytes)")),
+        "{log}"
+    );
+    let longest = log.lines().map(|l| l.chars().count()).max().unwrap();
+    assert!(longest <= 240, "a line of {longest} characters in {log}");
+    assert_banner(&log, page);
     // Through the readiness probe, two subscribers leaving and the shutdown.
     assert!(!log.contains("ERROR"), "{log}");
 }
@@ -147,9 +173,31 @@ async fn demo_at_log_level_warn_prints_no_info() {
     demo.signal("INT");
     assert_eq!(demo.wait_exit(), Some(0));
     let log = demo.log();
+    let page = banner_page(&log);
+    assert_banner(&log, &page);
     assert!(!log.contains("INFO"), "{log}");
     assert!(!log.contains("published"), "{log}");
     assert!(!log.contains("ERROR"), "{log}");
+}
+
+/// The status page's address in the banner.
+fn banner_page(log: &str) -> String {
+    log.lines()
+        .find_map(|l| l.trim_start().strip_prefix("Status page"))
+        .map(|rest| rest.trim().to_owned())
+        .unwrap_or_else(|| panic!("no status page in the banner: {log}"))
+}
+
+/// The banner says once where the page and the broker are, and how to watch the messages.
+fn assert_banner(log: &str, page: &str) {
+    assert_eq!(banner_page(log), page, "{log}");
+    assert_eq!(log.matches("dsmr-bridge demo: ").count(), 1, "{log}");
+    let broker = log
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("MQTT broker"))
+        .unwrap_or_else(|| panic!("no broker in the banner: {log}"));
+    assert!(broker.trim().starts_with("127.0.0.1:"), "{broker}");
+    assert!(log.contains("mosquitto_sub -h 127.0.0.1 -p "), "{log}");
 }
 
 #[test]

@@ -122,7 +122,7 @@ async fn broker_restart_with_persistence() {
 }
 
 /// No broker at startup: the bridge waits without a busy loop (the pauses between attempts
-/// start at a second and grow; `src/sink/mqtt.rs` tests their bounds), says so once, and
+/// start at a second and grow; `src/retry.rs` tests their bounds), says so once, and
 /// connects when the broker appears.
 #[tokio::test]
 async fn broker_unreachable_at_startup() {

@@ -21,3 +21,4 @@ mod restart;
 mod security;
 mod source;
 mod status_page;
+mod telegram;

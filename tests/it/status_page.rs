@@ -9,7 +9,7 @@ use crate::eventually::eventually;
 use crate::harness::{Bridge, Broker, SIM_KEY, args, free_port, sim_options};
 
 const MQTT_PASSWORD: &str = "SECRET-mqtt-password-5d1c";
-const SUPERVISOR_TOKEN: &str = "SECRET-supervisor-token-71aa";
+const SUPERVISOR_TOKEN: &str = "SECRET-svtok-Hq27-71aa";
 
 fn client() -> reqwest::Client {
     dsmr_bridge::tls::install_crypto_provider();
@@ -170,4 +170,177 @@ fn an_invalid_status_listen_is_refused_at_startup() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.starts_with("status_listen: "), "{stderr}");
+}
+
+/// A DSMR-reader (or a proxy in front of it) whose 403 echoes the configured secrets, in the
+/// forms an error text carries them: the API key in lower case, the MQTT password URL-encoded
+/// and in base64 inside `user:password`, a piece of the Home Assistant token. None of them
+/// reaches the log, at trace level, nor the page; the page says which secret was cut.
+#[tokio::test]
+async fn no_secret_in_any_form_reaches_the_log_or_the_page() {
+    use crate::harness::{http_stand_in, json_reply, url_of};
+
+    const API_KEY: &str = "Q7fT2kLm9XwR4pZs";
+    const PASSWORD: &str = "mqtt pw/9Zq+Lk3$";
+    const TOKEN: &str =
+        "eyJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJmMDRkN2U5YzAxIn0.Hc8Wq3TzLp0Vb7Nm2Xk5Rj9Ys4Df6Ga1";
+    let encoded = PASSWORD
+        .replace(' ', "%20")
+        .replace('/', "%2F")
+        .replace('+', "%2B")
+        .replace('$', "%24");
+    let basic = {
+        let user_password = format!("bridge:{PASSWORD}");
+        // base64, standard alphabet, padded.
+        const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in user_password.as_bytes().chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+            for i in 0..4 {
+                out.push(if i <= chunk.len() {
+                    ABC[(n >> (18 - 6 * i) & 63) as usize] as char
+                } else {
+                    '='
+                });
+            }
+        }
+        out
+    };
+    // Within the 120 characters of a detail the bridge keeps.
+    let detail = format!(
+        "session {} token {} {encoded} ({basic})",
+        &TOKEN[20..40],
+        API_KEY.to_lowercase(),
+    );
+    let dsmr = http_stand_in(json_reply(
+        403,
+        serde_json::json!({ "detail": detail }).to_string(),
+    ))
+    .await;
+
+    let broker = Broker::start();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}/");
+    let listen = format!("127.0.0.1:{port}");
+    let mut arguments = args(
+        &url_of(&dsmr),
+        broker.port,
+        "secrets",
+        &[
+            "--status-listen",
+            &listen,
+            "--mqtt-username",
+            "bridge",
+            "--mqtt-password",
+            PASSWORD,
+            "--history",
+            "true",
+            "--homeassistant-url",
+            "http://127.0.0.1:9/",
+            "--homeassistant-token",
+            TOKEN,
+        ],
+    );
+    let key = arguments.iter().position(|a| a == SIM_KEY).unwrap();
+    arguments[key] = API_KEY.to_owned();
+    let level = arguments.iter().position(|a| a == "--log-level").unwrap() + 1;
+    arguments[level] = "trace".to_owned();
+    let bridge = Bridge::start(&arguments);
+
+    let status = status_until(&base, "the refused poll on the page", |s| {
+        s["dsmr_reader"]["last_error"]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("refused access"))
+    })
+    .await;
+    bridge.wait_log("refused access").await;
+    let shown = status.to_string();
+    assert!(shown.contains("[api key]"), "{shown}");
+    assert!(shown.contains("[mqtt password]"), "{shown}");
+    assert!(shown.contains("[home assistant token]"), "{shown}");
+    let log = bridge.log();
+    for (name, text) in [("the page", shown), ("the log", log)] {
+        let text = text.to_lowercase();
+        // `basic` without the characters that encode `bridge:` and the padding.
+        let basic = &basic[10..basic.len() - 3];
+        for secret in [API_KEY, PASSWORD, encoded.as_str(), basic, TOKEN] {
+            for piece in secret.as_bytes().windows(8) {
+                let piece = String::from_utf8_lossy(piece).to_lowercase();
+                assert!(
+                    !text.contains(&piece),
+                    "{name} holds {piece:?} of {secret:?}"
+                );
+            }
+        }
+    }
+}
+
+/// One definition of reachable: only the newest reading decides. A side endpoint that fails
+/// is listed as failing while DSMR-reader stays reachable; when the reading fails and meter
+/// statistics still answer, DSMR-reader is unreachable and its last successful poll stays
+/// the last one whose reading answered.
+#[tokio::test]
+async fn only_the_reading_decides_whether_dsmr_reader_is_reachable() {
+    let broker = Broker::start();
+    let sim = dsmr_sim::Simulator::start(sim_options()).await.unwrap();
+    let failure = r#"{"detail": "Internal Server Error"}"#;
+    sim.override_endpoint(
+        "/api/v2/consumption/today",
+        500,
+        "application/json",
+        failure.into(),
+    );
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}/");
+    let listen = format!("127.0.0.1:{port}");
+    let _bridge = Bridge::start(&args(
+        &sim.url(),
+        broker.port,
+        "reachable",
+        &["--status-listen", &listen],
+    ));
+    let side = status_until(&base, "today listed as failing", |s| {
+        s["dsmr_reader"]["failing"][0]["endpoint"] == "consumption/today"
+    })
+    .await;
+    assert_eq!(side["dsmr_reader"]["reachable"], true, "{side}");
+    let text = side["dsmr_reader"]["failing"][0]["text"].as_str().unwrap();
+    assert!(text.contains("500"), "{text}");
+    status_until(&base, "a successful poll after it", |s| {
+        s["dsmr_reader"]["last_poll"].as_u64() > side["now"].as_u64()
+    })
+    .await;
+
+    let reading = "/api/v2/datalogger/dsmrreading";
+    let failed_from = dsmr_bridge::status::unix(std::time::SystemTime::now());
+    sim.override_endpoint(reading, 500, "application/json", failure.into());
+    status_until(&base, "DSMR-reader unreachable", |s| {
+        s["dsmr_reader"]["reachable"] == false
+    })
+    .await;
+    // Meter statistics go on answering, asked again after each failed reading.
+    let statistics = "/api/v2/datalogger/meter-statistics";
+    let asked = sim.requests(statistics);
+    let readings = sim.requests(reading);
+    eventually("two more failed polls with meter statistics answered")
+        .until(async || {
+            let (now_asked, now_readings) = (sim.requests(statistics), sim.requests(reading));
+            if now_asked >= asked + 2 && now_readings >= readings + 2 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{now_asked} meter statistics, {now_readings} readings"
+                ))
+            }
+        })
+        .await;
+    let down = status_until(&base, "the page after them", |_| true).await;
+    assert_eq!(down["dsmr_reader"]["reachable"], false, "{down}");
+    assert!(
+        down["dsmr_reader"]["last_poll"].as_u64() <= Some(failed_from),
+        "the last successful poll is before the reading failed: {down}"
+    );
 }

@@ -39,6 +39,7 @@ use url::Url;
 
 pub use history::{Archive, ArchiveNow, Grouping, HistoryOptions, Hostile};
 pub use meter::{MeterModel, Reading, Registers};
+pub use telegram::P1Profile;
 pub use zone::TimeZone;
 
 /// The fields of a DSMR-reader 5.11 reading (`/api/v2/datalogger/dsmrreading`), in the order
@@ -98,6 +99,9 @@ pub struct SimOptions {
     pub equipment_id: String,
     /// Gas meter id, telegram line `0-1:96.1.0`.
     pub gas_equipment_id: String,
+    /// The meter behind DSMR-reader as its telegram shows it: Dutch, Dutch with a water meter,
+    /// or Belgian with the capacity tariff's lines.
+    pub p1: P1Profile,
     /// Simulated wall-clock at start; its offset is the server's time zone for every answer.
     pub start: OffsetDateTime,
     /// Simulated seconds per real second (720 runs a day in two minutes).
@@ -123,6 +127,7 @@ impl Default for SimOptions {
             solar: true,
             equipment_id: "12345678901234567890123456789000".to_owned(),
             gas_equipment_id: "12345678901234567890123456789001".to_owned(),
+            p1: P1Profile::Dutch,
             start: now - Duration::nanoseconds(i64::from(now.nanosecond())),
             speed: 1.0,
             seed: 1,

@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use time::{Date, OffsetDateTime, UtcOffset};
 
 use super::SimOptions;
+use super::telegram::P1Profile;
 
 const DAY: i64 = 86_400;
 const HOUR: f64 = 3_600.0;
@@ -123,6 +124,35 @@ pub struct MeterStats {
     pub long_power_failure_count: u32,
     pub voltage_sag_count: [Option<u32>; 3],
     pub voltage_swell_count: [Option<u32>; 3],
+    /// Which meter it is, for the telegram's layout.
+    pub profile: P1Profile,
+    /// What a Belgian meter keeps for the capacity tariff (its telegram prints it).
+    pub demand: Demand,
+}
+
+/// The capacity-tariff figures of a Belgian (e-MUCS) meter, derived from the same quarter
+/// hours as DSMR-reader's peaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Demand {
+    /// W, the running quarter hour's average so far (`1-0:1.4.0`).
+    pub current: u32,
+    /// This month's highest quarter hour (`1-0:1.6.0`).
+    pub month: Option<MonthPeak>,
+    /// The past months' maxima, newest first (`0-0:98.1.0`, at most 13).
+    pub past: [Option<MonthPeak>; PAST_MONTHS],
+}
+
+/// How many past monthly maxima an e-MUCS meter keeps.
+pub const PAST_MONTHS: usize = 13;
+
+/// One month's highest quarter-hour average.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MonthPeak {
+    /// Local midnight starting the month after: the meter stamps a closed month with it.
+    pub closes: OffsetDateTime,
+    /// The start of the quarter hour.
+    pub at: OffsetDateTime,
+    pub watts: u32,
 }
 
 /// Average delivered power over one completed quarter hour.
@@ -183,6 +213,9 @@ pub struct MeterModel {
     next_gas_id: u64,
     /// The registers at each hour boundary passed: (Unix time, Wh as `registers`, litres).
     marks: VecDeque<(i64, [u64; 4], u64)>,
+    profile: P1Profile,
+    month_peak: Option<MonthPeak>,
+    past_peaks: [Option<MonthPeak>; PAST_MONTHS],
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -266,6 +299,9 @@ impl MeterModel {
             gas_readings: VecDeque::new(),
             next_gas_id: 1,
             marks: VecDeque::new(),
+            profile: opts.p1,
+            month_peak: None,
+            past_peaks: past_month_peaks(opts),
         };
         model.record_gas_reading(
             floor_to(t0 + offset_secs(offset), GAS_INTERVAL) - offset_secs(offset),
@@ -341,7 +377,25 @@ impl MeterModel {
             long_power_failure_count: 0,
             voltage_sag_count: per_phase(self.sags),
             voltage_swell_count: per_phase(self.swells),
+            profile: self.profile,
+            demand: Demand {
+                current: self.current_demand(),
+                month: self.month_peak,
+                past: self.past_peaks,
+            },
         }
+    }
+
+    /// The running quarter hour's average power so far, in W.
+    fn current_demand(&self) -> u32 {
+        self.quarter.map_or(0, |w| {
+            let seconds = w.last.0 - w.first.0;
+            if seconds <= 0 {
+                return 0;
+            }
+            let wh = (w.last.1 - w.first.1).max(0);
+            (wh * 3_600 / seconds).clamp(0, i64::from(u32::MAX)) as u32
+        })
     }
 
     /// `None` during the first minute of a day, when DSMR-reader has no consumption yet.
@@ -669,6 +723,34 @@ impl MeterModel {
             average_delivered: average as u32,
         });
         self.next_peak_id += 1;
+        self.track_month_peak(at(window.first.0, self.offset), average as u32);
+    }
+
+    /// A new month closes the last one into the past maxima, newest first.
+    fn track_month_peak(&mut self, start: OffsetDateTime, watts: u32) {
+        let closes = next_month(start);
+        match &mut self.month_peak {
+            Some(peak) if peak.closes == closes => {
+                if watts > peak.watts {
+                    *peak = MonthPeak {
+                        closes,
+                        at: start,
+                        watts,
+                    };
+                }
+            }
+            current => {
+                if let Some(done) = current.take() {
+                    self.past_peaks.rotate_right(1);
+                    self.past_peaks[0] = Some(done);
+                }
+                self.month_peak = Some(MonthPeak {
+                    closes,
+                    at: start,
+                    watts,
+                });
+            }
+        }
     }
 
     /// Jumps the clock to `t` adding average consumption, for gaps too long to step through.
@@ -1228,6 +1310,68 @@ fn kwh_to_joules(kwh: f64) -> i64 {
     } else {
         0
     }
+}
+
+/// Local midnight of the first day of the month after `t`'s.
+fn next_month(t: OffsetDateTime) -> OffsetDateTime {
+    let (year, month) = match t.month() {
+        time::Month::December => (t.year() + 1, time::Month::January),
+        m => (t.year(), m.next()),
+    };
+    Date::from_calendar_date(year, month, 1)
+        .map(|d| d.midnight().assume_offset(t.offset()))
+        .unwrap_or(t)
+}
+
+/// Thirteen months of maxima before the start, as a meter in use for years has them: higher
+/// in winter (heat pump, lights), lower in summer, one month under Fluvius' 2.5 kW floor.
+/// From their own generator, so the household's draws stay those of the seed.
+fn past_month_peaks(opts: &SimOptions) -> [Option<MonthPeak>; PAST_MONTHS] {
+    let mut rng = fastrand::Rng::with_seed(opts.seed ^ 0x4645_4c55_5649_5553);
+    let mut out = [None; PAST_MONTHS];
+    let mut closes = opts
+        .start
+        .date()
+        .replace_day(1)
+        .map(|d| d.midnight().assume_offset(opts.start.offset()))
+        .unwrap_or(opts.start);
+    for slot in &mut out {
+        let Some(month_start) = closes
+            .date()
+            .previous_day()
+            .and_then(|d| d.replace_day(1).ok())
+        else {
+            break;
+        };
+        let winter = matches!(u8::from(month_start.month()), 11 | 12 | 1 | 2 | 3);
+        let watts = if u8::from(month_start.month()) == 7 {
+            2_100 + rng.u32(0..300)
+        } else if winter {
+            5_000 + rng.u32(0..3_000)
+        } else {
+            2_800 + rng.u32(0..2_000)
+        };
+        let day = rng.u8(2..=27);
+        let quarter = rng.u8(68..=80);
+        let at = month_start
+            .replace_day(day)
+            .ok()
+            .and_then(|d| d.with_hms(quarter / 4, (quarter % 4) * 15, 0).ok())
+            .map_or(closes, |t| t.assume_offset(opts.start.offset()));
+        *slot = Some(MonthPeak { closes, at, watts });
+        closes = month_start.midnight().assume_offset(opts.start.offset());
+    }
+    out
+}
+
+/// A household's water meter: about 430 L a day, read every five minutes like gas, the same
+/// for the same time whatever the pace of the clock.
+pub fn water_reading(t: OffsetDateTime) -> (OffsetDateTime, u64) {
+    const BASE_L: i64 = 123_456;
+    const SINCE: i64 = 1_577_836_800; // 2020-01-01T00:00:00Z
+    let read_at = t.unix_timestamp() - t.unix_timestamp().rem_euclid(GAS_INTERVAL);
+    let liters = BASE_L + (read_at - SINCE).max(0) / 200;
+    (at(read_at, t.offset()), liters as u64)
 }
 
 fn m3_to_ml(m3: f64) -> i64 {

@@ -6,9 +6,27 @@ use std::fmt::Write as _;
 
 use time::OffsetDateTime;
 
-use super::meter::{MeterStats, Reading};
+use super::meter::{self, MeterStats, MonthPeak, Reading};
 
 const HEADER: &str = "/XMX5LGBBFFB123456789";
+/// A Fluvius e-MUCS meter's header, as in `tests/fixtures/telegram_belgian_fluvius.txt`.
+const BELGIAN_HEADER: &str = "/FLU5\\253770234_A";
+/// The water meter's M-Bus id (`W0000000000000001`, hex-encoded as meters send it).
+pub const WATER_ID: &str = "5730303030303030303030303030303031";
+
+/// Which meter the telegram is from, beyond DSMR-reader's own fields.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum P1Profile {
+    /// A Dutch DSMR 5 meter, gas on M-Bus channel 1 (DSMR-reader's fake datasource).
+    #[default]
+    Dutch,
+    /// A Dutch DSMR 5 meter with a water meter on M-Bus channel 1 and gas on 2: DSMR-reader
+    /// takes the last reading line as gas, so this order keeps its gas right.
+    DutchWithWater,
+    /// A Belgian Fluvius e-MUCS meter: capacity-tariff lines with 13 months of maxima, gas on
+    /// `24.2.3`.
+    Belgian,
+}
 
 /// Equipment identifiers printed in the telegram.
 #[derive(Clone, Copy, Debug)]
@@ -31,9 +49,17 @@ pub fn telegram(
         out.push_str(&text);
         out.push_str("\r\n");
     };
-    line(HEADER.to_owned());
+    let belgian = stats.profile == P1Profile::Belgian;
+    line(if belgian { BELGIAN_HEADER } else { HEADER }.to_owned());
     line(String::new());
-    line("1-3:0.2.8(50)".to_owned());
+    line(
+        if belgian {
+            "0-0:96.1.4(50217)"
+        } else {
+            "1-3:0.2.8(50)"
+        }
+        .to_owned(),
+    );
     line(format!(
         "0-0:1.0.0({})",
         meter_time(shifted(reading.timestamp))
@@ -48,11 +74,36 @@ pub fn telegram(
         ));
     }
     line(format!("0-0:96.14.0({:04})", stats.tariff));
+    if belgian {
+        let demand = &stats.demand;
+        line(format!("1-0:1.4.0({}*kW)", kw(demand.current)));
+        if let Some(peak) = demand.month {
+            line(format!(
+                "1-0:1.6.0({})({}*kW)",
+                meter_time(shifted(peak.at)),
+                kw(peak.watts)
+            ));
+        }
+        let past: Vec<&MonthPeak> = demand.past.iter().flatten().collect();
+        let mut buffer = format!("0-0:98.1.0({})(1-0:1.6.0)(1-0:1.6.0)", past.len());
+        for peak in past {
+            let _ = write!(
+                buffer,
+                "({})({})({}*kW)",
+                meter_time(shifted(peak.closes)),
+                meter_time(shifted(peak.at)),
+                kw(peak.watts)
+            );
+        }
+        line(buffer);
+    }
     line(format!("1-0:1.7.0({}*kW)", kw(reading.currently_delivered)));
     line(format!("1-0:2.7.0({}*kW)", kw(reading.currently_returned)));
-    line(format!("0-0:96.7.21({:05})", stats.power_failure_count));
-    line(format!("0-0:96.7.9({:05})", stats.long_power_failure_count));
-    line("1-0:99.97.0(0)(0-0:96.7.19)".to_owned());
+    if !belgian {
+        line(format!("0-0:96.7.21({:05})", stats.power_failure_count));
+        line(format!("0-0:96.7.9({:05})", stats.long_power_failure_count));
+        line("1-0:99.97.0(0)(0-0:96.7.19)".to_owned());
+    }
     per_phase(
         &mut line,
         ["32.32.0", "52.32.0", "72.32.0"],
@@ -84,11 +135,30 @@ pub fn telegram(
     per_phase(&mut line, ["22.7.0", "42.7.0", "62.7.0"], &returned, |w| {
         format!("{}*kW", kw(w))
     });
-    if let Some(gas) = reading.gas {
-        line("0-1:24.1.0(003)".to_owned());
-        line(format!("0-1:96.1.0({})", ids.gas));
+    let mut channel = 1;
+    if stats.profile == P1Profile::DutchWithWater {
+        let (read_at, liters) = meter::water_reading(reading.timestamp);
+        line("0-1:24.1.0(007)".to_owned());
+        line(format!("0-1:96.1.0({WATER_ID})"));
         line(format!(
             "0-1:24.2.1({})({:05}.{:03}*m3)",
+            meter_time(shifted(read_at)),
+            liters / 1_000,
+            liters % 1_000
+        ));
+        channel = 2;
+    }
+    if let Some(gas) = reading.gas {
+        // Belgian meters send the M-Bus id as 96.1.1 and gas on 24.2.3.
+        let (id, register) = if belgian {
+            ("96.1.1", "24.2.3")
+        } else {
+            ("96.1.0", "24.2.1")
+        };
+        line(format!("0-{channel}:24.1.0(003)"));
+        line(format!("0-{channel}:{id}({})", ids.gas));
+        line(format!(
+            "0-{channel}:{register}({})({:05}.{:03}*m3)",
             meter_time(shifted(gas.timestamp)),
             gas.delivered / 1_000,
             gas.delivered % 1_000
@@ -232,5 +302,84 @@ mod tests {
         let text = telegram(m.latest(), &m.stats(), IDS, time::Duration::hours(-1));
         assert!(text.contains("0-0:1.0.0(261126130214W)"));
         assert!(text.contains("0-1:24.2.1(261126130000W)"));
+    }
+
+    fn with_profile(profile: P1Profile, start: OffsetDateTime) -> String {
+        let mut m = MeterModel::new(&SimOptions {
+            start,
+            p1: profile,
+            ..SimOptions::default()
+        });
+        // Two quarter hours: one closed peak this month.
+        m.advance_to(start + time::Duration::minutes(31));
+        telegram(m.latest(), &m.stats(), IDS, time::Duration::ZERO)
+    }
+
+    #[test]
+    fn a_belgian_telegram_has_the_capacity_tariff_lines() {
+        let text = with_profile(P1Profile::Belgian, datetime!(2026-11-26 14:02:14 +1));
+        check_crc(&text);
+        assert!(text.starts_with("/FLU5\\253770234_A\r\n\r\n0-0:96.1.4(50217)\r\n"));
+        assert!(!text.contains("1-3:0.2.8") && !text.contains("0-0:96.7.21"));
+        let line = |code: &str| {
+            text.lines()
+                .find(|l| l.starts_with(code))
+                .unwrap_or_else(|| panic!("no {code} in {text}"))
+                .to_owned()
+        };
+        assert!(line("1-0:1.4.0(").ends_with("*kW)"));
+        assert!(
+            line("1-0:1.6.0(2611261").ends_with("*kW)"),
+            "a peak of today"
+        );
+        let buffer = line("0-0:98.1.0(13)(1-0:1.6.0)(1-0:1.6.0)(261101000000W)(2610");
+        assert_eq!(buffer.matches("*kW)").count(), 13);
+        assert!(buffer.contains("(251201000000W)(2511"), "{buffer}");
+        // July under the 2.5 kW floor (the fixed +01:00 offset prints W all year).
+        assert!(
+            buffer.contains("(260801000000W)(2607") && buffer.contains(")(02."),
+            "{buffer}"
+        );
+        line("0-1:96.1.1(G0001)");
+        assert!(line("0-1:24.2.3(").ends_with("*m3)"));
+    }
+
+    #[test]
+    fn a_month_closes_into_the_past_maxima() {
+        let start = datetime!(2026-11-30 23:40:00 +1);
+        let mut m = MeterModel::new(&SimOptions {
+            start,
+            ..SimOptions::default()
+        });
+        m.advance_to(start + time::Duration::minutes(50));
+        let demand = m.stats().demand;
+        let november = demand.past[0].expect("November closed");
+        assert_eq!(november.closes, datetime!(2026-12-01 00:00 +1));
+        assert_eq!(november.at, datetime!(2026-11-30 23:45 +1));
+        assert_eq!(demand.month.unwrap().closes, datetime!(2027-01-01 00:00 +1));
+        assert_eq!(demand.past.iter().flatten().count(), 13);
+    }
+
+    #[test]
+    fn a_dutch_telegram_with_water_has_it_before_gas() {
+        let text = with_profile(P1Profile::DutchWithWater, datetime!(2026-11-26 14:02:14 +1));
+        check_crc(&text);
+        let tail: Vec<&str> = text.lines().rev().skip(1).take(6).collect();
+        assert_eq!(tail[5], "0-1:24.1.0(007)");
+        assert_eq!(tail[4], format!("0-1:96.1.0({WATER_ID})"));
+        assert!(
+            tail[3].starts_with("0-1:24.2.1(261126143000W)(0"),
+            "{}",
+            tail[3]
+        );
+        assert_eq!(tail[2], "0-2:24.1.0(003)");
+        assert_eq!(tail[1], "0-2:96.1.0(G0001)");
+        assert!(tail[0].starts_with("0-2:24.2.1("));
+        // The water register only rises, at a household's pace.
+        let (t0, l0) = meter::water_reading(datetime!(2026-11-26 14:02:14 +1));
+        let (t1, l1) = meter::water_reading(datetime!(2026-11-27 14:02:14 +1));
+        assert_eq!(t0, datetime!(2026-11-26 14:00 +1));
+        assert_eq!((t1 - t0).whole_hours(), 24);
+        assert_eq!(l1 - l0, 432);
     }
 }
