@@ -16,15 +16,12 @@ pub(crate) const SUPERVISOR_URL_ENV: &str = "DSMR_BRIDGE_SUPERVISOR_URL";
 
 /// The Supervisor's address and token when running as a Home Assistant app.
 fn supervisor() -> Option<(Url, SecretString)> {
-    let token = std::env::var("SUPERVISOR_TOKEN")
-        .or_else(|_| std::env::var("HASSIO_TOKEN"))
-        .ok()
-        .filter(|t| !t.is_empty())?;
+    let token = supervisor::token()?;
     let base = std::env::var(SUPERVISOR_URL_ENV)
         .ok()
         .and_then(|u| Url::parse(&u).ok())
         .unwrap_or_else(|| Url::parse(SUPERVISOR_URL).expect("valid constant URL"));
-    Some((base, SecretString::from(token)))
+    Some((base, token))
 }
 
 /// Running as a Home Assistant app: the Supervisor gave the app a token.

@@ -714,7 +714,7 @@ impl TryFrom<RawOptions> for Config {
             raw.history,
             raw.homeassistant_url.as_deref(),
             raw.homeassistant_token,
-            std::env::var("SUPERVISOR_TOKEN").ok(),
+            crate::supervisor::token(),
         )?;
         let status_listen = status_listen(raw.status_listen.as_deref())?;
 
@@ -758,7 +758,7 @@ fn history(
     enabled: Option<bool>,
     url: Option<&str>,
     token: Option<SecretString>,
-    supervisor_token: Option<String>,
+    supervisor_token: Option<SecretString>,
 ) -> Result<Option<HistoryConfig>, ConfigError> {
     use secrecy::ExposeSecret;
 
@@ -782,7 +782,7 @@ fn history(
     if enabled == Some(false) {
         return Ok(None);
     }
-    let target = match (url, token, supervisor_token.filter(|t| !t.is_empty())) {
+    let target = match (url, token, supervisor_token) {
         (Some(url), Some(token), _) => HaTarget {
             url,
             token: SecretString::from(token),
@@ -802,7 +802,7 @@ fn history(
         }
         (None, _, Some(supervisor)) => HaTarget {
             url: Url::parse(SUPERVISOR_CORE_WEBSOCKET).expect("a valid constant URL"),
-            token: SecretString::from(supervisor),
+            token: supervisor,
             token_source: "the app's access to Home Assistant (homeassistant_api in config.yaml)",
         },
         (None, None, None) if enabled == Some(true) => {
@@ -813,10 +813,7 @@ fn history(
         }
         (None, None, None) => return Ok(None),
     };
-    Ok(Some(HistoryConfig {
-        target,
-        id_tag: String::new(),
-    }))
+    Ok(Some(HistoryConfig { target }))
 }
 
 /// `http://ha:8123/` → `ws://ha:8123/api/websocket`; a `ws://` or `wss://` address is taken as

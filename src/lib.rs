@@ -119,9 +119,10 @@ pub async fn run_with(
     let sink = MqttSink::start(&broker)?;
     // The history import runs beside the poll loop and never holds it up.
     let history = match config.history.clone() {
-        Some(history_config) => match history::Importer::new(history_config, &config.dsmr) {
-            Ok(importer) => Some(tokio::spawn(history::run(
-                importer,
+        Some(history_config) => match history::dsmr::ArchiveClient::new(&config.dsmr) {
+            Ok(archive) => Some(tokio::spawn(history::run(
+                history_config,
+                archive,
                 status.clone(),
                 shutdown.child_token(),
             ))),

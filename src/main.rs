@@ -11,13 +11,18 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+/// Libraries whose TRACE lines carry secrets: tungstenite logs every WebSocket frame it sends,
+/// Home Assistant's `auth` message with its access token among them. Capped at any level,
+/// `RUST_LOG` included.
+const SECRET_SAFE: &str = ",tungstenite=debug,tokio_tungstenite=debug";
+
 /// The log on stdout, and its warnings and errors kept for the status page, both without
 /// the secrets `redactor` knows.
 fn init_logging(level: LevelFilter, extra: &str, redactor: &Redactor) -> RecentLog {
     let filter = std::env::var("RUST_LOG")
         .ok()
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new(format!("{level}{extra}")));
+        .and_then(|f| EnvFilter::try_new(format!("{f}{SECRET_SAFE}")).ok())
+        .unwrap_or_else(|| EnvFilter::new(format!("{level}{extra}{SECRET_SAFE}")));
     let recent = RecentLog::new();
     tracing_subscriber::registry()
         .with(filter)

@@ -11,6 +11,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use url::Url;
 
+/// The token the Supervisor gives an app: whether the bridge runs inside Home Assistant is
+/// decided here alone. `SUPERVISOR_TOKEN`, or `HASSIO_TOKEN` as older Supervisors name it.
+pub fn token() -> Option<SecretString> {
+    std::env::var("SUPERVISOR_TOKEN")
+        .or_else(|_| std::env::var("HASSIO_TOKEN"))
+        .ok()
+        .filter(|t| !t.is_empty())
+        .map(SecretString::from)
+}
+
 /// Default address of the Supervisor API inside an app container.
 pub(crate) const SUPERVISOR_URL: &str = "http://supervisor/";
 

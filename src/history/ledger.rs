@@ -84,19 +84,45 @@ pub fn utc_hour(start: OffsetDateTime) -> OffsetDateTime {
 /// Builds the rows for `hours` (sorted by start) and `days` (sorted by day), continuing from
 /// `seeds`. Days without a day row (today) book the hours as they are.
 pub fn build(hours: &[HourStat], days: &[DayStat], seeds: &Seeds) -> Ledger {
+    build_until(hours, days, seeds, None)
+}
+
+/// As `build`, for the rows before `until` (where Home Assistant's own statistics begin): a
+/// day that reaches `until` gives its registers but not its totals, which hold hours that are
+/// Home Assistant's, not the archive's.
+pub fn build_until(
+    hours: &[HourStat],
+    days: &[DayStat],
+    seeds: &Seeds,
+    until: Option<OffsetDateTime>,
+) -> Ledger {
+    let hours: Vec<HourStat> = hours
+        .iter()
+        .filter(|h| until.is_none_or(|u| h.start < u))
+        .cloned()
+        .collect();
+    let days: Vec<Day<'_>> = days
+        .iter()
+        .enumerate()
+        .map(|(k, d)| Day {
+            row: d,
+            whole: until.is_none_or(|u| day_end(days, k).is_some_and(|end| end <= u)),
+        })
+        .collect();
     let mut ledger = Ledger::default();
     for (register, rows) in ledger.energy.iter_mut().enumerate() {
-        *rows = energy_rows(hours, days, register, seeds.energy[register]);
+        *rows = energy_rows(&hours, &days, register, seeds.energy[register]);
     }
     for (cost, rows) in ledger.costs.iter_mut().enumerate() {
         let mut sum = seeds.costs[cost].map_or(0, |p| p.sum);
         *rows = days
             .iter()
+            .filter(|d| d.whole)
             .filter_map(|d| {
-                let amount = d.costs[cost]?;
-                sum += amount;
+                let amount = d.row.costs[cost]?;
+                sum = sum.saturating_add(amount);
                 Some(Row {
-                    start: d.start,
+                    start: d.row.start,
                     state: None,
                     sum,
                 })
@@ -106,9 +132,25 @@ pub fn build(hours: &[HourStat], days: &[DayStat], seeds: &Seeds) -> Ledger {
     ledger
 }
 
+/// A day row, and whether all of its day lies before the rows' end.
+struct Day<'a> {
+    row: &'a DayStat,
+    whole: bool,
+}
+
+/// The end of the `k`th day: the next day's start, or (without its row) 25 hours on, the
+/// longest a local day lasts.
+fn day_end(days: &[DayStat], k: usize) -> Option<OffsetDateTime> {
+    let day = &days[k];
+    match days.get(k + 1) {
+        Some(next) if Some(next.day) == day.day.next_day() => Some(next.start),
+        _ => day.start.checked_add(Duration::hours(25)),
+    }
+}
+
 fn energy_rows(
     hours: &[HourStat],
-    days: &[DayStat],
+    days: &[Day<'_>],
     register: usize,
     seed: Option<Point>,
 ) -> Vec<Row> {
@@ -123,38 +165,53 @@ fn energy_rows(
         let day = hours[i].day;
         let end = i + hours[i..].iter().take_while(|h| h.day == day).count();
         let group = &hours[i..end];
-        while days.get(day_index).is_some_and(|d| d.day < day) {
+        while days.get(day_index).is_some_and(|d| d.row.day < day) {
             // A whole day without hour rows: its energy waits for the next hour.
-            carry += days[day_index].consumption[register];
+            if days[day_index].whole {
+                carry = carry.saturating_add(days[day_index].row.consumption[register].max(0));
+            }
             day_index += 1;
         }
-        let day_row = days.get(day_index).filter(|d| d.day == day);
+        let day_row = days
+            .get(day_index)
+            .filter(|d| d.row.day == day)
+            .map(|d| d.row);
+        let whole = days
+            .get(day_index)
+            .is_some_and(|d| d.row.day == day && d.whole);
+        // DSMR-reader writes negative rows across a meter swap: no energy flows backwards.
         let mut values: Vec<i64> = group.iter().map(|h| h.values[register].max(0)).collect();
         if let Some(d) = day_row {
-            let booked: i64 = values.iter().sum();
-            book(
-                &mut values,
-                group,
-                d.start,
-                d.consumption[register] - booked,
-            );
+            if whole {
+                let booked = values.iter().fold(0_i64, |a, v| a.saturating_add(*v));
+                book(
+                    &mut values,
+                    group,
+                    d.start,
+                    d.consumption[register].max(0).saturating_sub(booked),
+                );
+            }
             day_index += 1;
         }
         let next_start = days
             .get(day_index)
-            .filter(|d| Some(d.day) == day.next_day())
-            .and_then(|d| d.registers[register]);
+            .filter(|d| Some(d.row.day) == day.next_day())
+            .and_then(|d| d.row.registers[register]);
         // A known start register already holds energy carried from days without hour rows.
         let start = day_row
             .and_then(|d| d.registers[register])
-            .or(state.map(|s| s + carry));
-        let states = day_states(&values, start, next_start);
+            .or(state.map(|s| s.saturating_add(carry)));
+        // DSMR-reader writes the hour of a meter swap as the new register minus the old: a
+        // negative row, refused as energy (no energy flows backwards), marks where the new
+        // meter's registers begin.
+        let swap = group.iter().position(|h| h.values[register] < 0);
+        let states = day_states(&values, start, next_start, swap);
         if let Some(first) = values.first_mut() {
-            *first += carry;
+            *first = first.saturating_add(carry);
             carry = 0;
         }
         for ((hour, value), end_state) in group.iter().zip(&values).zip(states) {
-            sum += value;
+            sum = sum.saturating_add(*value);
             state = end_state;
             rows.push(Row {
                 start: hour.start,
@@ -184,10 +241,10 @@ fn book(values: &mut [i64], group: &[HourStat], day_start: OffsetDateTime, defic
         } else {
             after_gap.unwrap_or(values.len() - 1)
         };
-        values[target] += deficit;
+        values[target] = values[target].saturating_add(deficit);
         return;
     }
-    let mut surplus = -deficit;
+    let mut surplus = deficit.saturating_neg();
     let mut order: Vec<usize> = (0..values.len()).collect();
     order.sort_by_key(|&k| std::cmp::Reverse(values[k]));
     for k in order {
@@ -203,14 +260,19 @@ fn book(values: &mut [i64], group: &[HourStat], day_start: OffsetDateTime, defic
 /// Registers at the end of each hour of a day: from the day's start register forward; on a day
 /// whose end does not match the next day's start register (a meter swap), from the next day's
 /// start backward for the hours of the new meter.
-fn day_states(values: &[i64], start: Option<i64>, next_start: Option<i64>) -> Vec<Option<i64>> {
+fn day_states(
+    values: &[i64],
+    start: Option<i64>,
+    next_start: Option<i64>,
+    swap: Option<usize>,
+) -> Vec<Option<i64>> {
     let Some(from) = start else {
         return vec![None; values.len()];
     };
     let mut forward = Vec::with_capacity(values.len());
     let mut register = from;
     for value in values {
-        register += value;
+        register = register.saturating_add(*value);
         forward.push(Some(register));
     }
     let Some(next) = next_start else {
@@ -219,15 +281,16 @@ fn day_states(values: &[i64], start: Option<i64>, next_start: Option<i64>) -> Ve
     if register == next {
         return forward;
     }
-    // A new meter: walk back from the next day's start while the register stays ≥ 0.
+    // A new meter: walk back from the next day's start to the swap where DSMR-reader's
+    // negative row shows it, else while the register stays ≥ 0.
     let mut backward = next;
     for k in (0..values.len()).rev() {
         // The hour was the new meter's only if its register at the hour's start was ≥ 0.
-        if backward - values[k] < 0 {
+        if backward.saturating_sub(values[k]) < 0 || swap.is_some_and(|p| k < p) {
             break;
         }
         forward[k] = Some(backward);
-        backward -= values[k];
+        backward = backward.saturating_sub(values[k]);
     }
     forward
 }
@@ -358,6 +421,36 @@ mod tests {
     }
 
     #[test]
+    fn a_negative_row_across_a_swap_adds_nothing_and_keeps_the_old_meters_states() {
+        let d1 = date!(2025 - 01 - 10);
+        let d2 = date!(2025 - 01 - 11);
+        // The old meter reads 37_133 kWh; the new one 2 Wh at 20:00 UTC, 1_000 Wh at midnight.
+        let mut hours = day_hours(datetime!(2025-01-09 23:00 UTC), d1, 24, 1);
+        hours[21].values[0] = 2 - 37_133_020;
+        for h in &mut hours[22..] {
+            h.values[0] = 499;
+        }
+        hours.extend(day_hours(datetime!(2025-01-10 23:00 UTC), d2, 2, 100));
+        let days = [
+            day_row(d1, datetime!(2025-01-09 23:00 UTC), 21 + 998, 37_133_000),
+            day_row(d2, datetime!(2025-01-10 23:00 UTC), 200, 1_000),
+        ];
+        let rows = &build(&hours, &days, &Seeds::default()).energy[0];
+        assert!(
+            rows.windows(2).all(|w| w[1].sum >= w[0].sum),
+            "no hour falls"
+        );
+        assert_eq!(
+            rows[20].state,
+            Some(37_133_021),
+            "the old meter's last hours"
+        );
+        assert_eq!(rows[21].state, Some(2));
+        assert_eq!(rows[23].state, Some(1_000));
+        assert_eq!(rows[23].sum, 21 + 998);
+    }
+
+    #[test]
     fn seeds_continue_sum_and_state() {
         let d = date!(2025 - 01 - 10);
         let hours = day_hours(datetime!(2025-01-09 23:00 UTC), d, 2, 100);
@@ -462,6 +555,59 @@ mod tests {
             let total: i64 = day_rows.iter().map(|d| d.consumption[0]).sum();
             if rows.last().is_some_and(|r| r.start >= day_rows.last().unwrap().start) {
                 prop_assert_eq!(rows.last().map_or(0, |r| r.sum), total);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod any_input {
+    use proptest::prelude::*;
+    use time::OffsetDateTime;
+
+    use super::*;
+
+    fn time_at(seconds: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(seconds).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+
+    proptest! {
+        /// Whatever the rows hold (any amounts, any dates in `time`'s range, in any order), the
+        /// ledger returns rows and never panics; sums never fall.
+        #[test]
+        fn no_input_panics(
+            hours in proptest::collection::vec(
+                (-253_402_300_799_i64..253_402_300_799, proptest::array::uniform5(any::<i64>())),
+                0..40,
+            ),
+            days in proptest::collection::vec(
+                (
+                    -253_402_300_799_i64..253_402_300_799,
+                    proptest::array::uniform5(any::<i64>()),
+                    proptest::array::uniform5(proptest::option::of(any::<i64>())),
+                    proptest::array::uniform3(proptest::option::of(any::<i64>())),
+                ),
+                0..10,
+            ),
+            until in proptest::option::of(-253_402_300_799_i64..253_402_300_799),
+        ) {
+            let hours: Vec<HourStat> = hours
+                .into_iter()
+                .map(|(t, values)| {
+                    let start = time_at(t);
+                    HourStat { start, day: start.date(), values }
+                })
+                .collect();
+            let days: Vec<DayStat> = days
+                .into_iter()
+                .map(|(t, consumption, registers, costs)| {
+                    let start = time_at(t);
+                    DayStat { day: start.date(), start, consumption, registers, costs }
+                })
+                .collect();
+            let ledger = build_until(&hours, &days, &Seeds::default(), until.map(time_at));
+            for rows in &ledger.energy {
+                prop_assert!(rows.windows(2).all(|w| w[1].sum >= w[0].sum));
             }
         }
     }

@@ -1,30 +1,35 @@
-//! History: DSMR-reader's archive (`statistics/hour`, `statistics/day`) imported into Home
-//! Assistant's long-term statistics, then kept current; a task of its own beside the poll loop.
+//! History: DSMR-reader's archive (`statistics/hour`, `statistics/day`) imported beneath the live
+//! register sensors' own long-term statistics in Home Assistant, then kept current; a task of its
+//! own beside the poll loop.
 //!
 //! ```text
-//! dsmr (pages of hours and days) ─▶ ledger (pure: rows with state and sum) ─▶ ha (WebSocket:
-//!                                                                              import_statistics)
+//! Archive (DSMR-reader) ─▶ ledger (pure: rows with state and sum) ─┐
+//!                                                                   ├▶ plan (pure: junction,
+//! Store (Home Assistant: the sensors' statistics, their first row) ─┘   fill, offset) ─▶ Store
 //! ```
-//! Every run asks Home Assistant where each statistic ends, steps back two days (so that a day
-//! row DSMR-reader computed later, or hours it archived late, are booked), and continues from
-//! the sums stored there, a month of days per call. Re-sending a row is an upsert with the same
-//! values, so a restart anywhere neither skips nor doubles energy.
+//! Each run asks Home Assistant where each sensor's own statistics begin (the junction: its
+//! first row without the import's mark), imports the archive's hours before it (from two days
+//! before the last imported hour, so that rows DSMR-reader archived late are booked; re-sending a
+//! row is an upsert with the same values), fills the hours DSMR-reader has not archived yet from
+//! its readings, and moves Home Assistant's own rows by the one offset that makes the junction's
+//! hour show its whole energy: zero once they are joined.
 
 pub mod dsmr;
 pub mod ha;
 pub mod ledger;
+pub mod plan;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use time::{Date, OffsetDateTime};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::config::DsmrConfig;
 use crate::status::StatusReporter;
 use dsmr::{ArchiveClient, ArchiveError};
-use ha::{HaClient, HaError, HaTarget, Statistic};
-use ledger::{COSTS, GAS, Point, REGISTERS, Seeds};
+use ha::{HaClient, HaError, HaTarget, Metadata, StoredRow};
+use ledger::{DayStat, HourStat, Point, REGISTERS, Row, Seeds};
+use plan::{Junction, Reading};
 
 /// Days per import call: about a month of hours, so that Home Assistant's recorder (one
 /// transaction per call) stays responsive.
@@ -35,13 +40,33 @@ const STEP_BACK: time::Duration = time::Duration::days(2);
 const RESUME_DAYS_BACK: time::Duration = time::Duration::days(3);
 /// How far back from there to look for the sums to continue from.
 const SEED_WINDOW: time::Duration = time::Duration::days(40);
-/// DSMR-reader computes an hour's statistics a few minutes after it ends.
+/// DSMR-reader computes its statistics once a day; its readings come every few seconds, and Home
+/// Assistant compiles every 5 minutes.
 const UPDATE_EVERY: Duration = Duration::from_secs(10 * 60);
+/// While Home Assistant has not compiled a sensor's first row yet.
+const WAIT_FOR_CORE: Duration = Duration::from_secs(60);
+/// A first import says how far it got this often.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 const RETRY_FIRST: Duration = Duration::from_secs(5);
 const RETRY_MAX: Duration = Duration::from_secs(5 * 60);
 /// Runs that import more hours than this say so at info level.
 const LOUD_HOURS: u64 = 72;
+
+/// The live register sensors that get the archive: the catalog's meter registers announced as
+/// entities (the entries with a plausibility limit per hour), by key, in the catalog's order, which is the ledger's
+/// (DSMR-reader's hour fields electricity1, electricity2, their returns, gas; a test holds them
+/// together).
+pub fn register_keys() -> [&'static str; REGISTERS] {
+    let mut keys = [""; REGISTERS];
+    for (slot, sensor) in keys.iter_mut().zip(
+        crate::map::catalog::SENSORS
+            .iter()
+            .filter(|s| s.announce && s.register_max_per_hour.is_some()),
+    ) {
+        *slot = sensor.key;
+    }
+    keys
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
@@ -61,279 +86,315 @@ impl HistoryError {
 #[derive(Clone, Debug)]
 pub struct HistoryConfig {
     pub target: HaTarget,
-    /// Appended to each statistic id (`dsmr_bridge:gas_delivered_<tag>`); empty in the product.
-    pub id_tag: String,
 }
 
-/// The statistics: the five registers, then the three costs.
-pub fn statistics(tag: &str) -> [Statistic; REGISTERS + COSTS] {
-    let id = |name: &str| {
-        if tag.is_empty() {
-            format!("dsmr_bridge:{name}")
-        } else {
-            format!("dsmr_bridge:{name}_{tag}")
-        }
-    };
-    let stat = |name: &str, title: &str, unit, unit_class| Statistic {
-        id: id(name),
-        name: format!("{title} (DSMR-reader history)"),
-        unit,
-        unit_class,
-    };
-    [
-        stat(
-            "electricity_delivered_tariff_1",
-            "Electricity consumed, tariff 1",
-            Some("kWh"),
-            Some("energy"),
-        ),
-        stat(
-            "electricity_delivered_tariff_2",
-            "Electricity consumed, tariff 2",
-            Some("kWh"),
-            Some("energy"),
-        ),
-        stat(
-            "electricity_returned_tariff_1",
-            "Electricity returned, tariff 1",
-            Some("kWh"),
-            Some("energy"),
-        ),
-        stat(
-            "electricity_returned_tariff_2",
-            "Electricity returned, tariff 2",
-            Some("kWh"),
-            Some("energy"),
-        ),
-        stat("gas_delivered", "Gas consumed", Some("m³"), Some("volume")),
-        stat(
-            "electricity_cost_tariff_1",
-            "Electricity cost, tariff 1",
-            Some("EUR"),
-            None,
-        ),
-        stat(
-            "electricity_cost_tariff_2",
-            "Electricity cost, tariff 2",
-            Some("EUR"),
-            None,
-        ),
-        stat("gas_cost", "Gas cost", Some("EUR"), None),
-    ]
+/// DSMR-reader's archive, as the import reads it.
+pub trait Archive {
+    /// Up to `limit` day rows from `from` on (all days when `None`), oldest first.
+    fn days(
+        &self,
+        from: Option<Date>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<DayStat>, ArchiveError>> + Send;
+    /// Every hour row in `[from, before)`, oldest first.
+    fn hours(
+        &self,
+        from: Option<OffsetDateTime>,
+        before: Option<OffsetDateTime>,
+    ) -> impl Future<Output = Result<Vec<HourStat>, ArchiveError>> + Send;
+    /// The registers (thousandths) of the first reading at or after each of `at`; `None` where
+    /// DSMR-reader has none within the hour.
+    fn readings_at(
+        &self,
+        at: &[OffsetDateTime],
+    ) -> impl Future<Output = Result<Vec<Option<[Option<i64>; REGISTERS]>>, ArchiveError>> + Send;
+}
+
+/// Home Assistant's statistics of the bridge's sensors.
+pub trait Store {
+    /// Each register sensor's statistics metadata, in `register_keys()` order; `None` for one Home
+    /// Assistant does not have or has no statistics for yet.
+    fn sensors(&mut self) -> impl Future<Output = Result<Vec<Option<Metadata>>, HaError>> + Send;
+    /// Home Assistant's own first row of the sensor; `None` before its first compile.
+    fn junction(
+        &mut self,
+        meta: &Metadata,
+    ) -> impl Future<Output = Result<Option<Junction>, HaError>> + Send;
+    /// The sensor's hourly rows in `[from, before)`.
+    fn hours(
+        &mut self,
+        meta: &Metadata,
+        from: OffsetDateTime,
+        before: OffsetDateTime,
+    ) -> impl Future<Output = Result<Vec<StoredRow>, HaError>> + Send;
+    fn import(
+        &mut self,
+        meta: &Metadata,
+        rows: &[Row],
+    ) -> impl Future<Output = Result<(), HaError>> + Send;
+    fn adjust(
+        &mut self,
+        meta: &Metadata,
+        from: OffsetDateTime,
+        by: i64,
+    ) -> impl Future<Output = Result<(), HaError>> + Send;
+    /// Returns once the recorder has written everything sent so far.
+    fn settle(&mut self) -> impl Future<Output = Result<(), HaError>> + Send;
 }
 
 /// What one run did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
-    /// Hours sent (including the re-sent ones before the last imported hour).
+    /// Archived hours sent (including the re-sent ones before the last imported hour).
     pub hours: u64,
+    /// Hours filled from DSMR-reader's readings, summed over the sensors.
+    pub filled: u64,
     /// The start of the last hour sent.
     pub up_to: Option<OffsetDateTime>,
     /// Whether this run started from the archive's beginning.
     pub from_scratch: bool,
     /// `recorder/import_statistics` calls.
     pub import_calls: u64,
+    /// Sensors whose own rows were moved.
+    pub adjusted: u64,
+    /// Sensors whose statistics were worked on.
+    pub sensors: u64,
+    /// Sensors Home Assistant has no first row for yet.
+    pub waiting: u64,
 }
 
-pub struct Importer {
-    archive: ArchiveClient,
-    config: HistoryConfig,
-    stats: [Statistic; REGISTERS + COSTS],
-    /// Called after each chunk with the hours done so far (tests stop an import midway).
-    pub on_chunk: Option<Box<dyn FnMut(u64) + Send>>,
-    /// The status page's line for the import.
-    status: Option<StatusReporter>,
+/// One sensor this run works on.
+struct Target {
+    register: usize,
+    meta: Metadata,
+    junction: Junction,
+    /// The last row beneath the junction, as imported by this run.
+    last: Option<Row>,
+    /// The last row beneath the junction Home Assistant held when the run began.
+    held: Option<Row>,
 }
 
-impl Importer {
-    pub fn new(config: HistoryConfig, dsmr: &DsmrConfig) -> Result<Self, HistoryError> {
-        Ok(Self {
-            archive: ArchiveClient::new(dsmr)?,
-            stats: statistics(&config.id_tag),
-            config,
-            on_chunk: None,
-            status: None,
-        })
-    }
-
-    pub fn statistics(&self) -> &[Statistic; REGISTERS + COSTS] {
-        &self.stats
-    }
-
-    /// Requests sent to DSMR-reader so far.
-    pub fn dsmr_requests(&self) -> u64 {
-        self.archive.requests()
-    }
-
-    /// Imports what Home Assistant does not have yet, from two days before its last hour.
-    pub async fn sync(&mut self) -> Result<Summary, HistoryError> {
-        let mut ha = HaClient::connect(&self.config.target).await?;
-        let gas = self
-            .archive
-            .latest_day()
-            .await?
-            .is_none_or(|d| d.registers[GAS].is_some() || d.consumption[GAS] > 0);
-        let active: Vec<usize> = (0..REGISTERS + COSTS)
-            .filter(|&k| gas || (k != GAS && k != REGISTERS + 2))
-            .collect();
-        let ids: Vec<&str> = active.iter().map(|&k| self.stats[k].id.as_str()).collect();
-        let energy_ids: Vec<&str> = active
-            .iter()
-            .filter(|&&k| k < REGISTERS)
-            .map(|&k| self.stats[k].id.as_str())
-            .collect();
-
-        let last = ha.last_hours(&energy_ids).await?;
-        let resume = last.iter().copied().collect::<Option<Vec<_>>>();
-        let mut start: Option<(Date, OffsetDateTime)> = None;
-        let mut seeds = Seeds::default();
-        if let Some(t) = resume.and_then(|l| l.into_iter().min()) {
-            let from = t - STEP_BACK;
-            let days = self
-                .archive
-                .days(Some(from.date() - RESUME_DAYS_BACK), 8)
-                .await?;
-            // Runs restart at a day DSMR-reader has a row for: booked from the middle of a day,
-            // that day's missing energy (a gap) would be lost. Just after midnight yesterday's
-            // row is not out yet, so the day before it is the one to restart from.
-            let day = days
-                .iter()
-                .find(|d| d.start >= from)
-                .or_else(|| days.iter().rev().find(|d| d.start < from));
-            let cursor = day.map_or((from.date(), from), |d| (d.day, d.start));
-            let stored = ha
-                .rows(&ids, cursor.1 - SEED_WINDOW, Some(cursor.1), "hour")
-                .await?;
-            let mut complete = true;
-            for (&k, rows) in active.iter().zip(&stored) {
-                let Some(row) = rows.last() else {
-                    complete = false;
-                    continue;
-                };
-                let stat = &self.stats[k];
-                let point = Point {
-                    sum: row.sum.map_or(0, |s| ha::to_units(s, stat)),
-                    state: row.state.map(|s| ha::to_units(s, stat)),
-                };
-                if k < REGISTERS {
-                    seeds.energy[k] = Some(point);
-                } else {
-                    seeds.costs[k - REGISTERS] = Some(point);
-                }
-            }
-            if complete {
-                start = Some(cursor);
-            } else {
-                seeds = Seeds::default();
-            }
-        }
-        let from_scratch = start.is_none();
-        let total = self.archive.hour_count(start.map(|s| s.1)).await?;
-        // A first import (or a long catch-up) is worth the user's attention; the hourly update
-        // and an empty archive are not.
-        let loud = (from_scratch && total > 0) || total > LOUD_HOURS;
-        let mut summary = Summary {
-            from_scratch,
-            ..Summary::default()
+/// Imports what Home Assistant does not have yet beneath each sensor's own statistics, and joins
+/// them.
+pub async fn sync<A: Archive, S: Store>(
+    archive: &A,
+    store: &mut S,
+    status: Option<&StatusReporter>,
+) -> Result<Summary, HistoryError> {
+    let mut summary = Summary::default();
+    // What an interrupted run sent may still be queued in the recorder: read after it.
+    store.settle().await?;
+    let mut targets = Vec::new();
+    for (register, meta) in store.sensors().await?.into_iter().enumerate() {
+        let Some(meta) = meta else {
+            continue;
         };
-        let mut last_progress = Instant::now();
-        loop {
-            let mut days = self
-                .archive
-                .days(start.map(|s| s.0), CHUNK_DAYS + 1)
-                .await?;
-            // A day that began before the chunk would book hours this chunk does not have.
-            days.retain(|d| start.is_none_or(|s| d.start >= s.1));
-            let next = if days.len() > CHUNK_DAYS {
-                days.pop().map(|d| (d.day, d.start))
-            } else {
-                None
-            };
-            // From the beginning (`None`), hours before the first day row come along.
-            let chunk_start = start.map(|s| s.1);
-            let hours = self.archive.hours(chunk_start, next.map(|n| n.1)).await?;
-            let ledger = ledger::build(&hours, &days, &seeds);
-            for &k in &active {
-                let (rows, seed) = if k < REGISTERS {
-                    (&ledger.energy[k], &mut seeds.energy[k])
-                } else {
-                    (
-                        &ledger.costs[k - REGISTERS],
-                        &mut seeds.costs[k - REGISTERS],
-                    )
-                };
-                if let Some(last) = rows.last() {
-                    ha.import(&self.stats[k], rows).await?;
-                    summary.import_calls += 1;
-                    *seed = Some(Point {
-                        sum: last.sum,
-                        state: last.state,
-                    });
-                }
-            }
-            ha.settle().await?;
-            summary.hours += hours.len() as u64;
-            if let Some(h) = hours.last() {
-                summary.up_to = Some(h.start);
-            }
-            if let Some(hook) = self.on_chunk.as_mut() {
-                hook(summary.hours);
-            }
-            // The update every few minutes sends two days again: not worth an "importing".
-            if let Some(status) = self.status.as_ref().filter(|_| loud) {
-                status.history(
-                    true,
-                    format!(
-                        "importing: {} of {} hours, up to {}",
-                        grouped(summary.hours),
-                        grouped(total.max(summary.hours)),
-                        day_of(summary.up_to)
-                    ),
-                );
-            }
-            if loud && last_progress.elapsed() >= PROGRESS_EVERY && next.is_some() {
-                last_progress = Instant::now();
-                info!(
-                    "history: {} of {} hours imported, up to {}",
-                    grouped(summary.hours),
-                    grouped(total.max(summary.hours)),
-                    summary
-                        .up_to
-                        .map_or_else(String::new, |t| t.date().to_string())
-                );
-            }
-            match next {
-                Some(n) => start = Some(n),
-                None => break,
-            }
+        match store.junction(&meta).await? {
+            Some(junction) => targets.push(Target {
+                register,
+                meta,
+                junction,
+                last: None,
+                held: None,
+            }),
+            // Before Core's first row there is nothing to join to: never guess.
+            None => summary.waiting += 1,
         }
-        let up_to = summary.up_to.map_or_else(
-            || "nothing archived yet".to_owned(),
-            |t| t.date().to_string(),
-        );
-        if let Some(status) = &self.status {
-            // Each run sends again from two days before Home Assistant's last hour, so the
-            // last hour sent is the newest DSMR-reader has archived.
-            status.history(
-                true,
-                match summary.up_to {
-                    Some(t) => format!("up to date: the last hour imported starts {}", hour_of(t)),
-                    None => "up to date: DSMR-reader has archived no hour yet".to_owned(),
-                },
-            );
-        }
-        if loud {
-            info!(
-                hours = summary.hours,
-                core = %ha.version_text,
-                "history: done, {} hours in Home Assistant's statistics, up to {up_to}",
-                grouped(summary.hours)
-            );
-        } else {
-            debug!(hours = summary.hours, up_to = %up_to, "history: up to date");
-        }
-        Ok(summary)
     }
+    summary.sensors = targets.len() as u64;
+    let Some(until) = targets.iter().map(|t| t.junction.hour).max() else {
+        return Ok(summary);
+    };
+
+    let (mut start, mut seeds) = resume(archive, store, &mut targets).await?;
+    summary.from_scratch = start.is_none();
+    let loud = summary.from_scratch;
+    let mut last_progress = tokio::time::Instant::now();
+    loop {
+        let mut days = archive.days(start.map(|s| s.0), CHUNK_DAYS + 1).await?;
+        // A day that began before the chunk would book hours this chunk does not have.
+        days.retain(|d| start.is_none_or(|s| d.start >= s.1));
+        let next = if days.len() > CHUNK_DAYS {
+            days.pop().map(|d| (d.day, d.start))
+        } else {
+            None
+        };
+        let before = next.map_or(until, |n| n.1.min(until));
+        let chunk_start = start.map(|s| s.1);
+        if chunk_start.is_some_and(|s| s >= before) {
+            break;
+        }
+        let hours = archive.hours(chunk_start, Some(before)).await?;
+        for target in &mut targets {
+            let k = target.register;
+            let built = ledger::build_until(&hours, &days, &seeds, Some(target.junction.hour));
+            let rows = &built.energy[k];
+            if let Some(last) = rows.last() {
+                store.import(&target.meta, rows).await?;
+                summary.import_calls += 1;
+                seeds.energy[k] = Some(Point {
+                    sum: last.sum,
+                    state: last.state,
+                });
+                target.last = Some(*last);
+            }
+        }
+        summary.hours += hours.len() as u64;
+        if let Some(h) = hours.last() {
+            summary.up_to = Some(h.start);
+        }
+        if let Some(status) = status.filter(|_| loud) {
+            status.history(true, format!("importing: up to {}", day_of(summary.up_to)));
+        }
+        if loud && next.is_some() && last_progress.elapsed() >= PROGRESS_EVERY {
+            last_progress = tokio::time::Instant::now();
+            info!(hours = summary.hours, up_to = %day_of(summary.up_to), "history: importing");
+        }
+        match next {
+            Some(n) if n.1 < until => start = Some(n),
+            _ => break,
+        }
+    }
+
+    // The install day: hours DSMR-reader has not archived yet, from its readings, once; and
+    // DSMR-reader's register at the junction where the rows beneath do not end on it.
+    let mut wanted = std::collections::BTreeSet::new();
+    for target in &mut targets {
+        let Some(last) = target.last else {
+            continue;
+        };
+        let boundaries = plan::fill_boundaries(&last, &target.junction);
+        let filled_before = target.held.filter(|h| {
+            h.start > last.start && h.start + time::Duration::HOUR == target.junction.hour
+        });
+        if let Some(held) = filled_before {
+            target.last = Some(held);
+        } else if !boundaries.is_empty() {
+            wanted.extend(boundaries);
+            continue;
+        }
+        if target
+            .last
+            .is_some_and(|l| plan::offset(Some(&l), None, &target.junction) != 0)
+        {
+            wanted.insert(target.junction.hour);
+        }
+    }
+    let at: Vec<OffsetDateTime> = wanted.into_iter().collect();
+    let registers = if at.is_empty() {
+        Vec::new()
+    } else {
+        archive.readings_at(&at).await?
+    };
+    for target in &mut targets {
+        let Some(last) = target.last else {
+            continue;
+        };
+        let readings: Vec<Reading> = at
+            .iter()
+            .zip(&registers)
+            .filter_map(|(at, r)| {
+                Some(Reading {
+                    at: *at,
+                    register: (*r)?[target.register]?,
+                })
+            })
+            .collect();
+        if !plan::fill_boundaries(&last, &target.junction).is_empty() {
+            let filled = plan::fill(&last, &readings, &target.junction);
+            if let Some(end) = filled.last() {
+                store.import(&target.meta, &filled).await?;
+                summary.import_calls += 1;
+                summary.filled += filled.len() as u64;
+                target.last = Some(*end);
+            }
+        }
+        let at_junction = readings
+            .iter()
+            .find(|r| r.at == target.junction.hour)
+            .map(|r| r.register);
+        let by = plan::offset(target.last.as_ref(), at_junction, &target.junction);
+        if by != 0 {
+            // Written before the adjustment, so that a statistic new to the recorder has its
+            // metadata (Core's adjustment of one without does nothing).
+            store.settle().await?;
+            store.adjust(&target.meta, target.junction.hour, by).await?;
+            summary.adjusted += 1;
+            debug!(
+                statistic = %target.meta.statistic_id,
+                from = %target.junction.hour,
+                by,
+                "history: Home Assistant's own rows moved onto the archive"
+            );
+        }
+    }
+    store.settle().await?;
+    Ok(summary)
+}
+
+/// Where this run starts: a day DSMR-reader has a row for, two days before the last hour
+/// imported beneath every sensor, with each sensor's sum and register there; from the archive's
+/// beginning (`None`) when one has nothing imported yet.
+async fn resume<A: Archive, S: Store>(
+    archive: &A,
+    store: &mut S,
+    targets: &mut [Target],
+) -> Result<(Option<(Date, OffsetDateTime)>, Seeds), HistoryError> {
+    let mut last = None::<OffsetDateTime>;
+    let mut complete = true;
+    for target in targets.iter_mut() {
+        let hours = store
+            .hours(
+                &target.meta,
+                target.junction.hour - SEED_WINDOW,
+                target.junction.hour,
+            )
+            .await?;
+        let Some(row) = hours.iter().rev().find(|r| r.imported) else {
+            complete = false;
+            continue;
+        };
+        let scale = target.meta.scale();
+        target.held = Some(Row {
+            start: row.start,
+            state: row.state.map(|s| ha::to_units(s, scale)),
+            sum: row.sum.map_or(0, |s| ha::to_units(s, scale)),
+        });
+        last = Some(last.map_or(row.start, |l: OffsetDateTime| l.min(row.start)));
+    }
+    if !complete {
+        return Ok((None, Seeds::default()));
+    }
+    let Some(last) = last else {
+        return Ok((None, Seeds::default()));
+    };
+    let from = last - STEP_BACK;
+    let days = archive
+        .days(Some(from.date() - RESUME_DAYS_BACK), 8)
+        .await?;
+    // Runs restart at a day DSMR-reader has a row for: booked from the middle of a day, that
+    // day's missing energy (a gap) would be lost. Just after midnight yesterday's row is not out
+    // yet, so the day before it is the one to restart from.
+    let day = days
+        .iter()
+        .find(|d| d.start >= from)
+        .or_else(|| days.iter().rev().find(|d| d.start < from));
+    let cursor = day.map_or((from.date(), from), |d| (d.day, d.start));
+    let mut seeds = Seeds::default();
+    for target in targets.iter() {
+        let hours = store
+            .hours(&target.meta, cursor.1 - SEED_WINDOW, cursor.1)
+            .await?;
+        let Some(row) = hours.iter().rev().find(|r| r.imported) else {
+            return Ok((None, Seeds::default()));
+        };
+        let scale = target.meta.scale();
+        seeds.energy[target.register] = Some(Point {
+            sum: row.sum.map_or(0, |s| ha::to_units(s, scale)),
+            state: row.state.map(|s| ha::to_units(s, scale)),
+        });
+    }
+    Ok((Some(cursor), seeds))
 }
 
 fn day_of(t: Option<OffsetDateTime>) -> String {
@@ -346,38 +407,158 @@ fn hour_of(t: OffsetDateTime) -> String {
     format!("{} {:02}:00 UTC", t.date(), t.hour())
 }
 
-/// `17520` → `17,520`.
-fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
+impl Archive for ArchiveClient {
+    async fn days(&self, from: Option<Date>, limit: usize) -> Result<Vec<DayStat>, ArchiveError> {
+        ArchiveClient::days(self, from, limit).await
     }
-    out
+
+    async fn hours(
+        &self,
+        from: Option<OffsetDateTime>,
+        before: Option<OffsetDateTime>,
+    ) -> Result<Vec<HourStat>, ArchiveError> {
+        ArchiveClient::hours(self, from, before).await
+    }
+
+    async fn readings_at(
+        &self,
+        at: &[OffsetDateTime],
+    ) -> Result<Vec<Option<[Option<i64>; REGISTERS]>>, ArchiveError> {
+        ArchiveClient::readings_at(self, at).await
+    }
+}
+
+impl Store for HaClient {
+    async fn sensors(&mut self) -> Result<Vec<Option<Metadata>>, HaError> {
+        let entities = self.entities().await?;
+        // The unique id is the bridge's (`<device id>_<catalog key>`); the entity id is the
+        // user's to rename. A new meter is a new device: its sensors are the newest.
+        let ids: Vec<Option<String>> = register_keys()
+            .iter()
+            .map(|key| {
+                entities
+                    .iter()
+                    .filter(|e| {
+                        e.platform == "mqtt"
+                            && e.entity_id.starts_with("sensor.")
+                            && e.unique_id.as_deref().and_then(catalog_key) == Some(*key)
+                    })
+                    .max_by(|a, b| {
+                        a.created_at
+                            .unwrap_or(0.0)
+                            .total_cmp(&b.created_at.unwrap_or(0.0))
+                    })
+                    .map(|e| e.entity_id.clone())
+            })
+            .collect();
+        let wanted: Vec<&str> = ids.iter().flatten().map(String::as_str).collect();
+        if wanted.is_empty() {
+            return Ok(vec![None; REGISTERS]);
+        }
+        let metadata = self.metadata(&wanted).await?;
+        Ok(ids
+            .iter()
+            .map(|id| {
+                let id = id.as_deref()?;
+                metadata
+                    .iter()
+                    .find(|m| m.statistic_id == id && m.source == "recorder" && m.has_sum)
+                    .cloned()
+            })
+            .collect())
+    }
+
+    async fn junction(&mut self, meta: &Metadata) -> Result<Option<Junction>, HaError> {
+        HaClient::junction(self, meta).await
+    }
+
+    async fn hours(
+        &mut self,
+        meta: &Metadata,
+        from: OffsetDateTime,
+        before: OffsetDateTime,
+    ) -> Result<Vec<StoredRow>, HaError> {
+        let id = [meta.statistic_id.as_str()];
+        Ok(self
+            .rows(&id, from, Some(before), "hour")
+            .await?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    async fn import(&mut self, meta: &Metadata, rows: &[Row]) -> Result<(), HaError> {
+        HaClient::import(self, meta, rows).await
+    }
+
+    async fn adjust(
+        &mut self,
+        meta: &Metadata,
+        from: OffsetDateTime,
+        by: i64,
+    ) -> Result<(), HaError> {
+        HaClient::adjust(self, meta, from, by).await
+    }
+
+    async fn settle(&mut self) -> Result<(), HaError> {
+        HaClient::settle(self).await
+    }
+}
+
+/// The catalog key a unique id of the bridge ends in (`<device id>_<key>`): the longest that
+/// fits, since keys end in other keys (`…_price_electricity_delivered_1`).
+fn catalog_key(unique_id: &str) -> Option<&'static str> {
+    crate::map::catalog::SENSORS
+        .iter()
+        .map(|s| s.key)
+        .filter(|key| {
+            unique_id
+                .strip_suffix(key)
+                .is_some_and(|device| device.len() > 1 && device.ends_with('_'))
+        })
+        .max_by_key(|key| key.len())
+}
+
+/// Pauses after a failed run: from 5 s, doubling, to 5 minutes (jitter on top, seeded here so
+/// that bridges restarted together do not retry in step).
+fn retry_backoff() -> backon::ExponentialBackoff {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(RETRY_FIRST)
+        .with_max_delay(RETRY_MAX / 2)
+        .with_jitter()
+        .with_jitter_seed(fastrand::u64(..))
+        .without_max_times()
+        .build()
 }
 
 /// Imports the archive, then keeps it current until `shutdown`; failures are logged once and
 /// retried with backoff, and a rejected token ends the history alone (the live bridge runs on).
-pub async fn run(mut importer: Importer, status: StatusReporter, shutdown: CancellationToken) {
+pub async fn run(
+    config: HistoryConfig,
+    archive: ArchiveClient,
+    status: StatusReporter,
+    shutdown: CancellationToken,
+) {
     status.history(true, "starting".to_owned());
-    importer.status = Some(status.clone());
-    let mut retry = RETRY_FIRST;
+    let mut retry = retry_backoff();
     let mut failing: Option<String> = None;
     loop {
         let outcome = tokio::select! {
-            outcome = importer.sync() => outcome,
+            outcome = run_once(&config, &archive, &status) => outcome,
             () = shutdown.cancelled() => return,
         };
         let wait = match outcome {
-            Ok(_) => {
+            Ok(summary) => {
                 if failing.take().is_some() {
                     info!("history: importing again");
                 }
-                retry = RETRY_FIRST;
-                UPDATE_EVERY
+                retry = retry_backoff();
+                // A new sensor gets its first statistics within 5 minutes: look again soon.
+                if summary.sensors == 0 || summary.waiting > 0 {
+                    WAIT_FOR_CORE
+                } else {
+                    UPDATE_EVERY
+                }
             }
             Err(e) if e.is_permanent() => {
                 error!(error = %e, "history: stopped; the live values keep flowing");
@@ -385,9 +566,10 @@ pub async fn run(mut importer: Importer, status: StatusReporter, shutdown: Cance
                 return;
             }
             Err(e) => {
-                let text = e.to_string();
+                let text = error_text(&e);
+                let wait = retry.next().unwrap_or(RETRY_MAX);
                 if failing.as_deref() != Some(text.as_str()) {
-                    warn!(error = %text, retry_in_s = retry.as_secs(), "history: import interrupted; it continues where it stopped");
+                    warn!(error = %text, retry_in_s = wait.as_secs(), "history: import interrupted; it continues where it stopped");
                 } else {
                     debug!(error = %text, "history: still failing");
                 }
@@ -396,8 +578,6 @@ pub async fn run(mut importer: Importer, status: StatusReporter, shutdown: Cance
                     format!("interrupted, continues where it stopped: {text}"),
                 );
                 failing = Some(text);
-                let wait = retry;
-                retry = (retry * 2).min(RETRY_MAX);
                 wait
             }
         };
@@ -408,35 +588,59 @@ pub async fn run(mut importer: Importer, status: StatusReporter, shutdown: Cance
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn progress_numbers_are_grouped() {
-        assert_eq!(grouped(0), "0");
-        assert_eq!(grouped(8_760), "8,760");
-        assert_eq!(grouped(17_520), "17,520");
-        assert_eq!(grouped(1_234_567), "1,234,567");
-    }
-
-    #[test]
-    fn statistic_ids_are_valid_external_ids() {
-        let re = |id: &str| {
-            let (domain, object) = id.split_once(':').unwrap();
-            let ok = |s: &str| {
-                !s.is_empty()
-                    && s.bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-                    && !s.starts_with('_')
-                    && !s.ends_with('_')
-                    && !s.contains("__")
-            };
-            ok(domain) && ok(object)
-        };
-        for stat in statistics("").iter().chain(statistics("t7").iter()) {
-            assert!(re(&stat.id), "{}", stat.id);
-            assert_eq!(stat.source(), "dsmr_bridge");
+async fn run_once(
+    config: &HistoryConfig,
+    archive: &ArchiveClient,
+    status: &StatusReporter,
+) -> Result<Summary, HistoryError> {
+    let mut ha = HaClient::connect(&config.target).await?;
+    let summary = sync(archive, &mut ha, Some(status)).await?;
+    let text = match summary.up_to {
+        Some(t) => format!(
+            "up to date: the archive's last hour imported starts {}",
+            hour_of(t)
+        ),
+        None if summary.sensors == 0 || summary.waiting > 0 => {
+            "waiting for Home Assistant's first statistics of the meter's sensors".to_owned()
         }
+        None => "up to date: nothing to import".to_owned(),
+    };
+    status.history(true, text);
+    if summary.from_scratch && summary.hours > LOUD_HOURS {
+        info!(
+            hours = summary.hours,
+            filled = summary.filled,
+            adjusted = summary.adjusted,
+            up_to = %day_of(summary.up_to),
+            core = %ha.version_text,
+            "history: done"
+        );
+    } else {
+        debug!(
+            hours = summary.hours,
+            filled = summary.filled,
+            adjusted = summary.adjusted,
+            waiting = summary.waiting,
+            "history: up to date"
+        );
     }
+    Ok(summary)
 }
+
+/// An error with its sources, for the log and the status page.
+fn error_text(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let next = e.to_string();
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = e.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests;

@@ -20,12 +20,15 @@ pub const MAX_BODY: usize = 256 * 1024;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// DSMR-reader's HTTP API as both the live poll and the history import speak it: one client,
+/// one set of rules (TLS, redirects only within DSMR-reader's origin, connect and total
+/// timeouts from the config, the API key in the header that reaches DSMR-reader, a cap on
+/// what is read).
 #[derive(Clone)]
-pub struct DsmrClient {
+pub struct DsmrHttp {
     http: reqwest::Client,
-    base: Url,
-    /// One URL per `Endpoint`, joined once.
-    urls: [Url; Endpoint::ALL.len()],
+    /// `…/api/v2/`.
+    api: Url,
     /// The header that carries the API key, and its value.
     auth: (HeaderName, HeaderValue),
     /// To cut the key out of an error body that echoes it.
@@ -34,15 +37,16 @@ pub struct DsmrClient {
     addresses: KeptAddresses,
 }
 
-impl std::fmt::Debug for DsmrClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DsmrClient")
-            .field("base", &without_credentials(&self.base).as_str())
-            .finish_non_exhaustive()
-    }
+/// A complete answer of DSMR-reader (any status), its body read up to the cap.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    /// `Retry-After` in seconds, if given as such.
+    pub retry_after: Option<u64>,
+    pub body: Vec<u8>,
 }
 
-impl DsmrClient {
+impl DsmrHttp {
     pub fn new(config: &DsmrConfig) -> Result<Self, SourceError> {
         let tls = crate::tls::client_config(config.ca_pem.as_deref()).map_err(SourceError::Tls)?;
         let origin = config.url.origin();
@@ -87,16 +91,95 @@ impl DsmrClient {
         let mut value = HeaderValue::from_str(&value).map_err(|_| SourceError::KeyNotSendable)?;
         value.set_sensitive(true);
         let api = config.url.join("api/v2/").map_err(SourceError::Url)?;
-        // A relative path joins any base that took `api/v2/`.
-        let urls = Endpoint::ALL.map(|e| api.join(e.path()).expect("relative path joins"));
         Ok(Self {
             http,
-            base: config.url.clone(),
-            urls,
+            api,
             auth: (name, value),
             api_key: config.api_key.clone(),
             addresses,
         })
+    }
+
+    /// `path` below `api/v2/`.
+    pub fn url(&self, path: &str) -> Result<Url, SourceError> {
+        self.api.join(path).map_err(SourceError::Url)
+    }
+
+    /// GETs `url` with the API key and reads the whole answer, at most `max_body` bytes of it.
+    /// Errors are the request's own (connect, timeout, redirect, TLS) and an answer too large;
+    /// the status is the caller's to judge.
+    pub async fn get(&self, url: Url, max_body: usize) -> Result<Answer, SourceError> {
+        let mut response = self
+            .http
+            .get(url)
+            .header(self.auth.0.clone(), self.auth.1.clone())
+            .header(ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| {
+                let error = SourceError::from_reqwest(e);
+                // DSMR-reader may have moved (a new address from DHCP).
+                if matches!(error, SourceError::Connect(_) | SourceError::Timeout(_)) {
+                    self.addresses.forget();
+                }
+                error
+            })?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if response
+            .content_length()
+            .is_some_and(|l| l > max_body as u64)
+        {
+            return Err(SourceError::TooLarge);
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(SourceError::from_reqwest)? {
+            if body.len() + chunk.len() > max_body {
+                return Err(SourceError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if !(200..300).contains(&status) {
+            body = redact(&body, self.api_key.expose_secret());
+        }
+        Ok(Answer {
+            status,
+            retry_after,
+            body,
+        })
+    }
+
+    /// `…/api/v2/` without user name and password, for logs and Debug output.
+    pub fn api_for_logs(&self) -> Url {
+        without_credentials(&self.api)
+    }
+}
+
+#[derive(Clone)]
+pub struct DsmrClient {
+    http: DsmrHttp,
+    /// One URL per `Endpoint`, joined once.
+    urls: [Url; Endpoint::ALL.len()],
+}
+
+impl std::fmt::Debug for DsmrClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DsmrClient")
+            .field("api", &self.http.api_for_logs().as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DsmrClient {
+    pub fn new(config: &DsmrConfig) -> Result<Self, SourceError> {
+        let http = DsmrHttp::new(config)?;
+        // A relative path joins any base that took `api/v2/`.
+        let urls = Endpoint::ALL.map(|e| http.url(e.path()).expect("relative path joins"));
+        Ok(Self { http, urls })
     }
 
     /// The newest reading, optionally only if stamped at or after `since` and at or before
@@ -156,50 +239,17 @@ impl DsmrClient {
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
-        let mut response = self
-            .http
-            .get(url)
-            .header(self.auth.0.clone(), self.auth.1.clone())
-            .header(ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| {
-                let error = SourceError::from_reqwest(e);
-                // DSMR-reader may have moved (a new address from DHCP).
-                if matches!(error, SourceError::Connect(_) | SourceError::Timeout(_)) {
-                    self.addresses.forget();
-                }
-                error
-            })?;
-        let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        if response
-            .content_length()
-            .is_some_and(|l| l > MAX_BODY as u64)
-        {
-            return Err(SourceError::TooLarge);
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(SourceError::from_reqwest)? {
-            if body.len() + chunk.len() > MAX_BODY {
-                return Err(SourceError::TooLarge);
-            }
-            body.extend_from_slice(&chunk);
-        }
-        if !status.is_success() {
-            let body = redact(&body, self.api_key.expose_secret());
+        let answer = self.http.get(url, MAX_BODY).await?;
+        if !(200..300).contains(&answer.status) {
             return Err(SourceError::from_status(
-                status.as_u16(),
-                &body,
+                answer.status,
+                &answer.body,
                 endpoint,
-                retry_after,
+                answer.retry_after,
             ));
         }
-        serde_json::from_slice(&body).map_err(|source| SourceError::NotJson { endpoint, source })
+        serde_json::from_slice(&answer.body)
+            .map_err(|source| SourceError::NotJson { endpoint, source })
     }
 }
 

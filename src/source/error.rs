@@ -102,23 +102,30 @@ impl SourceError {
         endpoint: Endpoint,
         retry_after: Option<u64>,
     ) -> Self {
+        Self::from_answer(status, body, retry_after).unwrap_or(Self::NotFound(endpoint))
+    }
+
+    /// The error for an answer with a failing `status`, as `from_status`; `None` for a 404,
+    /// which the caller words with what it asked for.
+    pub fn from_answer(status: u16, body: &[u8], retry_after: Option<u64>) -> Option<Self> {
         let detail = serde_json::from_slice::<Value>(body)
             .ok()
             .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_owned));
-        match (status, detail.as_deref()) {
+        let error = match (status, detail.as_deref()) {
             (403, Some("Invalid auth key")) => Self::InvalidKey,
             (403, Some("API is disabled")) => Self::ApiDisabled,
             (403, detail) => {
                 Self::Forbidden(detail.unwrap_or("Forbidden").chars().take(120).collect())
             }
             (401, _) => Self::Unauthorized,
-            (404, _) => Self::NotFound(endpoint),
+            (404, _) => return None,
             (429 | 503, _) if let Some(retry_after_s) = retry_after => Self::RetryLater {
                 status,
                 retry_after_s,
             },
             _ => Self::Status(status),
-        }
+        };
+        Some(error)
     }
 
     /// How long DSMR-reader (or a proxy in front of it) asked to wait before the next request.

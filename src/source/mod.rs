@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-pub use dsmr::{DsmrClient, MAX_BODY, without_credentials};
+pub use dsmr::{Answer, DsmrClient, DsmrHttp, MAX_BODY, without_credentials};
 pub use error::SourceError;
 pub use schedule::{Cadence, Due, Endpoint, Schedule};
 
@@ -66,7 +66,7 @@ fn filter_time(at: OffsetDateTime) -> Option<String> {
 }
 
 /// An error and its sources on one line, as the log shows them.
-fn in_words(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn in_words(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

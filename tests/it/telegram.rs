@@ -318,6 +318,7 @@ async fn core_takes_the_telegrams_entities(version: &'static str, broker_port: u
         - time::Duration::seconds(50);
     let setup = ha_core::Setup {
         faketime: Some(start),
+        rate: None,
         config_dir: None,
     };
     // Starting blocks until Core answers: off the runtime, so both Cores start at once.

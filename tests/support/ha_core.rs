@@ -62,6 +62,9 @@ pub struct Setup {
     /// Core's wall clock starts at this instant and runs on from there (libfaketime, with
     /// `LD_PRELOAD`); its monotonic clock is shifted alike, so its timers keep working.
     pub faketime: Option<OffsetDateTime>,
+    /// With `faketime`, Core's clocks run this many times faster than real time (libfaketime's
+    /// `x` rate): its 5-minute compile every 5 s at 60, its hourly one every minute.
+    pub rate: Option<u32>,
     /// Core's config dir (`configuration.yaml`, the database, `.storage`), kept after the test;
     /// a temporary one, removed with the `Core`, when `None`.
     pub config_dir: Option<PathBuf>,
@@ -77,6 +80,8 @@ pub struct Core {
     hass: PathBuf,
     /// Ends Core when the test process ends; see `launch`.
     watchdog: Option<Child>,
+    /// Core's clock rate under libfaketime.
+    rate: Option<u32>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -241,8 +246,10 @@ impl Core {
             dir,
             hass: venv.join("bin/hass"),
             watchdog: None,
+            rate: None,
             _temp: temp,
         };
+        core.rate = setup.rate;
         core.launch(setup.faketime.zip(faketime));
         core.token = off_runtime(|| runtime().block_on(onboard(core.port, &core.dir)));
         core
@@ -282,7 +289,7 @@ impl Core {
             // The monotonic clock is faked too: with FAKETIME_DONT_FAKE_MONOTONIC Python's
             // `time.sleep` fails with EINVAL.
             let at = at.to_offset(time::UtcOffset::UTC);
-            let spec = format!(
+            let mut spec = format!(
                 "@{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
                 at.year(),
                 u8::from(at.month()),
@@ -291,6 +298,9 @@ impl Core {
                 at.minute(),
                 at.second()
             );
+            if let Some(rate) = self.rate {
+                spec.push_str(&format!(" x{rate}"));
+            }
             command
                 .env("LD_PRELOAD", library)
                 .env("FAKETIME", spec)

@@ -1,11 +1,20 @@
 //! DSMR-reader's archive: `statistics/hour` and `statistics/day` rows for years of simulated
-//! consumption, generated up front and deterministic per seed.
+//! consumption, deterministic per seed, simulated up to the archive's clock and served as
+//! DSMR-reader 5.11 serves them then; on the simulator's clock the hours after the hand-over
+//! are the simulated meter's own.
 //!
 //! The archive keeps DSMR-reader's invariants: each day's registers at the day's start equal
 //! the previous day's plus that day's consumption (until a meter swap restarts them), hours and
 //! days follow Europe/Amsterdam time with its 23- and 25-hour days, and hours the datalogger
 //! missed have no hour row while the day row, computed from the meter's registers, still holds
-//! all the energy.
+//! all the energy. A day without any reading gets no day row at all.
+//!
+//! Timing follows `dsmr_stats/services.py` `run()`: statistics are written once a day, after
+//! local midnight, for the day before ("Skip current day, wait until midnight"), hour rows and
+//! day row in one transaction. At midnight the last minute's readings are not processed yet
+//! (the compactor waits for a reading of the next minute), so the run retries 5 minutes later;
+//! with a gas meter it also waits, in 5-minute steps, for the next day's first gas reading. Until
+//! then the day's hours exist only as readings.
 
 use time::{Date, Duration, Month, OffsetDateTime, Time, UtcOffset, Weekday};
 
@@ -23,7 +32,7 @@ const GAS: usize = 4;
 pub struct HistoryOptions {
     /// The first archived day (Amsterdam time).
     pub first_day: Date,
-    /// Complete days archived from `first_day`; `Simulator::extend_history` adds hours.
+    /// Complete days archived from `first_day` (with `ArchiveNow::AfterDays`).
     pub days: u32,
     /// Registers at the start of `first_day`: electricity1, electricity2, electricity1_returned,
     /// electricity2_returned in Wh, gas in litres.
@@ -38,10 +47,79 @@ pub struct HistoryOptions {
     /// Without a gas meter the gas fields are null in day rows and 0 in hour rows.
     pub gas: bool,
     pub seed: u64,
-    /// Hours after midnight before a day's row appears (DSMR-reader computes it a few hours
-    /// into the next day); 0 shows it at once.
+    /// Hours DSMR-reader's backend was down after each midnight: the day's statistics (hour
+    /// rows and day row, written together) come that much later; 0 for a backend that runs.
     pub day_row_delay: u32,
+    /// How long after local midnight the gas meter's first reading of a day reaches
+    /// DSMR-reader (a meter that reports late, or hourly); with a gas meter, a day's statistics
+    /// wait for it.
+    pub gas_reading_delay: Duration,
+    /// When the archive is looked at.
+    pub now: ArchiveNow,
+    /// How long after its five-minute mark the gas meter's value reaches the readings (a
+    /// DSMR 5 meter relays it within minutes): until then a reading carries the value before.
+    pub gas_lag: Duration,
+    /// How a broken or hostile server serves the archive; nothing by default.
+    pub hostile: Hostile,
+    /// How DSMR-reader groups readings before it computes the statistics.
+    pub grouping: Grouping,
 }
+
+/// How DSMR-reader groups readings before it computes hour and day statistics (its consumption
+/// settings; `dsmr_consumption/services.py` `compact`, `dsmr_stats/services.py`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Grouping {
+    /// Every reading counts: an hour row is the difference of the readings at its boundaries,
+    /// a day row the sum of its hours (what a fill from readings at hour boundaries gives).
+    #[default]
+    Exact,
+    /// DSMR-reader's defaults: electricity grouped by minute (an hour row runs from the hour's
+    /// first minute to its last, 59 minutes), gas by change (from the hour's first five-minute
+    /// gas value to its last, 55 minutes); a day's electricity from its first minute to its
+    /// last, its gas the sum of its hour rows. What falls between two hours is in no hour
+    /// row; what falls in a day's last minute is in no row at all.
+    Defaults,
+}
+
+/// A server that serves the archive wrongly, for tests of what a client makes of it.
+#[derive(Clone, Debug, Default)]
+pub struct Hostile {
+    /// `statistics/hour`, `statistics/day` and `datalogger/dsmrreading` answer as if no filter
+    /// (`hour_start__gte`, `day__gte`, `timestamp__gte`, …) had been given; `limit`, `offset`
+    /// and `ordering` still apply.
+    pub ignore_filters: bool,
+    /// Rows come newest first whatever `ordering` asks.
+    pub descending: bool,
+    /// Fields of hour rows served as this JSON instead: (the row's `hour_start`, field, value).
+    pub hour_values: Vec<(OffsetDateTime, &'static str, serde_json::Value)>,
+    /// Fields of day rows served as this JSON instead: (the row's day, field, value).
+    pub day_values: Vec<(Date, &'static str, serde_json::Value)>,
+}
+
+/// When the archive is looked at: what DSMR-reader has simulated, and archived, by then.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ArchiveNow {
+    /// Just after DSMR-reader has archived the last of `HistoryOptions::days`: 00:05 the next
+    /// morning, or later with `gas_reading_delay` or `day_row_delay`.
+    #[default]
+    AfterDays,
+    /// This moment: the household runs from `first_day` up to it (`days` is ignored).
+    At(OffsetDateTime),
+    /// The simulator's clock at each request (`days` is ignored), so that midnight passes and
+    /// DSMR-reader archives the day before as the clock runs.
+    Clock,
+}
+
+/// DSMR-reader's statistics run retries every 5 minutes while the day's last readings are not
+/// processed or, with gas, the next day's first gas reading is not in
+/// (`scheduled_process.delay(minutes=5)`).
+pub const STATS_RETRY: Duration = Duration::minutes(5);
+/// Seconds between two readings DSMR-reader stored during a simulated hour; one falls on each
+/// hour's start, so that an hour row is the difference of the readings at its boundaries.
+pub const READING_EVERY: i64 = 10;
+const READINGS_PER_HOUR: usize = 3_600 / READING_EVERY as usize;
+/// The longest stretch simulated: a clock far ahead must not fill the memory.
+const MAX_HOURS: usize = 20 * 366 * 24;
 
 /// Registers of the swapped-in meter, in Wh (as `Registers::NEW_METER`).
 pub const NEW_METER_WH: [u64; 4] = [2, 1, 0, 0];
@@ -59,6 +137,11 @@ impl Default for HistoryOptions {
             gas: true,
             seed: 7,
             day_row_delay: 0,
+            gas_reading_delay: Duration::ZERO,
+            now: ArchiveNow::AfterDays,
+            gas_lag: Duration::ZERO,
+            hostile: Hostile::default(),
+            grouping: Grouping::Exact,
         }
     }
 }
@@ -88,86 +171,228 @@ pub struct DayRow {
     pub gas_cost: i64,
     pub fixed_cost: i64,
     pub total_cost: i64,
+    /// When DSMR-reader writes this row and the day's hour rows.
+    pub archived_at: OffsetDateTime,
 }
 
 /// The generated archive.
 #[derive(Clone, Debug)]
 pub struct Archive {
     opts: HistoryOptions,
+    /// The archive's clock: complete hours before it are simulated, days archived by it served.
+    now: OffsetDateTime,
     /// Every simulated hour (UTC start, consumption), archived or not.
     hours: Vec<(OffsetDateTime, [u64; FIELDS])>,
+    /// The registers at the start of each of `hours`.
+    starts: Vec<[u64; FIELDS]>,
+    /// Every complete hour with readings, archived or not.
     hour_rows: Vec<HourRow>,
+    /// Indexes into `hours` of the hours with readings (not in a gap).
+    read_hours: Vec<usize>,
+    /// Every complete day with readings, archived or not.
     day_rows: Vec<DayRow>,
+    /// How many of `day_rows` and `hour_rows` DSMR-reader has written by `now`.
+    archived_days: usize,
+    archived_hours: usize,
     /// Registers at the end of the last simulated hour.
     registers: [u64; FIELDS],
-    /// The day in progress: date, local start, registers at its start, consumption so far.
-    day: Option<(Date, OffsetDateTime, [u64; FIELDS], [u64; FIELDS])>,
+    day: Option<DayInProgress>,
+    /// From this hour on the hours are the simulated meter's (`ArchiveNow::Clock`).
+    handover: Option<OffsetDateTime>,
+}
+
+#[derive(Clone, Debug)]
+struct DayInProgress {
+    day: Date,
+    /// Local midnight.
+    start: OffsetDateTime,
+    registers: [u64; FIELDS],
+    consumption: [u64; FIELDS],
+    /// Hours with readings so far.
+    hours_read: u32,
+    /// Gas of the day's hour rows, and the day's last hour's consumption.
+    gas_rows: u64,
+    last_hour: [u64; FIELDS],
 }
 
 impl Archive {
     pub fn new(opts: HistoryOptions) -> Self {
-        let start = local_midnight(opts.first_day);
-        let end = local_midnight(
-            opts.first_day
-                .checked_add(Duration::days(i64::from(opts.days)))
-                .unwrap_or(opts.first_day),
-        );
-        let hours = u32::try_from((end - start).whole_hours()).unwrap_or(0);
+        let origin = local_midnight(opts.first_day);
+        let now = match opts.now {
+            ArchiveNow::AfterDays => {
+                let end = opts
+                    .first_day
+                    .checked_add(Duration::days(i64::from(opts.days)))
+                    .map_or(origin, local_midnight);
+                archived_at(&opts, end)
+            }
+            ArchiveNow::At(t) => t,
+            // The simulator moves it to its clock.
+            ArchiveNow::Clock => origin,
+        };
         let mut archive = Self {
             registers: opts.start_registers,
             opts,
+            now: origin,
             hours: Vec::new(),
+            starts: Vec::new(),
             hour_rows: Vec::new(),
+            read_hours: Vec::new(),
             day_rows: Vec::new(),
+            archived_days: 0,
+            archived_hours: 0,
             day: None,
+            handover: None,
         };
-        archive.extend(hours);
+        archive.advance_to(now);
         archive
     }
 
-    /// Simulates `hours` more hours; a day that completes gets its day row.
+    /// Whether the archive runs on the simulator's clock.
+    pub fn follows_clock(&self) -> bool {
+        self.opts.now == ArchiveNow::Clock
+    }
+
+    /// The archive's clock.
+    pub fn now(&self) -> OffsetDateTime {
+        self.now
+    }
+
+    /// Moves the archive's clock `hours` on.
     pub fn extend(&mut self, hours: u32) {
-        let mut next = match self.hours.last() {
+        self.advance_to(self.now + Duration::hours(i64::from(hours)));
+    }
+
+    /// Moves the archive's clock to `t`: the household runs up to it, and DSMR-reader archives
+    /// each day whose run has come. Time never runs back; an earlier `t` changes nothing.
+    pub fn advance_to(&mut self, t: OffsetDateTime) {
+        self.advance_with(t, |_| None);
+    }
+
+    /// As `advance_to`; from the hand-over on (`hand_over`), each hour is the difference of
+    /// `marks`' registers at its boundaries (the simulated meter's, in `FIELDS` order) where
+    /// both are known.
+    pub fn advance_with(
+        &mut self,
+        t: OffsetDateTime,
+        marks: impl Fn(OffsetDateTime) -> Option<[u64; FIELDS]>,
+    ) {
+        if t <= self.now {
+            return;
+        }
+        self.now = t;
+        loop {
+            let next = self.next_hour();
+            if next + Duration::HOUR > t || self.hours.len() >= MAX_HOURS {
+                break;
+            }
+            let measured = self
+                .handover
+                .filter(|h| next >= *h)
+                .and_then(|_| marks(next).zip(marks(next + Duration::HOUR)));
+            self.simulate_hour(next, measured);
+        }
+        self.archive();
+    }
+
+    /// Hands the hours from the next one on to the simulated meter: its start and the
+    /// registers there (`FIELDS` order), for the meter to count on from.
+    pub fn hand_over(&mut self) -> (OffsetDateTime, [u64; FIELDS]) {
+        let next = self.next_hour();
+        self.handover = Some(next);
+        (next, self.registers)
+    }
+
+    fn next_hour(&self) -> OffsetDateTime {
+        match self.hours.last() {
             Some((t, _)) => *t + Duration::HOUR,
             None => local_midnight(self.opts.first_day),
-        };
-        for _ in 0..hours {
-            if Some(next) == self.opts.meter_swap {
-                self.registers[..4].copy_from_slice(&NEW_METER_WH);
-            }
-            let local = to_local(next);
-            if local.hour() == 0 || self.day.is_none() {
-                self.day = Some((local.date(), local, self.registers, [0; FIELDS]));
-            }
-            let values = self.consumption(next);
-            for (reg, v) in self.registers.iter_mut().zip(values) {
-                *reg += v;
-            }
-            if let Some((_, _, _, consumption)) = &mut self.day {
-                for (c, v) in consumption.iter_mut().zip(values) {
-                    *c += v;
-                }
-            }
-            self.hours.push((next, values));
-            if !self.is_gap(next) {
-                self.hour_rows.push(HourRow {
-                    id: self.hour_rows.len() as u64 + 1,
-                    hour_start: local,
-                    values,
-                });
-            }
-            next += Duration::HOUR;
-            if to_local(next).hour() == 0 {
-                self.close_day(to_local(next));
-            }
         }
     }
 
+    /// `measured`: the registers at the hour's start and end, where the meter gives them.
+    fn simulate_hour(
+        &mut self,
+        start: OffsetDateTime,
+        measured: Option<([u64; FIELDS], [u64; FIELDS])>,
+    ) {
+        if Some(start) == self.opts.meter_swap && self.handover.is_none_or(|h| start < h) {
+            self.registers[..4].copy_from_slice(&NEW_METER_WH);
+        }
+        if let Some((at_start, _)) = measured {
+            self.registers = at_start;
+        }
+        let local = to_local(start);
+        if local.hour() == 0 || self.day.is_none() {
+            self.day = Some(DayInProgress {
+                day: local.date(),
+                start: local,
+                registers: self.registers,
+                consumption: [0; FIELDS],
+                hours_read: 0,
+                gas_rows: 0,
+                last_hour: [0; FIELDS],
+            });
+        }
+        let values = match measured {
+            Some((a, b)) => {
+                let mut values: [u64; FIELDS] = std::array::from_fn(|f| b[f].saturating_sub(a[f]));
+                if !self.opts.gas {
+                    values[GAS] = 0;
+                }
+                values
+            }
+            None => self.consumption(start),
+        };
+        self.starts.push(self.registers);
+        for (reg, v) in self.registers.iter_mut().zip(values) {
+            *reg += v;
+        }
+        let read = !self.is_gap(start);
+        let row = self.hour_row_values(values);
+        if let Some(day) = &mut self.day {
+            for (c, v) in day.consumption.iter_mut().zip(values) {
+                *c += v;
+            }
+            day.hours_read += u32::from(read);
+            if read {
+                day.gas_rows += row[GAS];
+            }
+            day.last_hour = values;
+        }
+        if read {
+            self.read_hours.push(self.hours.len());
+        }
+        self.hours.push((start, values));
+        if read {
+            self.hour_rows.push(HourRow {
+                id: self.hour_rows.len() as u64 + 1,
+                hour_start: local,
+                values: row,
+            });
+        }
+        let next = start + Duration::HOUR;
+        if to_local(next).hour() == 0 {
+            self.close_day(to_local(next));
+        }
+    }
+
+    /// A day without any reading gets no row: DSMR-reader's run skips to the next day with
+    /// consumption (`get_next_day_to_generate`).
     fn close_day(&mut self, end: OffsetDateTime) {
-        let Some((day, start, registers, consumption)) = self.day.take() else {
+        let Some(day) = self.day.take().filter(|d| d.hours_read > 0) else {
             return;
         };
-        let costs = crate::api::day_costs(
+        let mut consumption = day.consumption;
+        if self.opts.grouping == Grouping::Defaults {
+            // From the day's first minute to its last; gas as the sum of its hour rows.
+            for f in [E1, E2, E1R, E2R] {
+                let last_minute = day.last_hour[f] - day.last_hour[f] * 59 / 60;
+                consumption[f] -= last_minute;
+            }
+            consumption[GAS] = day.gas_rows;
+        }
+        let costs = crate::prices::day_costs(
             [
                 consumption[E1],
                 consumption[E1R],
@@ -178,16 +403,47 @@ impl Archive {
         );
         self.day_rows.push(DayRow {
             id: self.day_rows.len() as u64 + 1,
-            day,
+            day: day.day,
             consumption,
-            registers,
-            start,
+            registers: day.registers,
+            start: day.start,
             end,
             electricity1_cost: costs.electricity1,
             electricity2_cost: costs.electricity2,
             gas_cost: costs.gas,
             fixed_cost: costs.fixed,
             total_cost: costs.total,
+            archived_at: archived_at(&self.opts, end),
+        });
+    }
+
+    /// What DSMR-reader's hour row holds of an hour's consumption.
+    fn hour_row_values(&self, values: [u64; FIELDS]) -> [u64; FIELDS] {
+        match self.opts.grouping {
+            Grouping::Exact => values,
+            Grouping::Defaults => {
+                let mut row = values.map(|v| v * 59 / 60);
+                row[GAS] = values[GAS] * 55 / 60;
+                row
+            }
+        }
+    }
+
+    /// Writes the statistics of every day whose run has come by `now`, hours and day together.
+    fn archive(&mut self) {
+        while self
+            .day_rows
+            .get(self.archived_days)
+            .is_some_and(|d| d.archived_at <= self.now)
+        {
+            self.archived_days += 1;
+        }
+        let until = self
+            .archived_days
+            .checked_sub(1)
+            .map(|i| self.day_rows[i].end);
+        self.archived_hours = until.map_or(0, |end| {
+            self.hour_rows.partition_point(|r| r.hour_start < end)
         });
     }
 
@@ -228,38 +484,132 @@ impl Archive {
         values
     }
 
+    /// The hour rows DSMR-reader serves by now: those of archived days.
     pub fn hour_rows(&self) -> &[HourRow] {
-        &self.hour_rows
+        &self.hour_rows[..self.archived_hours]
     }
 
-    /// Every complete day's row, also those DSMR-reader has not computed yet.
+    /// Every complete day's row, also those DSMR-reader has not written yet.
     pub fn day_rows(&self) -> &[DayRow] {
         &self.day_rows
     }
 
-    /// The day rows DSMR-reader serves by now (`day_row_delay` hours into the next day).
+    /// The day rows DSMR-reader serves by now.
     pub fn published_day_rows(&self) -> &[DayRow] {
-        let Some((last, _)) = self.hours.last() else {
-            return &[];
-        };
-        let archived_until = *last + Duration::HOUR;
-        let delay = Duration::hours(i64::from(self.opts.day_row_delay));
-        let shown = self
-            .day_rows
-            .iter()
-            .take_while(|d| d.end + delay <= archived_until)
-            .count();
-        &self.day_rows[..shown]
+        &self.day_rows[..self.archived_days]
     }
 
     pub fn options(&self) -> &HistoryOptions {
         &self.opts
     }
 
-    /// Every simulated hour (UTC start, consumption), including those without an hour row.
+    /// Every complete simulated hour (UTC start, consumption), also those without an hour row
+    /// and those DSMR-reader has not archived yet (today's, which exist only as readings).
     pub fn hours(&self) -> &[(OffsetDateTime, [u64; FIELDS])] {
         &self.hours
     }
+}
+
+/// One of the readings (`datalogger/dsmrreading`) DSMR-reader stored during a simulated hour,
+/// with the registers at its time (each hour's energy spread evenly over it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArchiveReading {
+    /// 1 for the first reading of the archive.
+    pub id: u64,
+    pub timestamp: OffsetDateTime,
+    /// Wh (and litres of gas) in `FIELDS` order.
+    pub registers: [u64; FIELDS],
+    /// The hour's average power in W.
+    pub delivered_w: u32,
+    pub returned_w: u32,
+    /// The gas meter's last five-minute value: its time and litres.
+    pub gas_timestamp: OffsetDateTime,
+    pub gas: u64,
+    /// 1 = low, 2 = normal.
+    pub tariff: u8,
+}
+
+impl Archive {
+    /// Readings stored during the simulated hours: one every `READING_EVERY` seconds from each
+    /// hour's start, none in a gap.
+    pub fn reading_count(&self) -> usize {
+        self.read_hours.len() * READINGS_PER_HOUR
+    }
+
+    /// The index of the first reading at or after `t` (`reading_count` when there is none).
+    pub fn reading_index(&self, t: OffsetDateTime) -> usize {
+        let pos = self
+            .read_hours
+            .partition_point(|&h| self.hours[h].0 + Duration::HOUR <= t);
+        let Some(&hour) = self.read_hours.get(pos) else {
+            return self.reading_count();
+        };
+        let into = (t - self.hours[hour].0).whole_nanoseconds().max(0);
+        let step = i128::from(READING_EVERY) * 1_000_000_000;
+        let k = usize::try_from((into + step - 1) / step).unwrap_or(READINGS_PER_HOUR);
+        pos * READINGS_PER_HOUR + k.min(READINGS_PER_HOUR)
+    }
+
+    /// The reading at `index` (in time order).
+    pub fn reading(&self, index: usize) -> Option<ArchiveReading> {
+        let &hour = self.read_hours.get(index / READINGS_PER_HOUR)?;
+        let (start, values) = self.hours[hour];
+        let start_registers = self.starts[hour];
+        let seconds = (index % READINGS_PER_HOUR) as i64 * READING_EVERY;
+        let at = |s: i64| -> [u64; FIELDS] {
+            std::array::from_fn(|f| start_registers[f] + values[f] * s.unsigned_abs() / 3_600)
+        };
+        let timestamp = to_local(start + Duration::seconds(seconds));
+        // The gas meter's last five-minute value that has arrived by then.
+        let at_time = start + Duration::seconds(seconds);
+        let gas_mark = at_time - self.opts.gas_lag;
+        let gas_timestamp = gas_mark - Duration::seconds(gas_mark.unix_timestamp().rem_euclid(300));
+        let tariff = if values[E2] > 0 || values[E2R] > 0 {
+            2
+        } else {
+            1
+        };
+        Some(ArchiveReading {
+            id: index as u64 + 1,
+            timestamp,
+            registers: at(seconds),
+            delivered_w: u32::try_from(values[E1] + values[E2]).unwrap_or(u32::MAX),
+            returned_w: u32::try_from(values[E1R] + values[E2R]).unwrap_or(u32::MAX),
+            gas_timestamp: to_local(gas_timestamp),
+            gas: self
+                .registers_at(gas_timestamp)
+                .map_or(start_registers[GAS], |r| r[GAS]),
+            tariff,
+        })
+    }
+}
+
+impl Archive {
+    /// The registers at `t` within the simulated hours (each hour's energy spread evenly).
+    fn registers_at(&self, t: OffsetDateTime) -> Option<[u64; FIELDS]> {
+        let (first, _) = self.hours.first()?;
+        let index = usize::try_from((t - *first).whole_hours()).ok()?;
+        let (start, values) = self.hours.get(index)?;
+        let seconds = (t - *start).whole_seconds().unsigned_abs();
+        let starts = self.starts[index];
+        Some(std::array::from_fn(|f| {
+            starts[f] + values[f] * seconds / 3_600
+        }))
+    }
+}
+
+/// When DSMR-reader's statistics run writes the day that ends at `end` (local midnight).
+fn archived_at(opts: &HistoryOptions, end: OffsetDateTime) -> OffsetDateTime {
+    let late = Duration::hours(i64::from(opts.day_row_delay));
+    let gas = if opts.gas {
+        opts.gas_reading_delay
+    } else {
+        Duration::ZERO
+    };
+    let wait = STATS_RETRY.max(late).max(gas);
+    let retry = STATS_RETRY.whole_seconds();
+    let runs = (wait.whole_seconds() + retry - 1) / retry;
+    end + Duration::seconds(runs * retry)
 }
 
 /// Europe/Amsterdam's offset at `t`: CEST from the last Sunday of March 01:00 UTC to the last
@@ -387,6 +737,213 @@ mod tests {
         assert_eq!(
             rows[2].registers[E1] + rows[2].consumption[E1],
             archive.registers[E1]
+        );
+    }
+
+    /// DSMR-reader 5.11 writes a day's hour and day rows together, at the first run after
+    /// midnight that finds the day's readings processed (00:05) and, with gas, the next day's
+    /// first gas reading in; until then the day's hours exist only as readings.
+    #[test]
+    fn statistics_are_written_after_midnight_for_the_day_before() {
+        let at = |now: OffsetDateTime, gas: bool, gas_delay: Duration| {
+            Archive::new(HistoryOptions {
+                first_day: date!(2025 - 11 - 10),
+                gas,
+                gas_reading_delay: gas_delay,
+                now: ArchiveNow::At(now),
+                ..HistoryOptions::default()
+            })
+        };
+        let afternoon = at(datetime!(2025-11-12 14:30 +1), true, Duration::ZERO);
+        assert_eq!(afternoon.published_day_rows().len(), 2);
+        assert_eq!(afternoon.hour_rows().len(), 48);
+        assert_eq!(afternoon.hours().len(), 48 + 14, "today's complete hours");
+        assert_eq!(
+            afternoon.hours().last().map(|h| h.0),
+            Some(datetime!(2025-11-12 13:00 +1))
+        );
+        assert_eq!(afternoon.day_rows().len(), 2);
+
+        let midnight = datetime!(2025-11-13 00:00 +1);
+        for (now, gas, delay, archived) in [
+            (midnight, true, Duration::ZERO, 2),
+            (midnight + Duration::seconds(299), true, Duration::ZERO, 2),
+            (midnight + STATS_RETRY, true, Duration::ZERO, 3),
+            (
+                midnight + Duration::minutes(15),
+                true,
+                Duration::minutes(17),
+                2,
+            ),
+            (
+                midnight + Duration::minutes(20),
+                true,
+                Duration::minutes(17),
+                3,
+            ),
+            (midnight + STATS_RETRY, false, Duration::minutes(17), 3),
+        ] {
+            let archive = at(now, gas, delay);
+            assert_eq!(archive.day_rows().len(), 3);
+            assert_eq!(
+                archive.published_day_rows().len(),
+                archived,
+                "{now} gas {gas} first gas reading {delay}"
+            );
+            assert_eq!(archive.hour_rows().len(), archived * 24);
+        }
+        let late_gas = at(midnight + Duration::HOUR, true, Duration::minutes(17));
+        assert_eq!(
+            late_gas.day_rows()[2].archived_at,
+            midnight + Duration::minutes(20)
+        );
+    }
+
+    #[test]
+    fn the_clock_moves_forward_only_and_archives_as_it_goes() {
+        let mut archive = Archive::new(HistoryOptions {
+            first_day: date!(2025 - 11 - 10),
+            days: 2,
+            ..HistoryOptions::default()
+        });
+        assert_eq!(archive.now(), datetime!(2025-11-12 00:05 +1));
+        assert_eq!(archive.published_day_rows().len(), 2);
+        archive.extend(23);
+        assert_eq!(archive.hour_rows().len(), 48, "today only as readings");
+        assert_eq!(archive.hours().len(), 48 + 23);
+        archive.advance_to(datetime!(2025-11-11 00:00 +1));
+        assert_eq!(archive.now(), datetime!(2025-11-12 23:05 +1));
+        archive.extend(1);
+        assert_eq!(archive.published_day_rows().len(), 3);
+        assert_eq!(archive.hour_rows().len(), 72);
+    }
+
+    /// A backend down after midnight writes the day late, hour rows included.
+    #[test]
+    fn a_late_run_writes_hours_and_day_together() {
+        let archive = Archive::new(HistoryOptions {
+            first_day: date!(2025 - 11 - 10),
+            day_row_delay: 6,
+            now: ArchiveNow::At(datetime!(2025-11-12 05:59 +1)),
+            ..HistoryOptions::default()
+        });
+        assert_eq!(archive.published_day_rows().len(), 1);
+        assert_eq!(archive.hour_rows().len(), 24);
+        assert_eq!(
+            archive.day_rows()[1].archived_at,
+            datetime!(2025-11-12 06:00 +1)
+        );
+    }
+
+    #[test]
+    fn a_day_without_readings_has_no_row() {
+        let archive = Archive::new(HistoryOptions {
+            first_day: date!(2025 - 11 - 10),
+            days: 3,
+            gaps: vec![(datetime!(2025-11-10 23:00 UTC), 24)],
+            ..HistoryOptions::default()
+        });
+        let days: Vec<Date> = archive.published_day_rows().iter().map(|d| d.day).collect();
+        assert_eq!(days, [date!(2025 - 11 - 10), date!(2025 - 11 - 12)]);
+        assert_eq!(archive.hour_rows().len(), 48);
+    }
+
+    /// The readings at the hour boundaries are the registers an hour row is the difference of.
+    #[test]
+    fn readings_carry_the_registers_of_the_hours() {
+        let gap = datetime!(2025-11-10 10:00 UTC);
+        let archive = Archive::new(HistoryOptions {
+            first_day: date!(2025 - 11 - 10),
+            days: 1,
+            gaps: vec![(gap, 2)],
+            ..HistoryOptions::default()
+        });
+        assert_eq!(archive.reading_count(), 22 * 360);
+        let first = archive.reading(0).expect("a reading");
+        assert_eq!(first.timestamp, datetime!(2025-11-10 00:00 +1));
+        assert_eq!(first.registers, HistoryOptions::default().start_registers);
+        let at_nine = archive.reading_index(datetime!(2025-11-10 09:00 UTC));
+        let at_ten = archive.reading_index(datetime!(2025-11-10 09:59:51 UTC));
+        assert_eq!(at_ten, at_nine + 360, "09:59:51 is after 09:59:50");
+        let b = archive
+            .reading(at_ten)
+            .expect("the first reading after the gap");
+        assert_eq!(b.timestamp, datetime!(2025-11-10 13:00 +1));
+        let row = archive
+            .hour_rows()
+            .iter()
+            .find(|r| r.hour_start == datetime!(2025-11-10 09:00 +1))
+            .expect("an hour row");
+        let at_eight = archive.reading_index(datetime!(2025-11-10 08:00 UTC));
+        let (a, b) = (archive.reading(at_eight), archive.reading(at_eight + 360));
+        let (a, b) = (a.expect("08:00 UTC"), b.expect("09:00 UTC"));
+        assert_eq!(b.timestamp, datetime!(2025-11-10 10:00 +1));
+        for f in 0..FIELDS {
+            assert_eq!(a.registers[f] + row.values[f], b.registers[f], "field {f}");
+        }
+        let mid = archive
+            .reading(archive.reading_index(datetime!(2025-11-10 09:30:01 UTC)))
+            .expect("09:30:10");
+        assert_eq!(mid.timestamp, datetime!(2025-11-10 10:30:10 +1));
+        assert_eq!(mid.gas_timestamp, datetime!(2025-11-10 10:30 +1));
+        assert_eq!(
+            archive.reading_index(datetime!(2025-11-11 00:00 +1)),
+            archive.reading_count()
+        );
+        assert_eq!(archive.reading(archive.reading_count()), None);
+    }
+
+    /// With DSMR-reader's default grouping an hour row misses the hour's last minute (its last
+    /// five minutes of gas), a day row its last minute of electricity; the readings do not.
+    #[test]
+    fn default_grouping_leaves_minutes_out_of_the_rows() {
+        let archive = Archive::new(HistoryOptions {
+            first_day: date!(2025 - 11 - 10),
+            days: 1,
+            grouping: Grouping::Defaults,
+            ..HistoryOptions::default()
+        });
+        for (row, (_, values)) in archive.hour_rows().iter().zip(archive.hours()) {
+            assert_eq!(row.values[E2], values[E2] * 59 / 60);
+            assert_eq!(row.values[GAS], values[GAS] * 55 / 60);
+        }
+        let day = &archive.day_rows()[0];
+        // The last hour, 23:00, is low tariff.
+        let hours: u64 = archive.hours().iter().map(|h| h.1[E1]).sum();
+        let last = archive.hours()[23].1[E1];
+        assert!(last >= 60, "{last}");
+        assert_eq!(day.consumption[E1], hours - (last - last * 59 / 60));
+        let gas_rows: u64 = archive.hour_rows().iter().map(|r| r.values[GAS]).sum();
+        assert_eq!(day.consumption[GAS], gas_rows);
+    }
+
+    /// With a gas meter that relays late, the first reading after an hour boundary still
+    /// carries the value from before it.
+    #[test]
+    fn a_late_gas_value_lags_the_readings() {
+        let archive = Archive::new(HistoryOptions {
+            first_day: date!(2025 - 11 - 10),
+            days: 1,
+            gas_lag: Duration::minutes(3),
+            ..HistoryOptions::default()
+        });
+        let read = |t: OffsetDateTime| {
+            archive
+                .reading(archive.reading_index(t))
+                .expect("a reading")
+        };
+        let at_ten = read(datetime!(2025-11-10 10:00 +1));
+        assert_eq!(at_ten.gas_timestamp, datetime!(2025-11-10 09:55 +1));
+        let before = read(datetime!(2025-11-10 09:58 +1));
+        assert_eq!(
+            (before.gas_timestamp, before.gas),
+            (at_ten.gas_timestamp, at_ten.gas)
+        );
+        let later = read(datetime!(2025-11-10 10:03 +1));
+        assert_eq!(later.gas_timestamp, datetime!(2025-11-10 10:00 +1));
+        assert_eq!(
+            later.gas, at_ten.registers[GAS],
+            "the 10:00 value, three minutes on"
         );
     }
 

@@ -12,6 +12,7 @@
 mod api;
 pub mod history;
 pub mod meter;
+mod prices;
 mod telegram;
 mod zone;
 
@@ -36,7 +37,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use url::Url;
 
-pub use history::{Archive, HistoryOptions};
+pub use history::{Archive, ArchiveNow, Grouping, HistoryOptions, Hostile};
 pub use meter::{MeterModel, Reading, Registers};
 pub use telegram::P1Profile;
 pub use zone::TimeZone;
@@ -72,7 +73,8 @@ pub const READING_FIELDS: [&str; 22] = [
 const LOG_LINES: usize = 1_000;
 /// Longest request line kept in the log; longer ones are cut.
 const LOG_LINE_CHARS: usize = 512;
-/// Distinct paths counted for `Simulator::requests`; fuzzing cannot grow the map beyond this.
+/// Distinct paths (and orderings of a path) counted for `Simulator::requests`; fuzzing cannot
+/// grow the map beyond this.
 const COUNTED_PATHS: usize = 1_024;
 /// Cap on request head size (hyper answers 431 beyond it).
 const MAX_HEAD_BYTES: usize = 16 * 1_024;
@@ -277,11 +279,38 @@ impl State {
         self.model.advance_to(now);
     }
 
-    fn record(&mut self, method: &str, path: &str, query: Option<&str>) {
-        if let Some(count) = self.counts.get_mut(path) {
+    fn count(&mut self, key: String) {
+        if let Some(count) = self.counts.get_mut(&key) {
             *count += 1;
         } else if self.counts.len() < COUNTED_PATHS {
-            self.counts.insert(path.to_owned(), 1);
+            self.counts.insert(key, 1);
+        }
+    }
+
+    /// Brings an archive that runs on the simulator's clock up to it, its hours from the
+    /// meter's registers.
+    fn sync_archive(&mut self) {
+        let now = self.clock.now();
+        let model = &self.model;
+        if let Some(archive) = self.archive.as_mut().filter(|a| a.follows_clock()) {
+            archive.advance_with(now, |t| {
+                model
+                    .marked(t)
+                    .map(|([d1, r1, d2, r2], gas)| [d1, d2, r1, r2, gas])
+            });
+        }
+    }
+
+    fn record(&mut self, method: &str, path: &str, query: Option<&str>) {
+        self.count(path.to_owned());
+        let ordering = query.and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .filter(|(k, _)| k == "ordering")
+                .last()
+                .map(|(_, v)| v.into_owned())
+        });
+        if let Some(ordering) = ordering {
+            self.count(format!("{path}?ordering={ordering}"));
         }
         let mut line = match query {
             Some(q) => format!("{method} {path}?{q}"),
@@ -308,6 +337,7 @@ impl State {
             Some(reply) => reply.clone(),
             None => {
                 self.sync();
+                self.sync_archive();
                 let ctx = api::Context {
                     model: &self.model,
                     api_key: &self.api_key,
@@ -433,6 +463,14 @@ impl Simulator {
         self.state().counts.get(path).copied().unwrap_or(0)
     }
 
+    /// Requests received for `path` with `ordering=<ordering>` (the last `ordering` of the
+    /// query, as Django reads it): the history import's readings (`timestamp`) apart from the
+    /// live poll's (`-timestamp`).
+    pub fn requests_ordered(&self, path: &str, ordering: &str) -> u64 {
+        let key = format!("{path}?ordering={ordering}");
+        self.state().counts.get(&key).copied().unwrap_or(0)
+    }
+
     /// The last requests as `"GET /api/v2/...?query"`, newest last.
     pub fn request_log(&self) -> Vec<String> {
         self.state().log.iter().cloned().collect()
@@ -491,21 +529,48 @@ impl Simulator {
         state.model.push_stray(ahead, currently_delivered);
     }
 
-    /// Serves `opts`' archive from `statistics/hour` and `statistics/day` from now on.
+    /// Serves `opts`' archive from `statistics/hour` and `statistics/day`, and its hours'
+    /// readings from `datalogger/dsmrreading`, from now on, as DSMR-reader serves them at
+    /// `opts.now`. On the simulator's clock (`ArchiveNow::Clock`) the archive runs up to the
+    /// clock's hour and the meter counts on from its registers there (its older readings are
+    /// dropped); the hours after it are the meter's own, so the live values, the readings and
+    /// what DSMR-reader archives after midnight are one household.
     pub fn set_history(&self, opts: HistoryOptions) {
-        self.state().archive = Some(Archive::new(opts));
+        let mut state = self.state();
+        let mut archive = Archive::new(opts);
+        if archive.follows_clock() {
+            // The archive runs up to the clock, then the meter counts on from its registers:
+            // readings, archived hours and live values are one household.
+            state.sync();
+            archive.advance_to(state.clock.now());
+            let (hour, [e1, e2, e1r, e2r, gas]) = archive.hand_over();
+            state.model.align(hour, [e1, e1r, e2, e2r], gas);
+        }
+        state.archive = Some(archive);
     }
 
-    /// Archives `hours` more hours, as DSMR-reader does once each hour has passed.
+    /// Moves the archive's clock `hours` on: the household runs on, and DSMR-reader archives
+    /// each day once its statistics run has come (after midnight). For an archive on the
+    /// simulator's clock (`ArchiveNow::Clock`) move the clock instead (`set_time`).
     pub fn extend_history(&self, hours: u32) {
         if let Some(archive) = self.state().archive.as_mut() {
             archive.extend(hours);
         }
     }
 
-    /// A copy of the archive, to check what a client made of it.
+    /// Moves the archive's clock to `t` (never back).
+    pub fn set_history_time(&self, t: OffsetDateTime) {
+        if let Some(archive) = self.state().archive.as_mut() {
+            archive.advance_to(t);
+        }
+    }
+
+    /// A copy of the archive as served now, to check what a client made of it.
     pub fn archive(&self) -> Option<Archive> {
-        self.state().archive.clone()
+        let mut state = self.state();
+        state.sync();
+        state.sync_archive();
+        state.archive.clone()
     }
 
     /// The meter's latest reading at the current simulated time.
@@ -961,6 +1026,85 @@ mod tests {
             datetime!(2026-11-26 14:31:00 +1),
             "the meter never runs back"
         );
+    }
+
+    /// An archive on the simulator's clock: the meter counts on from the archive's registers,
+    /// the readings at hour boundaries are the meter's, and after midnight DSMR-reader archives
+    /// the day with the meter's hours, its totals matching the registers.
+    #[tokio::test]
+    async fn an_archive_on_the_clock_is_the_meter_s_past() {
+        let sim = Simulator::start(SimOptions {
+            start: datetime!(2026-11-26 13:40:00 +1),
+            ..SimOptions::default()
+        })
+        .await
+        .expect("simulator starts");
+        sim.pause_clock(true);
+        sim.set_history(HistoryOptions {
+            first_day: time::macros::date!(2026 - 11 - 20),
+            now: ArchiveNow::Clock,
+            ..HistoryOptions::default()
+        });
+        let archive = sim.archive().expect("archive");
+        let hour_start = |a: &Archive, t: OffsetDateTime| {
+            let i = a.reading_index(t);
+            a.reading(i)
+                .filter(|r| r.timestamp == t)
+                .map(|r| r.registers)
+        };
+        let at_13 = archive.hours().last().map(|h| h.0 + Duration::HOUR);
+        assert_eq!(at_13, Some(datetime!(2026-11-26 13:00 +1)));
+        let latest = sim.latest_reading();
+        let last = archive.hours().len() - 1;
+        let at_hand_over = hour_start(&archive, archive.hours()[last].0)
+            .map(|r| std::array::from_fn::<u64, 5, _>(|f| r[f] + archive.hours()[last].1[f]));
+        let [e1, e2, e1r, e2r, gas] = at_hand_over.expect("registers at 13:00");
+        assert_eq!(latest.registers, [e1, e1r, e2, e2r]);
+        assert_eq!(latest.gas.map(|g| g.delivered), Some(gas));
+
+        sim.set_time(datetime!(2026-11-26 15:10:00 +1));
+        let archive = sim.archive().expect("archive");
+        let registers_at = |t: OffsetDateTime| hour_start(&archive, t).expect("a reading");
+        let at_14 = registers_at(datetime!(2026-11-26 14:00 +1));
+        let ([d1, r1, d2, r2], gas) = sim
+            .state()
+            .model
+            .marked(datetime!(2026-11-26 15:00 +1))
+            .expect("the meter passed 15:00");
+        let at_15 = [d1, d2, r1, r2, gas];
+        assert!(at_14[0] + at_14[1] >= e1 + e2, "the meter counts on");
+        let hour_14 = archive
+            .hours()
+            .iter()
+            .find(|h| h.0 == datetime!(2026-11-26 14:00 +1));
+        let values = hour_14.expect("14:00 simulated").1;
+        assert_eq!(
+            std::array::from_fn::<u64, 5, _>(|f| at_14[f] + values[f]),
+            at_15
+        );
+        let latest = sim.latest_reading();
+        assert!(latest.registers[0] + latest.registers[2] >= at_15[0] + at_15[1]);
+        assert!(
+            archive
+                .hour_rows()
+                .iter()
+                .all(|r| r.hour_start < datetime!(2026-11-26 00:00 +1))
+        );
+
+        sim.set_time(datetime!(2026-11-27 00:05:00 +1));
+        let archive = sim.archive().expect("archive");
+        let day = archive.published_day_rows().last().expect("a day row");
+        assert_eq!(day.day, time::macros::date!(2026 - 11 - 26));
+        let midnight = sim
+            .state()
+            .model
+            .marked(datetime!(2026-11-27 00:00 +1))
+            .expect("the meter passed midnight");
+        let ([d1, r1, d2, r2], gas) = midnight;
+        let end = [d1, d2, r1, r2, gas];
+        let day_end: [u64; 5] = std::array::from_fn(|f| day.registers[f] + day.consumption[f]);
+        assert_eq!(day_end, end);
+        assert_eq!(archive.hour_rows().len(), 7 * 24);
     }
 
     #[tokio::test]

@@ -24,6 +24,8 @@ pub const READING_HISTORY: usize = 900;
 const PEAK_HISTORY: usize = 7 * 96;
 /// A day of five-minute gas readings.
 const GAS_HISTORY: usize = 288;
+/// Two years of registers at hour boundaries, for an archive that runs on the meter.
+const MARK_HISTORY: usize = 2 * 366 * 24;
 /// Gaps longer than this are bridged with average rates instead of per-second steps, so that
 /// jumping a month ahead costs microseconds rather than seconds; the last part is still
 /// stepped in detail so recent readings look normal.
@@ -209,6 +211,8 @@ pub struct MeterModel {
     next_peak_id: u64,
     gas_readings: VecDeque<GasConsumption>,
     next_gas_id: u64,
+    /// The registers at each hour boundary passed: (Unix time, Wh as `registers`, litres).
+    marks: VecDeque<(i64, [u64; 4], u64)>,
     profile: P1Profile,
     month_peak: Option<MonthPeak>,
     past_peaks: [Option<MonthPeak>; PAST_MONTHS],
@@ -294,6 +298,7 @@ impl MeterModel {
             next_peak_id: 1,
             gas_readings: VecDeque::new(),
             next_gas_id: 1,
+            marks: VecDeque::new(),
             profile: opts.p1,
             month_peak: None,
             past_peaks: past_month_peaks(opts),
@@ -444,6 +449,66 @@ impl MeterModel {
         }
     }
 
+    /// The registers at the hour boundary `t`, if the meter has passed it (within the last
+    /// two years): Wh as `Reading::registers`, and litres of gas.
+    pub fn marked(&self, t: OffsetDateTime) -> Option<([u64; 4], u64)> {
+        let t = t.unix_timestamp();
+        let i = self.marks.partition_point(|m| m.0 < t);
+        self.marks
+            .get(i)
+            .filter(|m| m.0 == t)
+            .map(|&(_, registers, gas)| (registers, gas))
+    }
+
+    fn mark(&mut self, t: i64) {
+        let gas = non_negative(self.gas_ml.div_euclid(1_000));
+        self.push_mark(t, self.registers_wh().map(non_negative), gas);
+    }
+
+    fn push_mark(&mut self, t: i64, registers: [u64; 4], gas: u64) {
+        if self.marks.back().is_some_and(|m| m.0 >= t) {
+            return;
+        }
+        if self.marks.len() == MARK_HISTORY {
+            self.marks.pop_front();
+        }
+        self.marks.push_back((t, registers, gas));
+    }
+
+    /// Sets the registers (Wh as `Reading::registers`, litres of gas) to continue an archive
+    /// whose hour `hour` ends with them: the meter counts on from there, today's totals go
+    /// on as before, and the readings of the old registers are dropped but the latest, so that
+    /// the readings table runs from the archive's registers into the meter's.
+    pub fn align(&mut self, hour: OffsetDateTime, registers: [u64; 4], gas_l: u64) {
+        let old = self.registers_wh();
+        self.registers_j = registers.map(|wh| i64::try_from(wh).unwrap_or(i64::MAX / 4) * J_PER_WH);
+        let now = self.registers_wh();
+        for i in 0..4 {
+            let change = now[i] - old[i];
+            self.day.base_wh[i] += change;
+            self.day.minute_wh[i] += change;
+        }
+        if let Some(window) = &mut self.quarter {
+            let change = now[D1] - old[D1] + now[D2] - old[D2];
+            window.first.1 += change;
+            window.last.1 += change;
+        }
+        self.latest.registers = now.map(non_negative);
+        if self.gas {
+            let old_gas = self.gas_ml.div_euclid(1_000);
+            self.gas_ml = i64::try_from(gas_l).unwrap_or(i64::MAX / 4_000) * 1_000;
+            let change = self.gas_ml.div_euclid(1_000) - old_gas;
+            self.day.base_gas_l += change;
+            self.gas_readings.clear();
+            self.record_gas_reading(self.now - self.now.rem_euclid(GAS_INTERVAL));
+            self.latest.gas = self.gas_reading();
+        }
+        self.history.clear();
+        self.history.push_back(self.latest.clone());
+        self.marks.clear();
+        self.push_mark(hour.unix_timestamp(), now.map(non_negative), gas_l);
+    }
+
     fn registers_wh(&self) -> [i64; 4] {
         self.registers_j.map(|j| j.div_euclid(J_PER_WH))
     }
@@ -488,6 +553,9 @@ impl MeterModel {
             self.history.pop_front();
         }
         self.history.push_back(self.latest.clone());
+        if t.rem_euclid(3_600) == 0 {
+            self.mark(t);
+        }
         if new_day {
             self.begin_day(day_index, t - sod);
         }
@@ -695,6 +763,28 @@ impl MeterModel {
         // returning 210 W; 3 m³ of gas a day. Split evenly over the tariffs, which is close
         // to the weekly mix.
         let (delivered_w, returned_w) = if self.solar { (420, 210) } else { (530, 0) };
+        // The hour boundaries passed, at the average rates.
+        let from = self.now;
+        let (registers, gas) = (self.registers_j, self.gas_ml);
+        let gas_rate = if self.gas { 35 } else { 0 };
+        let mut boundary = (from.div_euclid(3_600) + 1) * 3_600;
+        while boundary <= t {
+            let s = boundary - from;
+            let wh =
+                |i: usize, w: i64| non_negative((registers[i] + w * s / 2).div_euclid(J_PER_WH));
+            let marked = [
+                wh(D1, delivered_w),
+                wh(R1, returned_w),
+                wh(D2, delivered_w),
+                wh(R2, returned_w),
+            ];
+            self.push_mark(
+                boundary,
+                marked,
+                non_negative((gas + gas_rate * s).div_euclid(1_000)),
+            );
+            boundary += 3_600;
+        }
         let delivered = delivered_w * seconds / 2;
         let returned = returned_w * seconds / 2;
         self.registers_j[D1] += delivered;
