@@ -20,7 +20,7 @@ use time::{Date, OffsetDateTime, UtcOffset};
 use tracing::{debug, warn};
 
 use super::ledger::{COSTS, DayStat, HourStat, REGISTERS, utc_hour};
-use crate::config::DsmrConfig;
+use crate::source::DsmrConfig;
 use crate::source::{DsmrHttp, SourceError};
 
 /// Hour rows per request: a month and a bit, about 150 KiB of JSON.

@@ -17,6 +17,7 @@
 pub mod dsmr;
 pub mod ha;
 pub mod ledger;
+pub(crate) mod options;
 pub mod plan;
 
 use std::time::Duration;

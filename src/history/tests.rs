@@ -430,7 +430,8 @@ proptest! {
     /// nothing.
     #[test]
     fn any_archive_any_junction(
-        energies in proptest::collection::vec(0_i64..3_000, 24 * 8),
+        // Enough hours for the latest junction and Core's last compiled hour after it.
+        energies in proptest::collection::vec(0_i64..3_000, 24 * 9),
         days in 1_i64..=6,
         junction_after in 24_i64..24 * 7,
         first_frac in 0_i64..100,

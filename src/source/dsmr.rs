@@ -7,11 +7,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use url::Url;
 
+use super::DsmrConfig;
 use super::error::SourceError;
 use super::lookup::KeptAddresses;
 use super::outage::request_timeout;
 use super::schedule::Endpoint;
-use crate::config::DsmrConfig;
 use crate::model::Object;
 
 /// DSMR-reader's largest answer we read is meter statistics with the raw telegram (~1.5 KiB);

@@ -26,6 +26,34 @@ use crate::model::{Object, Snapshot};
 use outage::{Availability, Outage, next_poll};
 use side::SideHealth;
 
+/// Where DSMR-reader is and how to ask it: the live poll's and the history import's, validated
+/// by `config`.
+#[derive(Clone)]
+pub struct DsmrConfig {
+    /// Always ends in `/`, so `join("api/v2/...")` keeps any path prefix of a reverse proxy.
+    pub url: url::Url,
+    pub api_key: secrecy::SecretString,
+    /// PEM bytes of an extra CA, already read so that a bad path fails at startup.
+    pub ca_pem: Option<Vec<u8>>,
+    pub poll_interval: Duration,
+}
+
+/// By hand: the URL's user info is a credential.
+impl std::fmt::Debug for DsmrConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut url = self.url.clone();
+        if url.password().is_some() {
+            let _ = url.set_password(Some("REDACTED"));
+        }
+        f.debug_struct("DsmrConfig")
+            .field("url", &url.as_str())
+            .field("api_key", &self.api_key)
+            .field("ca_pem", &self.ca_pem.as_ref().map(Vec::len))
+            .field("poll_interval", &self.poll_interval)
+            .finish()
+    }
+}
+
 /// What the source tells the pipeline.
 #[derive(Debug)]
 pub enum SourceEvent {
@@ -429,7 +457,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = url::Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
         let interval = Duration::from_secs(10);
-        let client = DsmrClient::new(&crate::config::DsmrConfig {
+        let client = DsmrClient::new(&super::DsmrConfig {
             url,
             api_key: "key".into(),
             ca_pem: None,
@@ -634,7 +662,7 @@ mod tests {
     /// goes away (refusing or hanging) for `outage`, a third into an interval.
     async fn outage(interval: Duration, hangs: bool, outage: Duration) -> Outage {
         let mut reader = Reader::answering().await;
-        let client = DsmrClient::new(&crate::config::DsmrConfig {
+        let client = DsmrClient::new(&super::DsmrConfig {
             url: reader.url(),
             api_key: "key".into(),
             ca_pem: None,
