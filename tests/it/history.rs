@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use dsmr_bridge::config::DsmrConfig;
 use dsmr_bridge::history::dsmr::ArchiveClient;
-use dsmr_bridge::history::ha::{HaClient, HaError, HaTarget, Metadata, StoredRow};
+use dsmr_bridge::history::ha::{HaClient, HaError, HaTarget, Mark, Metadata, StoredRow};
 use dsmr_bridge::history::ledger::Row;
 use dsmr_bridge::history::plan::Junction;
 use dsmr_bridge::history::{Store, Summary, register_keys, sync};
@@ -222,7 +222,13 @@ impl Scene {
         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
         self.ha()
             .await
-            .rows(&refs, datetime!(2020-01-01 00:00 UTC), None, period)
+            .rows(
+                &refs,
+                datetime!(2020-01-01 00:00 UTC),
+                None,
+                period,
+                Mark::Register,
+            )
             .await
             .expect("rows")
     }
