@@ -295,9 +295,16 @@ pub async fn sync<A: Archive, S: Store>(
                     (rows, &mut seeds.costs[k])
                 }
             };
-            if let Some(last) = rows.last() {
-                store.import(&target.meta, &rows).await?;
+            // What the sensor held before two days ahead of its own last imported row is built
+            // again (the sums after it continue from there) but not sent again: a day cost
+            // enabled long after the registers would get every day since theirs on every run.
+            let send_from = target.held.map(|h| h.start - STEP_BACK);
+            let send = &rows[rows.partition_point(|r| send_from.is_some_and(|f| r.start < f))..];
+            if !send.is_empty() {
+                store.import(&target.meta, send).await?;
                 summary.import_calls += 1;
+            }
+            if let Some(last) = rows.last() {
                 *seed = Some(Point {
                     sum: last.sum,
                     state: last.state,

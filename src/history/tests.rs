@@ -693,3 +693,82 @@ fn the_costs_are_the_catalogs_day_totals() {
         assert_eq!(sensor.field, key);
     }
 }
+
+/// A store that counts the day-cost rows sent to it.
+struct Counting<'a> {
+    store: &'a mut FakeStore,
+    cost_rows: usize,
+}
+
+impl Store for Counting<'_> {
+    async fn sensors(&mut self) -> Result<Vec<Option<Metadata>>, HaError> {
+        self.store.sensors().await
+    }
+
+    async fn junction(&mut self, meta: &Metadata) -> Result<Option<Junction>, HaError> {
+        self.store.junction(meta).await
+    }
+
+    async fn hours(
+        &mut self,
+        meta: &Metadata,
+        from: OffsetDateTime,
+        before: OffsetDateTime,
+    ) -> Result<Vec<StoredRow>, HaError> {
+        self.store.hours(meta, from, before).await
+    }
+
+    async fn import(&mut self, meta: &Metadata, rows: &[Row]) -> Result<(), HaError> {
+        if meta.mark() == ha::Mark::DayTotal {
+            self.cost_rows += rows.len();
+        }
+        self.store.import(meta, rows).await
+    }
+
+    async fn adjust(
+        &mut self,
+        meta: &Metadata,
+        from: OffsetDateTime,
+        by: i64,
+    ) -> Result<(), HaError> {
+        self.store.adjust(meta, from, by).await
+    }
+
+    async fn settle(&mut self) -> Result<(), HaError> {
+        self.store.settle().await
+    }
+}
+
+/// Day costs enabled two months after the registers: their first run imports every day beneath
+/// them, and the runs after it send each sensor only its own last days again, not every day since
+/// the registers' junction.
+#[test]
+fn day_costs_enabled_later_are_not_sent_again_each_run() {
+    let meter = Meter::new(START, &[200; 24 * 70]);
+    let junction = START + Duration::hours(24 * 3 + 5);
+    let costs_from = START + Duration::hours(24 * 65 + 7);
+    let mut store = FakeStore::compiled(&meter, junction, 0, 24 * 66).with_costs(costs_from, 0, 30);
+    let dsmr = FakeArchive {
+        costs: true,
+        ..archive(&meter, 68, &[], START + Duration::hours(24 * 69))
+    };
+    let first = block_on(sync(&dsmr, &mut store, None)).unwrap();
+    assert!(first.from_scratch);
+    assert_eq!(first.adjusted, SERIES as u64);
+    for c in 0..COSTS {
+        assert_eq!(store.cost_of_day(c, 64), day_cost(64, c), "cost {c}");
+        assert_eq!(store.cost_of_day(c, 65), cost_so_far(65, c, 24), "cost {c}");
+    }
+    let before = store.clone();
+    let mut counting = Counting {
+        store: &mut store,
+        cost_rows: 0,
+    };
+    let again = block_on(sync(&dsmr, &mut counting, None)).unwrap();
+    assert!(!again.from_scratch);
+    assert_eq!(again.adjusted, 0);
+    // The runs restart two days before the registers' junction, two months back; each cost
+    // gets its last three days again.
+    assert_eq!(counting.cost_rows, COSTS * 3);
+    assert_eq!(store, before);
+}
