@@ -632,8 +632,20 @@ async fn the_install_day_is_filled_then_replaced(version: &str) {
         })
         .await;
     cores_first_rows(&scene, &ids).await;
+    // The day costs' first rows come with the registers' (the same poll of DSMR-reader's today).
+    let cost_ids: Vec<String> = eventually("the day-cost sensors in the entity registry")
+        .until(async || {
+            let costs = scene.cost_ids().await;
+            if costs.len() == 4 {
+                Ok(costs.into_iter().map(|(_, id)| id).collect())
+            } else {
+                Err(format!("{costs:?}"))
+            }
+        })
+        .await;
+    cores_first_rows(&scene, &cost_ids).await;
     let first = scene.sync().await;
-    assert!(first.sensors >= 5, "{version}: {first:?}");
+    assert_eq!(first.sensors, 9, "{version}: {first:?}");
     let archive = scene.sim.archive().expect("archive");
     assert!(
         archive
@@ -728,6 +740,7 @@ async fn the_install_day_is_filled_then_replaced(version: &str) {
             );
         }
     }
+    the_day_costs_cross_midnight(&scene, install_day, next_day).await;
 }
 
 /// An upgrade: Home Assistant has compiled hours of the live sensors' own statistics (its
@@ -906,6 +919,82 @@ async fn the_day_costs_carry_the_archive(scene: &Scene) -> Vec<(&'static str, St
         );
     }
     costs
+}
+
+/// The day costs across the install day's midnight, after DSMR-reader archived the install day:
+/// the days before it are DSMR-reader's, the install day is Home Assistant's own and counts
+/// whole from its midnight (its change is the sensor's last state of the day), its archived cost
+/// changed nothing, and the next day starts again from zero (its first 5 minutes' change is the
+/// sensor's state): Core's new cycle at the daily `last_reset`.
+async fn the_day_costs_cross_midnight(
+    scene: &Scene,
+    install_day: OffsetDateTime,
+    next_day: OffsetDateTime,
+) {
+    let version = &scene.core.version;
+    let costs = scene.cost_ids().await;
+    let ids: Vec<String> = costs.iter().map(|(_, id)| id.clone()).collect();
+    assert_eq!(ids.len(), 4, "{version}: {costs:?}");
+    let archive = scene.sim.archive().expect("archive");
+    let first = archive.day_rows().first().expect("days").start;
+    let days = changes(&scene.core, &ids, "day", first, next_day).await;
+    let rows = scene.marked_rows(&ids, "5minute", Mark::DayTotal).await;
+    let after_midnight = eventually(format!("Core {version}'s first 5 minutes of the next day"))
+        .within(Duration::from_secs(600))
+        .every(Duration::from_secs(2))
+        .until(async || {
+            let hours = changes(
+                &scene.core,
+                &ids,
+                "5minute",
+                next_day,
+                next_day + time::Duration::minutes(5),
+            )
+            .await;
+            if hours.iter().all(|h| h.contains_key(&ms(next_day))) {
+                Ok(hours)
+            } else {
+                Err("not compiled yet")
+            }
+        })
+        .await;
+    let short = scene.marked_rows(&ids, "5minute", Mark::DayTotal).await;
+    for (k, (key, id)) in costs.iter().enumerate() {
+        for d in archive
+            .published_day_rows()
+            .iter()
+            .filter(|d| d.start < install_day)
+        {
+            let want = day_cost(d, key) * 10;
+            let got = days[k].get(&ms(d.start)).copied();
+            assert!(
+                got.is_some_and(|g| (g - want).abs() <= 5),
+                "{version} {id}: day {} costs {got:?}, DSMR-reader says {want}",
+                d.day
+            );
+        }
+        let last_state = rows[k]
+            .iter()
+            .rev()
+            .find(|r| r.start < next_day)
+            .and_then(|r| r.state)
+            .expect("the install day's last row");
+        let got = days[k].get(&ms(install_day)).copied();
+        assert!(
+            got.is_some_and(|g| (g as f64 / 1_000.0 - last_state).abs() < 0.005),
+            "{version} {id}: the install day is {got:?}, the sensor ended it at {last_state}"
+        );
+        let state = short[k]
+            .iter()
+            .find(|r| r.start == next_day)
+            .and_then(|r| r.state)
+            .expect("the next day's first row");
+        let got = after_midnight[k][&ms(next_day)];
+        assert!(
+            (got as f64 / 1_000.0 - state).abs() < 0.005,
+            "{version} {id}: the next day's first 5 minutes show {got}, the sensor {state}"
+        );
+    }
 }
 
 /// Home Assistant's statistics store that goes away after `imports` imports, as a connection
