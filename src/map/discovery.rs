@@ -17,7 +17,8 @@ use crate::model::Message;
 /// Device ids this bridge creates start with this; retained configs without it are never touched.
 /// The `last_reset` of a day total: Home Assistant's local midnight of the day the value
 /// arrives. Core renders it on every state message (`mqtt/sensor.py`, `_state_message_received`
-/// → `_update_last_reset`; `today_at()` is `dt_util.start_of_local_day()`), and its statistics
+/// → `_update_last_reset`; `today_at()` is `dt_util.start_of_local_day()`, `helpers/template.py`,
+/// in 2026.2 `helpers/template/extensions/datetime.py`), and its statistics
 /// compiler starts a new cycle, counted from 0 so the day's first value counts whole, whenever
 /// it changes (`sensor/recorder.py`, `_compile_statistics`; both in 2025.4.4 and 2026.2.3).
 /// Yesterday's last value arriving a few seconds after midnight (a poll in flight) is counted
