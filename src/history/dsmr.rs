@@ -317,6 +317,10 @@ struct DayRow {
     #[serde(default)]
     gas_cost: Option<Raw>,
     #[serde(default)]
+    fixed_cost: Option<Raw>,
+    #[serde(default)]
+    total_cost: Option<Raw>,
+    #[serde(default)]
     electricity_reading_timestamp: Option<Raw>,
     #[serde(default)]
     electricity1_reading: Option<Raw>,
@@ -400,9 +404,12 @@ impl DayRow {
                 return Err(RowError::Negative { field });
             }
         }
+        // In the ledger's order of costs, the catalog's (a test holds them together).
         let priced = [
             ("electricity1_cost", &self.electricity1_cost),
             ("electricity2_cost", &self.electricity2_cost),
+            ("fixed_cost", &self.fixed_cost),
+            ("total_cost", &self.total_cost),
             ("gas_cost", &self.gas_cost),
         ];
         let mut costs = [None; COSTS];
@@ -1234,12 +1241,12 @@ mod tests {
         fn no_row_panics(
             start in date_like(),
             day in date_like(),
-            values in proptest::collection::vec(any_value(), 16),
+            values in proptest::collection::vec(any_value(), 18),
         ) {
             let fields = [
                 "electricity1", "electricity2", "electricity1_returned", "electricity2_returned",
-                "gas", "electricity1_cost", "electricity2_cost", "gas_cost",
-                "electricity_reading_timestamp", "electricity1_reading", "electricity2_reading",
+                "gas", "electricity1_cost", "electricity2_cost", "gas_cost", "fixed_cost",
+                "total_cost", "electricity_reading_timestamp", "electricity1_reading", "electricity2_reading",
                 "electricity1_returned_reading", "electricity2_returned_reading", "gas_reading",
                 "extra_device_delivered", "timestamp",
             ];
@@ -1383,6 +1390,22 @@ mod tests {
         }
     }
 
+    /// Each day cost lands at the ledger's index of its sensor (`history::cost_keys`).
+    #[test]
+    fn day_costs_are_read_in_the_catalogs_order() {
+        let mut row = serde_json::json!({"day": "2026-11-25", "electricity1": "1.000"});
+        for (k, key) in crate::history::cost_keys().iter().enumerate() {
+            row[key] = format!("{}.0{k}", k + 1).into();
+        }
+        let page = serde_json::json!({"count": 1, "results": [row]}).to_string();
+        let days: Page<DayRow> = serde_json::from_str(&page).unwrap();
+        let d = days.results[0].stat().unwrap();
+        assert_eq!(
+            d.costs,
+            [Some(100), Some(201), Some(302), Some(403), Some(504)]
+        );
+    }
+
     #[test]
     fn the_captured_rows_parse() {
         let hour: Page<HourRow> = serde_json::from_str(include_str!(
@@ -1401,6 +1424,9 @@ mod tests {
         assert_eq!(d.start, datetime!(2026-11-24 23:00 UTC));
         assert_eq!(d.consumption[0], 8_633);
         assert_eq!(d.registers[4], Some(11_264_724));
-        assert_eq!(d.costs, [Some(207), Some(79), Some(358)]);
+        assert_eq!(
+            d.costs,
+            [Some(207), Some(79), Some(95), Some(739), Some(358)]
+        );
     }
 }

@@ -148,10 +148,55 @@ pub struct Metadata {
 impl Metadata {
     /// Money has no unit class: cents. Energy and volume: thousandths.
     pub fn scale(&self) -> f64 {
-        match self.unit_class.as_deref() {
-            Some(_) => 1_000.0,
-            None if self.statistics_unit_of_measurement.as_deref() == Some("EUR") => 100.0,
-            None => 1_000.0,
+        if self.is_money() { 100.0 } else { 1_000.0 }
+    }
+
+    /// How the import's rows of this statistic are told from Home Assistant's own: the bridge's
+    /// money is its day costs, every other sum a meter register.
+    pub fn mark(&self) -> Mark {
+        if self.is_money() {
+            Mark::DayTotal
+        } else {
+            Mark::Register
+        }
+    }
+
+    fn is_money(&self) -> bool {
+        self.unit_class.is_none() && self.statistics_unit_of_measurement.as_deref() == Some("EUR")
+    }
+}
+
+/// The mark of the rows the bridge imported, a `last_reset` no row Home Assistant compiles for
+/// the sensor carries, by the kind of sensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mark {
+    /// A meter register (`total_increasing`): Core's compiler writes no `last_reset` for it
+    /// (`sensor/recorder.py`, `_compile_statistics` reads one only from a sensor of another
+    /// state class); the import writes the row's start.
+    Register,
+    /// A day total (`total`, reset at local midnight): Core's rows carry the sensor's
+    /// `last_reset`, a local midnight (`today_at()`), so whole minutes in any zone; the import
+    /// writes the row's start plus one second. The mark holds at every period: a day's or
+    /// month's row carries its last hour's `last_reset` (`recorder/statistics.py`,
+    /// `_reduce_statistics`), and a midnight can be a row's start, so the row's start alone would
+    /// not tell them apart.
+    DayTotal,
+}
+
+impl Mark {
+    /// The `last_reset` the import writes on a row starting at `start`.
+    fn on(self, start: OffsetDateTime) -> OffsetDateTime {
+        match self {
+            Mark::Register => start,
+            Mark::DayTotal => start + time::Duration::SECOND,
+        }
+    }
+
+    /// Whether a row with `last_reset` is one the bridge imported.
+    fn marks(self, last_reset: Option<OffsetDateTime>) -> bool {
+        match self {
+            Mark::Register => last_reset.is_some(),
+            Mark::DayTotal => last_reset.is_some_and(|t| t.second() != 0),
         }
     }
 }
@@ -195,9 +240,8 @@ struct ImportRow {
     start: String,
     state: Option<f64>,
     sum: f64,
-    /// The mark of a row the bridge imported: Core's compiler writes none for a
-    /// `total_increasing` sensor (`sensor/recorder.py`, `compile_statistics`), and keeps what
-    /// an import writes (`_update_statistics` writes every column sent).
+    /// The mark of a row the bridge imported (`Mark`): Core keeps what an import writes
+    /// (`_update_statistics` writes every column sent).
     last_reset: String,
 }
 
@@ -296,13 +340,14 @@ pub struct RegistryEntry {
     pub created_at: Option<f64>,
 }
 
-/// A stored row: start, and sum/state in the statistic's unit; `last_reset` set on the rows the
-/// bridge imported.
+/// A stored row: start, and sum/state in the statistic's unit; `imported` for the rows that
+/// carry the bridge's mark.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StoredRow {
     pub start: OffsetDateTime,
     pub sum: Option<f64>,
     pub state: Option<f64>,
+    pub last_reset: Option<OffsetDateTime>,
     pub imported: bool,
 }
 
@@ -318,18 +363,24 @@ struct WireRow {
     last_reset: Option<f64>,
 }
 
+/// Milliseconds since the epoch as Core sends them.
+fn from_ms(ms: f64) -> Option<OffsetDateTime> {
+    let nanos = (ms * 1e6).round();
+    if !nanos.is_finite() {
+        return None;
+    }
+    OffsetDateTime::from_unix_timestamp_nanos(nanos as i128).ok()
+}
+
 impl WireRow {
-    fn stored(&self) -> Option<StoredRow> {
-        let nanos = (self.start * 1e6).round();
-        if !nanos.is_finite() {
-            return None;
-        }
-        let start = OffsetDateTime::from_unix_timestamp_nanos(nanos as i128).ok()?;
+    fn stored(&self, mark: Mark) -> Option<StoredRow> {
+        let last_reset = self.last_reset.and_then(from_ms);
         Some(StoredRow {
-            start,
+            start: from_ms(self.start)?,
             sum: self.sum,
             state: self.state,
-            imported: self.last_reset.is_some(),
+            last_reset,
+            imported: mark.marks(last_reset),
         })
     }
 }
@@ -490,13 +541,15 @@ impl HaClient {
         self.call(Command::Metadata { statistic_ids: ids }).await
     }
 
-    /// Rows of `ids` in `[start, end)` at `period` (`5minute`, `hour`, `day`, `month`).
+    /// Rows of `ids` (statistics of one kind, `mark`) in `[start, end)` at `period`
+    /// (`5minute`, `hour`, `day`, `month`).
     pub async fn rows(
         &mut self,
         ids: &[&str],
         start: OffsetDateTime,
         end: Option<OffsetDateTime>,
         period: &'static str,
+        mark: Mark,
     ) -> Result<Vec<Vec<StoredRow>>, HaError> {
         let mut result: std::collections::HashMap<String, Vec<WireRow>> = self
             .call(Command::Rows {
@@ -514,7 +567,7 @@ impl HaClient {
                     .remove(*id)
                     .unwrap_or_default()
                     .iter()
-                    .filter_map(WireRow::stored)
+                    .filter_map(|r| r.stored(mark))
                     .collect()
             })
             .collect())
@@ -529,11 +582,18 @@ impl HaClient {
         // A month's row carries the last_reset of its last hour (`recorder/statistics.py`,
         // `_reduce_statistics`): the first month ending in one of Core's own rows holds the
         // junction.
-        let months = self.rows(&id, epoch, None, "month").await?;
+        let mark = meta.mark();
+        let months = self.rows(&id, epoch, None, "month", mark).await?;
         let month = months[0].iter().find(|r| !r.imported).map(|r| r.start);
         if let Some(month) = month {
             let hours = self
-                .rows(&id, month, Some(month + time::Duration::days(32)), "hour")
+                .rows(
+                    &id,
+                    month,
+                    Some(month + time::Duration::days(32)),
+                    "hour",
+                    mark,
+                )
                 .await?;
             if let Some(row) = hours[0].iter().find(|r| !r.imported) {
                 return Ok(junction_of(row, meta));
@@ -541,7 +601,7 @@ impl HaClient {
         }
         // Short-term rows are purged after the recorder's keep_days; before Core's first hourly
         // row they are all there is.
-        let short = self.rows(&id, epoch, None, "5minute").await?;
+        let short = self.rows(&id, epoch, None, "5minute", mark).await?;
         Ok(short[0]
             .iter()
             .find(|r| !r.imported)
@@ -551,13 +611,14 @@ impl HaClient {
     /// Imports `rows` (thousandths, or cents for money) beneath a sensor's own statistics.
     pub async fn import(&mut self, meta: &Metadata, rows: &[Row]) -> Result<(), HaError> {
         let scale = meta.scale();
+        let mark = meta.mark();
         let stats = rows
             .iter()
             .map(|r| ImportRow {
                 start: rfc3339(r.start),
                 state: r.state.map(|s| s as f64 / scale),
                 sum: r.sum as f64 / scale,
-                last_reset: rfc3339(r.start),
+                last_reset: rfc3339(mark.on(r.start)),
             })
             .collect();
         self.call::<Value>(Command::Import {
@@ -617,6 +678,10 @@ fn junction_of(row: &StoredRow, meta: &Metadata) -> Option<Junction> {
         hour,
         state: to_units(row.state?, scale),
         sum: to_units(row.sum.unwrap_or(0.0), scale),
+        day_start: match meta.mark() {
+            Mark::Register => None,
+            Mark::DayTotal => row.last_reset,
+        },
     })
 }
 

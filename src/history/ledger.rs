@@ -1,6 +1,6 @@
 //! History, pure core: DSMR-reader's hour and day statistics become Home Assistant's hourly
 //! long-term statistics rows (`state` = the register at the end of the hour, `sum` = energy
-//! since the first imported hour) and daily cost rows.
+//! since the first imported hour) and a row per day of each day cost.
 //!
 //! Amounts stay in integer thousandths (Wh, litres) and cents, so that a day's change of the
 //! sum equals DSMR-reader's day statistics exactly, over years. The day rows anchor the hours:
@@ -14,8 +14,9 @@ use time::{Date, Duration, OffsetDateTime, UtcOffset};
 pub const REGISTERS: usize = 5;
 /// The gas register's index.
 pub const GAS: usize = 4;
-/// Cost statistics: electricity tariff 1, tariff 2, gas.
-pub const COSTS: usize = 3;
+/// Day costs, in the catalog's order (`history::cost_keys`): electricity tariff 1, tariff 2,
+/// fixed, total, gas.
+pub const COSTS: usize = 5;
 
 /// One `statistics/hour` row, amounts in thousandths (Wh, litres).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,11 +58,10 @@ pub struct Row {
     pub sum: i64,
 }
 
-/// The rows of every statistic.
+/// The rows of every register.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ledger {
     pub energy: [Vec<Row>; REGISTERS],
-    pub costs: [Vec<Row>; COSTS],
 }
 
 /// Seeds: each statistic's last row before the first hour given to `build`.
@@ -113,23 +113,38 @@ pub fn build_until(
     for (register, rows) in ledger.energy.iter_mut().enumerate() {
         *rows = energy_rows(&hours, &days, register, seeds.energy[register]);
     }
-    for (cost, rows) in ledger.costs.iter_mut().enumerate() {
-        let mut sum = seeds.costs[cost].map_or(0, |p| p.sum);
-        *rows = days
-            .iter()
-            .filter(|d| d.whole)
-            .filter_map(|d| {
-                let amount = d.row.costs[cost]?;
-                sum = sum.saturating_add(amount);
-                Some(Row {
-                    start: d.row.start,
-                    state: None,
-                    sum,
-                })
-            })
-            .collect();
-    }
     ledger
+}
+
+/// The rows of day cost `cost` for the days (sorted) that begin before `before`, continuing
+/// from `seed`: one row per day DSMR-reader priced, its `state` the day's cost (what the live
+/// sensor shows at the day's end) and its `sum` the running total.
+///
+/// The row lies in the day's first hour: DSMR-reader's day row gives the day's start exactly,
+/// but its end (after 23, 24 or 25 hours) only with the next day's row, which the newest
+/// archived day does not have yet; a row at the first hour is the same row on every run, and
+/// every view (hour, day, month) books the day's cost on its own day. A day without a price
+/// (gas without a gas meter) gets no row.
+pub fn cost_rows(
+    days: &[DayStat],
+    cost: usize,
+    seed: Option<Point>,
+    before: OffsetDateTime,
+) -> Vec<Row> {
+    let mut sum = seed.map_or(0, |p| p.sum);
+    days.iter()
+        .filter(|d| d.start < before)
+        .filter_map(|d| {
+            let amount = *d.costs.get(cost)?;
+            let amount = amount?;
+            sum = sum.saturating_add(amount);
+            Some(Row {
+                start: d.start,
+                state: Some(amount),
+                sum,
+            })
+        })
+        .collect()
 }
 
 /// A day row, and whether all of its day lies before the rows' end.
@@ -329,7 +344,7 @@ mod tests {
                 Some(0),
                 Some(register / 2),
             ],
-            costs: [Some(consumption / 100), Some(0), None],
+            costs: [Some(consumption / 100), Some(0), Some(95), None, None],
         }
     }
 
@@ -349,17 +364,56 @@ mod tests {
         assert_eq!(rows[0].start, datetime!(2025-01-09 23:00 UTC));
         assert_eq!((rows[0].sum, rows[0].state), (100, Some(1_000_100)));
         assert_eq!((rows[23].sum, rows[23].state), (2_400, Some(1_002_400)));
+    }
+
+    #[test]
+    fn a_day_cost_is_one_row_in_its_first_hour_with_the_running_total() {
+        let mut days = [
+            day_row(
+                date!(2025 - 01 - 10),
+                datetime!(2025-01-09 23:00 UTC),
+                2_400,
+                0,
+            ),
+            day_row(
+                date!(2025 - 01 - 11),
+                datetime!(2025-01-10 23:00 UTC),
+                1_000,
+                2_400,
+            ),
+            day_row(
+                date!(2025 - 01 - 12),
+                datetime!(2025-01-11 23:00 UTC),
+                1_000,
+                3_400,
+            ),
+        ];
+        // A sunny day: the return's credit exceeds what was bought.
+        days[1].costs[0] = Some(-130);
+        let seed = Point {
+            sum: 1_000,
+            state: Some(24),
+        };
+        let rows = cost_rows(&days, 0, Some(seed), datetime!(2025-01-11 23:00 UTC));
         assert_eq!(
-            ledger.costs[0],
-            [Row {
-                start: datetime!(2025-01-09 23:00 UTC),
-                state: None,
-                sum: 24
-            }]
+            rows,
+            [
+                Row {
+                    start: datetime!(2025-01-09 23:00 UTC),
+                    state: Some(24),
+                    sum: 1_024
+                },
+                Row {
+                    start: datetime!(2025-01-10 23:00 UTC),
+                    state: Some(-130),
+                    sum: 894
+                }
+            ],
+            "the day the junction lies in is Home Assistant's"
         );
         assert!(
-            ledger.costs[2].is_empty(),
-            "no gas cost without a gas price"
+            cost_rows(&days, 3, None, datetime!(2026-01-01 00:00 UTC)).is_empty(),
+            "no row without a price"
         );
     }
 
@@ -465,21 +519,13 @@ mod tests {
                 None,
                 None,
             ],
-            costs: [
-                Some(Point {
-                    sum: 700,
-                    state: None,
-                }),
-                None,
-                None,
-            ],
+            costs: [None; COSTS],
         };
         let ledger = build(&hours, &[], &seeds);
         assert_eq!(
             (ledger.energy[0][1].sum, ledger.energy[0][1].state),
             (5_200, Some(9_200))
         );
-        assert!(ledger.costs[0].is_empty());
     }
 
     #[test]
@@ -585,7 +631,7 @@ mod any_input {
                     -253_402_300_799_i64..253_402_300_799,
                     proptest::array::uniform5(any::<i64>()),
                     proptest::array::uniform5(proptest::option::of(any::<i64>())),
-                    proptest::array::uniform3(proptest::option::of(any::<i64>())),
+                    proptest::array::uniform5(proptest::option::of(any::<i64>())),
                 ),
                 0..10,
             ),
@@ -608,6 +654,10 @@ mod any_input {
             let ledger = build_until(&hours, &days, &Seeds::default(), until.map(time_at));
             for rows in &ledger.energy {
                 prop_assert!(rows.windows(2).all(|w| w[1].sum >= w[0].sum));
+            }
+            for cost in 0..COSTS {
+                let rows = cost_rows(&days, cost, None, until.map_or(OffsetDateTime::UNIX_EPOCH, time_at));
+                prop_assert!(rows.len() <= days.len());
             }
         }
     }

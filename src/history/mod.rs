@@ -1,6 +1,6 @@
 //! History: DSMR-reader's archive (`statistics/hour`, `statistics/day`) imported beneath the live
-//! register sensors' own long-term statistics in Home Assistant, then kept current; a task of its
-//! own beside the poll loop.
+//! register and day-cost sensors' own long-term statistics in Home Assistant, then kept current;
+//! a task of its own beside the poll loop.
 //!
 //! ```text
 //! Archive (DSMR-reader) ─▶ ledger (pure: rows with state and sum) ─┐
@@ -12,7 +12,8 @@
 //! before the last imported hour, so that rows DSMR-reader archived late are booked; re-sending a
 //! row is an upsert with the same values), fills the hours DSMR-reader has not archived yet from
 //! its readings, and moves Home Assistant's own rows by the one offset that makes the junction's
-//! hour show its whole energy: zero once they are joined.
+//! hour show its whole energy: zero once they are joined. The day costs get a row per archived
+//! day beneath theirs, and the offset that counts the junction's day whole.
 
 pub mod dsmr;
 pub mod ha;
@@ -29,7 +30,7 @@ use tracing::{debug, error, info, warn};
 use crate::status::StatusReporter;
 use dsmr::{ArchiveClient, ArchiveError};
 use ha::{HaClient, HaError, HaTarget, Metadata, StoredRow};
-use ledger::{DayStat, HourStat, Point, REGISTERS, Row, Seeds};
+use ledger::{COSTS, DayStat, HourStat, Point, REGISTERS, Row, Seeds};
 use plan::{Junction, Reading};
 
 /// Days per import call: about a month of hours, so that Home Assistant's recorder (one
@@ -67,6 +68,46 @@ pub fn register_keys() -> [&'static str; REGISTERS] {
         *slot = sensor.key;
     }
     keys
+}
+
+/// The live day-cost sensors that get the archive's day costs: the catalog's totals reset daily,
+/// by key, in the catalog's order, which is the ledger's (a test holds them to DSMR-reader's day
+/// fields).
+pub fn cost_keys() -> [&'static str; COSTS] {
+    let mut keys = [""; COSTS];
+    for (slot, sensor) in keys.iter_mut().zip(
+        crate::map::catalog::SENSORS
+            .iter()
+            .filter(|s| s.announce && s.resets.is_some()),
+    ) {
+        *slot = sensor.key;
+    }
+    keys
+}
+
+/// Every sensor whose statistics the history works on, in the order of `Store::sensors`: the
+/// registers, then the day costs.
+fn statistic_keys() -> impl Iterator<Item = &'static str> {
+    register_keys().into_iter().chain(cost_keys())
+}
+
+/// What a sensor's statistic is built from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Series {
+    /// A register, by its index in the ledger.
+    Energy(usize),
+    /// A day cost, by its index in the ledger.
+    Cost(usize),
+}
+
+impl Series {
+    /// The series at `index` of `Store::sensors`.
+    fn at(index: usize) -> Self {
+        match index.checked_sub(REGISTERS) {
+            Some(cost) => Series::Cost(cost),
+            None => Series::Energy(index),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,8 +154,9 @@ pub trait Archive {
 
 /// Home Assistant's statistics of the bridge's sensors.
 pub trait Store {
-    /// Each register sensor's statistics metadata, in `register_keys()` order; `None` for one Home
-    /// Assistant does not have or has no statistics for yet.
+    /// Each sensor's statistics metadata, the registers in `register_keys()` order, then the day
+    /// costs in `cost_keys()` order; `None` for one Home Assistant does not have or has no
+    /// statistics for yet.
     fn sensors(&mut self) -> impl Future<Output = Result<Vec<Option<Metadata>>, HaError>> + Send;
     /// Home Assistant's own first row of the sensor; `None` before its first compile.
     fn junction(
@@ -166,7 +208,7 @@ pub struct Summary {
 
 /// One sensor this run works on.
 struct Target {
-    register: usize,
+    series: Series,
     meta: Metadata,
     junction: Junction,
     /// The last row beneath the junction, as imported by this run.
@@ -186,13 +228,13 @@ pub async fn sync<A: Archive, S: Store>(
     // What an interrupted run sent may still be queued in the recorder: read after it.
     store.settle().await?;
     let mut targets = Vec::new();
-    for (register, meta) in store.sensors().await?.into_iter().enumerate() {
+    for (index, meta) in store.sensors().await?.into_iter().enumerate() {
         let Some(meta) = meta else {
             continue;
         };
         match store.junction(&meta).await? {
             Some(junction) => targets.push(Target {
-                register,
+                series: Series::at(index),
                 meta,
                 junction,
                 last: None,
@@ -206,6 +248,12 @@ pub async fn sync<A: Archive, S: Store>(
     let Some(until) = targets.iter().map(|t| t.junction.hour).max() else {
         return Ok(summary);
     };
+    // Only the registers take hour rows: day costs enabled long after them need no hours.
+    let hours_until = targets
+        .iter()
+        .filter(|t| matches!(t.series, Series::Energy(_)))
+        .map(|t| t.junction.hour)
+        .max();
 
     let (mut start, mut seeds) = resume(archive, store, &mut targets).await?;
     summary.from_scratch = start.is_none();
@@ -225,15 +273,40 @@ pub async fn sync<A: Archive, S: Store>(
         if chunk_start.is_some_and(|s| s >= before) {
             break;
         }
-        let hours = archive.hours(chunk_start, Some(before)).await?;
+        let hours = match hours_until {
+            Some(end) if chunk_start.is_none_or(|s| s < end) => {
+                archive.hours(chunk_start, Some(before.min(end))).await?
+            }
+            _ => Vec::new(),
+        };
         for target in &mut targets {
-            let k = target.register;
-            let built = ledger::build_until(&hours, &days, &seeds, Some(target.junction.hour));
-            let rows = &built.energy[k];
-            if let Some(last) = rows.last() {
-                store.import(&target.meta, rows).await?;
+            let (rows, seed) = match target.series {
+                Series::Energy(k) => {
+                    let mut built =
+                        ledger::build_until(&hours, &days, &seeds, Some(target.junction.hour));
+                    (std::mem::take(&mut built.energy[k]), &mut seeds.energy[k])
+                }
+                Series::Cost(k) => {
+                    let rows = ledger::cost_rows(
+                        &days,
+                        k,
+                        seeds.costs[k],
+                        cost_days_before(&target.junction),
+                    );
+                    (rows, &mut seeds.costs[k])
+                }
+            };
+            // What the sensor held before two days ahead of its own last imported row is built
+            // again (the sums after it continue from there) but not sent again: a day cost
+            // enabled long after the registers would get every day since theirs on every run.
+            let send_from = target.held.map(|h| h.start - STEP_BACK);
+            let send = &rows[rows.partition_point(|r| send_from.is_some_and(|f| r.start < f))..];
+            if !send.is_empty() {
+                store.import(&target.meta, send).await?;
                 summary.import_calls += 1;
-                seeds.energy[k] = Some(Point {
+            }
+            if let Some(last) = rows.last() {
+                *seed = Some(Point {
                     sum: last.sum,
                     state: last.state,
                 });
@@ -261,7 +334,7 @@ pub async fn sync<A: Archive, S: Store>(
     // DSMR-reader's register at the junction where the rows beneath do not end on it.
     let mut wanted = std::collections::BTreeSet::new();
     for target in &mut targets {
-        let Some(last) = target.last else {
+        let (Some(last), Series::Energy(_)) = (target.last, target.series) else {
             continue;
         };
         let boundaries = plan::fill_boundaries(&last, &target.junction);
@@ -291,13 +364,21 @@ pub async fn sync<A: Archive, S: Store>(
         let Some(last) = target.last else {
             continue;
         };
+        let register = match target.series {
+            Series::Energy(k) => k,
+            Series::Cost(_) => {
+                let by = plan::cost_offset(Some(&last), &target.junction);
+                join(store, target, by, &mut summary).await?;
+                continue;
+            }
+        };
         let readings: Vec<Reading> = at
             .iter()
             .zip(&registers)
             .filter_map(|(at, r)| {
                 Some(Reading {
                     at: *at,
-                    register: (*r)?[target.register]?,
+                    register: (*r)?[register]?,
                 })
             })
             .collect();
@@ -315,22 +396,43 @@ pub async fn sync<A: Archive, S: Store>(
             .find(|r| r.at == target.junction.hour)
             .map(|r| r.register);
         let by = plan::offset(target.last.as_ref(), at_junction, &target.junction);
-        if by != 0 {
-            // Written before the adjustment, so that a statistic new to the recorder has its
-            // metadata (Core's adjustment of one without does nothing).
-            store.settle().await?;
-            store.adjust(&target.meta, target.junction.hour, by).await?;
-            summary.adjusted += 1;
-            debug!(
-                statistic = %target.meta.statistic_id,
-                from = %target.junction.hour,
-                by,
-                "history: Home Assistant's own rows moved onto the archive"
-            );
-        }
+        join(store, target, by, &mut summary).await?;
     }
     store.settle().await?;
     Ok(summary)
+}
+
+/// Moves Home Assistant's own rows of `target` by `by` (nothing when 0).
+async fn join<S: Store>(
+    store: &mut S,
+    target: &Target,
+    by: i64,
+    summary: &mut Summary,
+) -> Result<(), HistoryError> {
+    if by == 0 {
+        return Ok(());
+    }
+    // Written before the adjustment, so that a statistic new to the recorder has its metadata
+    // (Core's adjustment of one without does nothing).
+    store.settle().await?;
+    store.adjust(&target.meta, target.junction.hour, by).await?;
+    summary.adjusted += 1;
+    debug!(
+        statistic = %target.meta.statistic_id,
+        from = %target.junction.hour,
+        by,
+        "history: Home Assistant's own rows moved onto the archive"
+    );
+    Ok(())
+}
+
+/// A day cost's archived days go beneath it up to the local midnight its own rows' day began
+/// at; without that (a junction row with no `last_reset`), up to the days that surely ended
+/// before its hour (a local day lasts at most 25 hours).
+fn cost_days_before(junction: &Junction) -> OffsetDateTime {
+    junction
+        .day_start
+        .unwrap_or(junction.hour - time::Duration::hours(25))
 }
 
 /// Where this run starts: a day DSMR-reader has a row for, two days before the last hour
@@ -390,10 +492,14 @@ async fn resume<A: Archive, S: Store>(
             return Ok((None, Seeds::default()));
         };
         let scale = target.meta.scale();
-        seeds.energy[target.register] = Some(Point {
+        let seed = Some(Point {
             sum: row.sum.map_or(0, |s| ha::to_units(s, scale)),
             state: row.state.map(|s| ha::to_units(s, scale)),
         });
+        match target.series {
+            Series::Energy(k) => seeds.energy[k] = seed,
+            Series::Cost(k) => seeds.costs[k] = seed,
+        }
     }
     Ok((Some(cursor), seeds))
 }
@@ -434,15 +540,14 @@ impl Store for HaClient {
         let entities = self.entities().await?;
         // The unique id is the bridge's (`<device id>_<catalog key>`); the entity id is the
         // user's to rename. A new meter is a new device: its sensors are the newest.
-        let ids: Vec<Option<String>> = register_keys()
-            .iter()
+        let ids: Vec<Option<String>> = statistic_keys()
             .map(|key| {
                 entities
                     .iter()
                     .filter(|e| {
                         e.platform == "mqtt"
                             && e.entity_id.starts_with("sensor.")
-                            && e.unique_id.as_deref().and_then(catalog_key) == Some(*key)
+                            && e.unique_id.as_deref().and_then(catalog_key) == Some(key)
                     })
                     .max_by(|a, b| {
                         a.created_at
@@ -454,7 +559,7 @@ impl Store for HaClient {
             .collect();
         let wanted: Vec<&str> = ids.iter().flatten().map(String::as_str).collect();
         if wanted.is_empty() {
-            return Ok(vec![None; REGISTERS]);
+            return Ok(vec![None; REGISTERS + COSTS]);
         }
         let metadata = self.metadata(&wanted).await?;
         Ok(ids
@@ -481,7 +586,7 @@ impl Store for HaClient {
     ) -> Result<Vec<StoredRow>, HaError> {
         let id = [meta.statistic_id.as_str()];
         Ok(self
-            .rows(&id, from, Some(before), "hour")
+            .rows(&id, from, Some(before), "hour", meta.mark())
             .await?
             .pop()
             .unwrap_or_default())

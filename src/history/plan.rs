@@ -19,6 +19,9 @@ pub struct Junction {
     pub state: i64,
     /// The row's sum as Home Assistant holds it.
     pub sum: i64,
+    /// For a day total, the local midnight its day began at: the row's `last_reset`, which
+    /// Home Assistant took from the sensor. The archive's days before it are beneath.
+    pub day_start: Option<OffsetDateTime>,
 }
 
 /// The most hours filled from readings (one request each).
@@ -106,6 +109,23 @@ pub fn offset(last: Option<&Row>, reading: Option<i64>, junction: &Junction) -> 
     last.sum.saturating_add(energy).saturating_sub(junction.sum)
 }
 
+/// The one offset that joins a day total's own rows (a day cost's) to the archive's day rows
+/// beneath them: the junction's sum then is the last day row's sum plus the junction's state,
+/// the cost of the junction's day from its midnight (the sensor's state is the day's cost so far,
+/// so its whole day is counted, not only what Home Assistant saw from its first state on).
+/// Beneath lies the day before the junction's; where DSMR-reader has not archived the days
+/// between yet, the junction joins the last one there is, and the run after DSMR-reader archived
+/// them moves Home Assistant's rows once more onto them: their rows keep one offset. Zero when
+/// joined, and when nothing lies beneath.
+pub fn cost_offset(last: Option<&Row>, junction: &Junction) -> i64 {
+    let Some(last) = last else {
+        return 0;
+    };
+    last.sum
+        .saturating_add(junction.state)
+        .saturating_sub(junction.sum)
+}
+
 #[cfg(test)]
 mod tests {
     use time::macros::datetime;
@@ -128,6 +148,7 @@ mod tests {
             hour: datetime!(2026-12-06 13:00 UTC),
             state: 10_700,
             sum: 80,
+            day_start: None,
         };
         let by = offset(Some(&last), Some(10_500), &junction);
         assert_eq!(junction.sum + by - last.sum, 200);
@@ -146,6 +167,7 @@ mod tests {
             hour: datetime!(2026-12-06 13:00 UTC),
             state: 10_700,
             sum: 0,
+            day_start: None,
         };
         assert_eq!(offset(Some(&last), Some(10_500), &junction), 700);
     }
@@ -156,6 +178,7 @@ mod tests {
             hour: datetime!(2026-12-06 13:00 UTC),
             state: 300,
             sum: 40,
+            day_start: None,
         };
         assert_eq!(offset(None, None, &junction), 0);
         let old_meter = row(datetime!(2026-12-06 12:00 UTC), 37_133_000, 9_000);
@@ -169,6 +192,7 @@ mod tests {
             hour: datetime!(2026-12-07 03:00 UTC),
             state: 1_900,
             sum: 10,
+            day_start: None,
         };
         let boundaries = fill_boundaries(&last, &junction);
         assert_eq!(boundaries.len(), 5);
@@ -209,7 +233,58 @@ mod tests {
             hour: datetime!(2026-12-06 13:00 UTC),
             state: 10_700,
             sum: 80,
+            day_start: None,
         };
         assert!(fill_boundaries(&last, &junction).is_empty());
+    }
+
+    /// A day cost: Core's first state (1.20 EUR) came at 10:20 on the day after the archive's
+    /// last, its first hour ended at 1.45 EUR with a sum of 0.25 since that state.
+    fn cost_junction(sum: i64) -> Junction {
+        Junction {
+            hour: datetime!(2026-12-07 09:00 UTC),
+            state: 145,
+            sum,
+            day_start: Some(datetime!(2026-12-06 23:00 UTC)),
+        }
+    }
+
+    #[test]
+    fn a_day_cost_junction_counts_its_whole_day_and_is_joined_once() {
+        let last = row(datetime!(2026-12-05 23:00 UTC), 310, 9_000);
+        let junction = cost_junction(25);
+        let by = cost_offset(Some(&last), &junction);
+        assert_eq!(
+            junction.sum + by - last.sum,
+            145,
+            "the day's cost from midnight"
+        );
+        let joined = cost_junction(25 + by);
+        assert_eq!(
+            cost_offset(Some(&last), &joined),
+            0,
+            "a re-run moves nothing"
+        );
+        assert_eq!(cost_offset(None, &junction), 0, "nothing beneath");
+    }
+
+    #[test]
+    fn a_sunny_day_lowers_the_sum_and_the_day_archived_late_moves_the_rows_once_more() {
+        // The day before the junction's returned more than it bought: its cost is negative.
+        let before = row(datetime!(2026-12-04 23:00 UTC), 280, 8_700);
+        let sunny = row(datetime!(2026-12-05 23:00 UTC), -85, 8_615);
+        let junction = cost_junction(25);
+        // Right after midnight DSMR-reader had archived only the day before the sunny one.
+        let first = cost_offset(Some(&before), &junction);
+        assert_eq!(junction.sum + first, 8_700 + 145);
+        // Once it archived the sunny day, its row lies beneath and the rows move by its cost.
+        let moved = cost_junction(25 + first);
+        let second = cost_offset(Some(&sunny), &moved);
+        assert_eq!(second, -85);
+        assert_eq!(moved.sum + second - sunny.sum, 145);
+        assert_eq!(
+            cost_offset(Some(&sunny), &cost_junction(25 + first + second)),
+            0
+        );
     }
 }

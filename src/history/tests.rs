@@ -1,7 +1,7 @@
 //! The import in-process: a meter whose registers are known every hour, DSMR-reader's archive and
 //! readings of it, and a Home Assistant statistics store that behaves as Core's recorder does
-//! (its own rows compiled from its first state, imports upserted by hour, adjustments added to
-//! its own rows from an hour on).
+//! (its own rows compiled from its first state, a day cost's counted whole from each midnight,
+//! imports upserted by hour, adjustments added to its own rows from an hour on).
 
 use std::collections::BTreeMap;
 
@@ -10,8 +10,6 @@ use time::macros::datetime;
 use time::{Date, Duration, OffsetDateTime};
 
 use super::*;
-
-const UNIT: f64 = 1_000.0;
 
 /// The meter: its registers (thousandths) at every hour boundary from `start`.
 #[derive(Clone, Debug)]
@@ -49,6 +47,8 @@ impl Meter {
 struct FakeArchive {
     meter: Meter,
     archived_days: i64,
+    /// Each archived day's costs (cents): `day_cost`.
+    costs: bool,
     gaps: Vec<OffsetDateTime>,
     now: OffsetDateTime,
     readings_asked: std::sync::atomic::AtomicU64,
@@ -70,7 +70,9 @@ impl FakeArchive {
                     start,
                     consumption: std::array::from_fn(|r| b[r] - a[r]),
                     registers: a.map(Some),
-                    costs: [None; 3],
+                    costs: std::array::from_fn(|c| {
+                        (self.costs && (c != GAS_COST || k > 0)).then(|| day_cost(k, c))
+                    }),
                 }
             })
             .collect()
@@ -128,34 +130,56 @@ impl Archive for FakeArchive {
     }
 }
 
-/// One stored row: state, sum (thousandths), and whether it carries the import's mark.
+/// The gas cost's index among the costs: DSMR-reader has none on the archive's first day.
+const GAS_COST: usize = 4;
+
+/// Day `d`'s cost `c` in cents; the second day returned more than it bought (tariff 1).
+fn day_cost(d: i64, c: usize) -> i64 {
+    let base = [250, 120, 95, 465, 400][c] + d * 13;
+    if d == 1 && c == 0 { base - 600 } else { base }
+}
+
+/// What a day cost sensor shows `hours` into day `d`: the day's cost so far.
+fn cost_so_far(d: i64, c: usize, hours: i64) -> i64 {
+    day_cost(d, c) * hours / 24
+}
+
+/// One stored row: state, sum (thousandths, or cents), and whether it carries the import's mark.
 type Stored = (Option<i64>, i64, bool);
 
-/// Home Assistant's recorder for the five sensors.
+/// The registers, then the day costs.
+const SERIES: usize = REGISTERS + COSTS;
+
+/// Home Assistant's recorder for the sensors.
 #[derive(Clone, Debug, Default, PartialEq)]
 struct FakeStore {
-    long: [BTreeMap<OffsetDateTime, Stored>; REGISTERS],
-    short: [BTreeMap<OffsetDateTime, Stored>; REGISTERS],
+    long: [BTreeMap<OffsetDateTime, Stored>; SERIES],
+    short: [BTreeMap<OffsetDateTime, Stored>; SERIES],
     adjustments: u64,
 }
 
-fn meta(register: usize) -> Metadata {
+fn meta(series: usize) -> Metadata {
+    let key = statistic_keys().nth(series).unwrap();
+    let (unit_class, unit) = if series < REGISTERS {
+        (Some("energy".to_owned()), "kWh")
+    } else {
+        (None, "EUR")
+    };
     Metadata {
-        statistic_id: format!("sensor.dsmr_{}", register_keys()[register]),
+        statistic_id: format!("sensor.dsmr_{key}"),
         source: "recorder".to_owned(),
         name: None,
         has_sum: true,
         has_mean: Some(false),
         mean_type: Some(0),
-        unit_class: Some("energy".to_owned()),
-        statistics_unit_of_measurement: Some("kWh".to_owned()),
+        unit_class,
+        statistics_unit_of_measurement: Some(unit.to_owned()),
     }
 }
 
 fn register_of(meta: &Metadata) -> usize {
-    register_keys()
-        .iter()
-        .position(|k| meta.statistic_id.ends_with(k))
+    statistic_keys()
+        .position(|k| meta.statistic_id == format!("sensor.dsmr_{k}"))
         .unwrap()
 }
 
@@ -179,6 +203,46 @@ impl FakeStore {
         store
     }
 
+    /// Core's own rows of the day costs: the sensors' first states `first_frac` % into hour
+    /// `from`, each day counted whole from its midnight, for `hours` hours.
+    fn with_costs(mut self, from: OffsetDateTime, first_frac: i64, hours: i64) -> Self {
+        let at = |t: OffsetDateTime| {
+            let since = (t - START).whole_hours();
+            (since.div_euclid(24), since.rem_euclid(24))
+        };
+        for c in 0..COSTS {
+            let series = REGISTERS + c;
+            let (day, hour) = at(from);
+            let (start, next) = (cost_so_far(day, c, hour), cost_so_far(day, c, hour + 1));
+            let first = start + (next - start) * first_frac / 100;
+            let (mut sum, mut state, mut state_day) = (0, first, day);
+            for h in 0..hours {
+                // The value at the hour's end belongs to the hour's day.
+                let (day, hour) = at(from + Duration::hours(h));
+                let end = cost_so_far(day, c, hour + 1);
+                sum += if day == state_day { end - state } else { end };
+                (state, state_day) = (end, day);
+                self.long[series].insert(from + Duration::hours(h), (Some(end), sum, false));
+            }
+            self.short[series].insert(
+                from + Duration::minutes(55),
+                (Some(next), next - first, false),
+            );
+        }
+        self
+    }
+
+    /// Each day cost's change over day `d`, as the Energy dashboard shows it.
+    fn cost_of_day(&self, c: usize, d: i64) -> i64 {
+        let sum_before = |t: OffsetDateTime| {
+            self.long[REGISTERS + c]
+                .range(..t)
+                .next_back()
+                .map_or(0, |(_, row)| row.1)
+        };
+        sum_before(START + Duration::days(d + 1)) - sum_before(START + Duration::days(d))
+    }
+
     /// Each hour's change of the sum, as the Energy dashboard shows it.
     fn changes(&self, register: usize) -> Vec<(OffsetDateTime, i64)> {
         let mut previous = 0;
@@ -193,18 +257,19 @@ impl FakeStore {
     }
 }
 
-fn stored_row(start: OffsetDateTime, row: &Stored) -> StoredRow {
+fn stored_row(start: OffsetDateTime, row: &Stored, scale: f64) -> StoredRow {
     StoredRow {
         start,
-        state: row.0.map(|s| s as f64 / UNIT),
-        sum: Some(row.1 as f64 / UNIT),
+        state: row.0.map(|s| s as f64 / scale),
+        sum: Some(row.1 as f64 / scale),
+        last_reset: None,
         imported: row.2,
     }
 }
 
 impl Store for FakeStore {
     async fn sensors(&mut self) -> Result<Vec<Option<Metadata>>, HaError> {
-        Ok((0..REGISTERS)
+        Ok((0..SERIES)
             .map(|r| (!self.long[r].is_empty() || !self.short[r].is_empty()).then(|| meta(r)))
             .collect())
     }
@@ -218,6 +283,8 @@ impl Store for FakeStore {
                     hour: t.replace_minute(0).unwrap(),
                     state: row.0.unwrap(),
                     sum: row.1,
+                    // The fake's days are UTC days.
+                    day_start: (r >= REGISTERS).then(|| t.replace_time(time::Time::MIDNIGHT)),
                 })
         };
         Ok(first(&self.long[r]).or_else(|| first(&self.short[r])))
@@ -231,7 +298,7 @@ impl Store for FakeStore {
     ) -> Result<Vec<StoredRow>, HaError> {
         Ok(self.long[register_of(meta)]
             .range(from..before)
-            .map(|(t, row)| stored_row(*t, row))
+            .map(|(t, row)| stored_row(*t, row, meta.scale()))
             .collect())
     }
 
@@ -277,6 +344,7 @@ fn archive(meter: &Meter, days: i64, gaps: &[i64], now: OffsetDateTime) -> FakeA
     FakeArchive {
         meter: meter.clone(),
         archived_days: days,
+        costs: false,
         gaps: gaps
             .iter()
             .map(|h| meter.start + Duration::hours(*h))
@@ -505,4 +573,203 @@ fn the_registers_are_the_catalogs_in_the_ledgers_order() {
             "extra_device_delivered"
         ]
     );
+}
+
+/// Day costs on a fresh install: Core's first states came the day after the archive's last.
+/// Beneath them lies each archived day's cost (a sunny day's negative one included, none for a
+/// day without a gas price), the install day counts whole from its midnight, Core's rows keep
+/// their states and differences under one offset, and a second run changes nothing.
+#[test]
+fn day_costs_go_beneath_and_the_install_day_counts_whole() {
+    let meter = Meter::new(START, &[500; 24 * 6]);
+    let junction = START + Duration::hours(24 * 3 + 9);
+    let mut store = FakeStore::compiled(&meter, junction, 20, 30).with_costs(junction, 20, 30);
+    let core_before = store.long.clone();
+    let dsmr = FakeArchive {
+        costs: true,
+        ..archive(&meter, 3, &[], junction + Duration::hours(30))
+    };
+    let summary = block_on(sync(&dsmr, &mut store, None)).unwrap();
+    assert_eq!(summary.sensors, SERIES as u64);
+    assert_eq!(summary.adjusted, SERIES as u64);
+    assert_whole(&store, &meter, &[]);
+    for c in 0..COSTS {
+        for d in 0..3 {
+            let want = if c == GAS_COST && d == 0 {
+                0
+            } else {
+                day_cost(d, c)
+            };
+            assert_eq!(store.cost_of_day(c, d), want, "cost {c}: day {d}");
+        }
+        assert_eq!(
+            store.cost_of_day(c, 3),
+            day_cost(3, c),
+            "cost {c}: the install day, whole"
+        );
+        assert_eq!(
+            store.cost_of_day(c, 4),
+            cost_so_far(4, c, 15),
+            "cost {c}: Core's own next day"
+        );
+        let offsets: std::collections::BTreeSet<i64> = core_before[REGISTERS + c]
+            .iter()
+            .map(|(t, (state, sum, _))| {
+                let now = store.long[REGISTERS + c][t];
+                assert_eq!(now.0, *state, "cost {c}: Core's state at {t}");
+                now.1 - sum
+            })
+            .collect();
+        assert_eq!(offsets.len(), 1, "cost {c}: {offsets:?}");
+    }
+    assert_eq!(day_cost(1, 0), -337, "a sunny day is in the archive");
+    let before = store.clone();
+    let again = block_on(sync(&dsmr, &mut store, None)).unwrap();
+    assert_eq!(again.adjusted, 0);
+    assert_eq!(store, before, "a second run changes nothing");
+}
+
+/// Just after midnight DSMR-reader has not archived the day before the junction's yet: the days
+/// there are go beneath, and once it archives that day the next run puts it beneath too and moves
+/// Core's rows of the day costs once more (the registers, filled from readings, not at all);
+/// then nothing moves.
+#[test]
+fn a_day_archived_after_the_junction_moves_the_day_costs_once_more() {
+    let meter = Meter::new(START, &[500; 24 * 6]);
+    let junction = START + Duration::hours(24 * 3 + 2);
+    let mut store = FakeStore::compiled(&meter, junction, 50, 0).with_costs(junction, 50, 0);
+    let early = FakeArchive {
+        costs: true,
+        ..archive(&meter, 2, &[], junction + Duration::hours(1))
+    };
+    let first = block_on(sync(&early, &mut store, None)).unwrap();
+    assert_eq!(first.adjusted, SERIES as u64);
+    // Core compiles its first hour from the adjusted 5-minute rows.
+    for r in 0..SERIES {
+        let (t, row) = store.short[r].iter().next().map(|(t, v)| (*t, *v)).unwrap();
+        store.long[r].insert(t.replace_minute(0).unwrap(), row);
+    }
+    for c in 0..COSTS {
+        assert_eq!(store.cost_of_day(c, 1), day_cost(1, c), "cost {c}");
+        assert_eq!(store.cost_of_day(c, 2), 0, "cost {c}: not archived yet");
+    }
+    let late = FakeArchive {
+        costs: true,
+        ..archive(&meter, 3, &[], junction + Duration::hours(2))
+    };
+    let second = block_on(sync(&late, &mut store, None)).unwrap();
+    assert_eq!(second.adjusted, COSTS as u64, "{second:?}");
+    assert_whole(&store, &meter, &[]);
+    for c in 0..COSTS {
+        assert_eq!(store.cost_of_day(c, 2), day_cost(2, c), "cost {c}");
+        assert_eq!(
+            store.cost_of_day(c, 3),
+            cost_so_far(3, c, 3),
+            "cost {c}: the install day from its midnight"
+        );
+    }
+    let before = store.clone();
+    assert_eq!(block_on(sync(&late, &mut store, None)).unwrap().adjusted, 0);
+    assert_eq!(store, before);
+}
+
+#[test]
+fn the_costs_are_the_catalogs_day_totals() {
+    assert_eq!(
+        cost_keys(),
+        [
+            "electricity1_cost",
+            "electricity2_cost",
+            "fixed_cost",
+            "total_cost",
+            "gas_cost"
+        ]
+    );
+    for key in cost_keys() {
+        let sensor = crate::map::catalog::SENSORS
+            .iter()
+            .find(|s| s.key == key)
+            .unwrap();
+        // DSMR-reader's `today` and `statistics/day` name them alike.
+        assert_eq!(sensor.field, key);
+    }
+}
+
+/// A store that counts the day-cost rows sent to it.
+struct Counting<'a> {
+    store: &'a mut FakeStore,
+    cost_rows: usize,
+}
+
+impl Store for Counting<'_> {
+    async fn sensors(&mut self) -> Result<Vec<Option<Metadata>>, HaError> {
+        self.store.sensors().await
+    }
+
+    async fn junction(&mut self, meta: &Metadata) -> Result<Option<Junction>, HaError> {
+        self.store.junction(meta).await
+    }
+
+    async fn hours(
+        &mut self,
+        meta: &Metadata,
+        from: OffsetDateTime,
+        before: OffsetDateTime,
+    ) -> Result<Vec<StoredRow>, HaError> {
+        self.store.hours(meta, from, before).await
+    }
+
+    async fn import(&mut self, meta: &Metadata, rows: &[Row]) -> Result<(), HaError> {
+        if meta.mark() == ha::Mark::DayTotal {
+            self.cost_rows += rows.len();
+        }
+        self.store.import(meta, rows).await
+    }
+
+    async fn adjust(
+        &mut self,
+        meta: &Metadata,
+        from: OffsetDateTime,
+        by: i64,
+    ) -> Result<(), HaError> {
+        self.store.adjust(meta, from, by).await
+    }
+
+    async fn settle(&mut self) -> Result<(), HaError> {
+        self.store.settle().await
+    }
+}
+
+/// Day costs enabled two months after the registers: their first run imports every day beneath
+/// them, and the runs after it send each sensor only its own last days again, not every day since
+/// the registers' junction.
+#[test]
+fn day_costs_enabled_later_are_not_sent_again_each_run() {
+    let meter = Meter::new(START, &[200; 24 * 70]);
+    let junction = START + Duration::hours(24 * 3 + 5);
+    let costs_from = START + Duration::hours(24 * 65 + 7);
+    let mut store = FakeStore::compiled(&meter, junction, 0, 24 * 66).with_costs(costs_from, 0, 30);
+    let dsmr = FakeArchive {
+        costs: true,
+        ..archive(&meter, 68, &[], START + Duration::hours(24 * 69))
+    };
+    let first = block_on(sync(&dsmr, &mut store, None)).unwrap();
+    assert!(first.from_scratch);
+    assert_eq!(first.adjusted, SERIES as u64);
+    for c in 0..COSTS {
+        assert_eq!(store.cost_of_day(c, 64), day_cost(64, c), "cost {c}");
+        assert_eq!(store.cost_of_day(c, 65), cost_so_far(65, c, 24), "cost {c}");
+    }
+    let before = store.clone();
+    let mut counting = Counting {
+        store: &mut store,
+        cost_rows: 0,
+    };
+    let again = block_on(sync(&dsmr, &mut counting, None)).unwrap();
+    assert!(!again.from_scratch);
+    assert_eq!(again.adjusted, 0);
+    // The runs restart two days before the registers' junction, two months back; each cost
+    // gets its last three days again.
+    assert_eq!(counting.cost_rows, COSTS * 3);
+    assert_eq!(store, before);
 }

@@ -106,6 +106,14 @@ impl Platform {
     }
 }
 
+/// When a total starts again from zero, for Home Assistant's `last_reset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reset {
+    /// At local midnight: DSMR-reader's day totals (`today`). Home Assistant sums such a
+    /// `total` across its days, each day counted whole from its first value.
+    Daily,
+}
+
 #[derive(Debug)]
 pub struct Sensor {
     /// Unique within the table: component id in discovery and suffix of the unique_id.
@@ -123,6 +131,8 @@ pub struct Sensor {
     pub(crate) unit: Option<&'static str>,
     pub(crate) device_class: Option<&'static str>,
     pub(crate) state_class: Option<&'static str>,
+    /// A `total` that starts again from zero: discovery gives it a `last_reset`.
+    pub(crate) resets: Option<Reset>,
     pub(crate) precision: Option<u8>,
     pub(crate) enabled: bool,
     pub(crate) diagnostic: bool,
@@ -171,6 +181,7 @@ impl Sensor {
         unit: None,
         device_class: None,
         state_class: None,
+        resets: None,
         precision: None,
         enabled: true,
         diagnostic: false,
@@ -329,12 +340,18 @@ const DAY_ENERGY: Sensor = Sensor {
     ..Sensor::DEFAULT
 };
 
-/// Costs are DSMR-reader's (its price contracts), so they belong to its device.
+/// Costs are DSMR-reader's (its price contracts), so they belong to its device. Each is the
+/// day's cost so far, from local midnight: a `total` reset daily, so that Home Assistant keeps
+/// its sum across days (what the Energy dashboard's "entity tracking the total costs" reads)
+/// and the history can import DSMR-reader's day costs beneath it. They had no state class
+/// before: Home Assistant kept no statistics of them, so the new one suppresses nothing.
 const DAY_COST: Sensor = Sensor {
     endpoint: Endpoint::Today,
     device: Device::Reader,
     unit: Some("EUR"),
     device_class: Some("monetary"),
+    state_class: Some("total"),
+    resets: Some(Reset::Daily),
     precision: Some(2),
     ..Sensor::DEFAULT
 };
@@ -721,7 +738,6 @@ pub static SENSORS: &[Sensor] = &[
         topic: "day-consumption/electricity1_cost",
         name: "Electricity cost today",
         tariff: Some(Tariff::One),
-        enabled: false,
         ..DAY_COST
     },
     Sensor {
@@ -730,7 +746,6 @@ pub static SENSORS: &[Sensor] = &[
         topic: "day-consumption/electricity2_cost",
         name: "Electricity cost today",
         tariff: Some(Tariff::Two),
-        enabled: false,
         ..DAY_COST
     },
     Sensor {
@@ -753,14 +768,9 @@ pub static SENSORS: &[Sensor] = &[
         key: "gas_cost",
         field: "gas_cost",
         topic: "day-consumption/gas_cost",
-        endpoint: Endpoint::Today,
         device: Device::Gas,
         name: "Gas cost today",
-        unit: Some("EUR"),
-        device_class: Some("monetary"),
-        precision: Some(2),
-        enabled: false,
-        ..Sensor::DEFAULT
+        ..DAY_COST
     },
     Sensor {
         key: "energy_supplier_price_electricity_delivered_1",
@@ -1175,6 +1185,32 @@ mod tests {
                 || s.register_max_per_hour.is_some()
                 || s.kind == Kind::Timestamp)
         );
+    }
+
+    /// Every cost of the day is a daily `total` (Home Assistant refuses `last_reset` on any other
+    /// state class), and only those reset.
+    #[test]
+    fn day_costs_are_totals_reset_daily() {
+        let daily: Vec<&str> = SENSORS
+            .iter()
+            .filter(|s| s.resets == Some(Reset::Daily))
+            .map(|s| s.key)
+            .collect();
+        assert_eq!(
+            daily,
+            [
+                "electricity1_cost",
+                "electricity2_cost",
+                "fixed_cost",
+                "total_cost",
+                "gas_cost"
+            ]
+        );
+        for s in SENSORS.iter().filter(|s| s.resets.is_some()) {
+            assert_eq!(s.state_class, Some("total"), "{}", s.key);
+            assert_eq!(s.endpoint, Endpoint::Today, "{}", s.key);
+            assert!(s.announce, "{}", s.key);
+        }
     }
 
     /// `tariff` agrees with the tariff number in the key, and every DSMR-reader value per tariff

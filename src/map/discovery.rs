@@ -10,11 +10,22 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::info;
 
-use super::catalog::{Device, Key, Platform, SENSORS, Sensor, Tariff, TariffConvention};
+use super::catalog::{Device, Key, Platform, Reset, SENSORS, Sensor, Tariff, TariffConvention};
 use super::{MeterState, Topics};
 use crate::model::Message;
 
 /// Device ids this bridge creates start with this; retained configs without it are never touched.
+/// The `last_reset` of a day total: Home Assistant's local midnight of the day the value
+/// arrives. Core renders it on every state message (`mqtt/sensor.py`, `_state_message_received`
+/// → `_update_last_reset`; `today_at()` is `dt_util.start_of_local_day()`, `helpers/template.py`,
+/// in 2026.2 `helpers/template/extensions/datetime.py`), and its statistics
+/// compiler starts a new cycle, counted from 0 so the day's first value counts whole, whenever
+/// it changes (`sensor/recorder.py`, `_compile_statistics`; both in 2025.4.4 and 2026.2.3).
+/// Yesterday's last value arriving a few seconds after midnight (a poll in flight) is counted
+/// into the new day, and today's first value, within the minute and the same hour, takes it
+/// back out: the hour's and the day's sums come out right.
+const DAILY_RESET: &str = "{{ today_at().isoformat() }}";
+
 const ID_PREFIX: &str = "dsmrbridge_";
 
 /// The order devices are announced in: the meters name DSMR-reader's device as `via_device`,
@@ -102,6 +113,8 @@ struct Entity<'a> {
     device_class: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     state_class: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_reset_value_template: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     suggested_display_precision: Option<u8>,
     #[serde(skip_serializing_if = "is_true")]
@@ -396,6 +409,7 @@ fn entity<'a>(
         unit_of_measurement: sensor.unit,
         device_class: sensor.device_class,
         state_class: sensor.state_class,
+        last_reset_value_template: sensor.resets.map(|Reset::Daily| DAILY_RESET),
         suggested_display_precision: sensor.precision,
         enabled_by_default: sensor.enabled,
         entity_category: sensor.diagnostic.then_some("diagnostic"),

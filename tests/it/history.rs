@@ -16,12 +16,12 @@ use std::time::Duration;
 
 use dsmr_bridge::config::DsmrConfig;
 use dsmr_bridge::history::dsmr::ArchiveClient;
-use dsmr_bridge::history::ha::{HaClient, HaError, HaTarget, Metadata, StoredRow};
+use dsmr_bridge::history::ha::{HaClient, HaError, HaTarget, Mark, Metadata, StoredRow};
 use dsmr_bridge::history::ledger::Row;
 use dsmr_bridge::history::plan::Junction;
-use dsmr_bridge::history::{Store, Summary, register_keys, sync};
+use dsmr_bridge::history::{Store, Summary, cost_keys, register_keys, sync};
 use dsmr_sim::history::ArchiveNow;
-use dsmr_sim::history::{Archive, local_midnight};
+use dsmr_sim::history::{Archive, DayRow, local_midnight};
 use dsmr_sim::{HistoryOptions, Registers, SimOptions, Simulator};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -223,11 +223,44 @@ impl Scene {
             .collect()
     }
 
+    /// The live day-cost sensors enabled by default, by catalog key, and their entity ids.
+    async fn cost_ids(&self) -> Vec<(&'static str, String)> {
+        let mut ws = self.core.socket().await;
+        let entries = ws
+            .call(json!({"type": "config/entity_registry/list"}))
+            .await
+            .expect("entity registry");
+        cost_keys()
+            .into_iter()
+            .filter_map(|key| {
+                let entry = entries.as_array()?.iter().find(|e| {
+                    e["platform"] == "mqtt"
+                        && e["unique_id"]
+                            .as_str()
+                            .is_some_and(|u| u.ends_with(&format!("_{key}")))
+                })?;
+                if !entry["disabled_by"].is_null() {
+                    return None;
+                }
+                Some((key, entry["entity_id"].as_str()?.to_owned()))
+            })
+            .collect()
+    }
+
     async fn rows(&self, ids: &[String], period: &'static str) -> Vec<Vec<StoredRow>> {
+        self.marked_rows(ids, period, Mark::Register).await
+    }
+
+    async fn marked_rows(
+        &self,
+        ids: &[String],
+        period: &'static str,
+        mark: Mark,
+    ) -> Vec<Vec<StoredRow>> {
         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
         self.ha()
             .await
-            .rows(&refs, datetime!(2020-01-01 00:00 UTC), None, period)
+            .rows(&refs, datetime!(2020-01-01 00:00 UTC), None, period, mark)
             .await
             .expect("rows")
     }
@@ -361,19 +394,21 @@ fn assert_one_offset(before: &[StoredRow], after: &[StoredRow], what: &str) {
     );
 }
 
-/// The Energy dashboard with the live sensors picked, as DOCS tells users; `energy/validate`
-/// must find no issue with any of them.
-async fn assert_energy_dashboard_accepts(core: &Core, ids: &[String]) {
+/// The Energy dashboard with the live sensors picked, as DOCS tells users (with `costs`, the
+/// electricity tariff 1 and 2 and gas day costs as "an entity tracking the total costs", no
+/// compensation for the return); `energy/validate` must find no issue with any of them.
+async fn assert_energy_dashboard_accepts(core: &Core, ids: &[String], costs: Option<[&str; 3]>) {
     let mut ws = core.socket().await;
-    let from = |id: &String| json!({"stat_energy_from": id, "stat_cost": null, "entity_energy_price": null, "number_energy_price": null});
+    let cost = |k: usize| costs.map(|c| c[k]);
+    let from = |id: &String, k: usize| json!({"stat_energy_from": id, "stat_cost": cost(k), "entity_energy_price": null, "number_energy_price": null});
     let to = |id: &String| json!({"stat_energy_to": id, "stat_compensation": null, "entity_energy_price": null, "number_energy_price": null});
     let grid = json!({
         "type": "grid",
-        "flow_from": [from(&ids[0]), from(&ids[1])],
+        "flow_from": [from(&ids[0], 0), from(&ids[1], 1)],
         "flow_to": [to(&ids[2]), to(&ids[3])],
         "cost_adjustment_day": 0.0,
     });
-    let gas = json!({"type": "gas", "stat_energy_from": ids[4], "stat_cost": null,
+    let gas = json!({"type": "gas", "stat_energy_from": ids[4], "stat_cost": cost(2),
                      "entity_energy_price": null, "number_energy_price": null});
     ws.call(json!({"type": "energy/save_prefs", "energy_sources": [grid, gas], "device_consumption": []}))
         .await
@@ -474,7 +509,8 @@ async fn the_live_sensors_carry_the_archive_beneath_their_own_statistics(version
 
         let before_short = cores_first_rows(&scene, &ids).await;
         let summary = scene.sync().await;
-        assert_eq!(summary.sensors, 5, "{version}: {summary:?}");
+        // The registers, and the day costs Core has compiled by now.
+        assert!(summary.sensors >= 5, "{version}: {summary:?}");
         assert!(summary.from_scratch, "{version}: {summary:?}");
         let after_short = scene.rows(&ids, "5minute").await;
         for k in 0..5 {
@@ -510,8 +546,11 @@ async fn the_live_sensors_carry_the_archive_beneath_their_own_statistics(version
                 ids[k]
             );
         }
+        let costs = the_day_costs_carry_the_archive(&scene).await;
         // Again: nothing moves.
         let before_hours = scene.rows(&ids, "hour").await;
+        let cost_ids: Vec<String> = costs.iter().map(|(_, id)| id.clone()).collect();
+        let before_costs = scene.marked_rows(&cost_ids, "hour", Mark::DayTotal).await;
         let again = scene.sync().await;
         assert_eq!(again.adjusted, 0, "{version}: {again:?}");
         assert!(!again.from_scratch);
@@ -524,7 +563,31 @@ async fn the_live_sensors_carry_the_archive_beneath_their_own_statistics(version
                 ids[k]
             );
         }
-        assert_energy_dashboard_accepts(&scene.core, &ids).await;
+        let after_costs = scene.marked_rows(&cost_ids, "hour", Mark::DayTotal).await;
+        for (k, id) in cost_ids.iter().enumerate() {
+            assert_eq!(
+                before_costs[k][..],
+                after_costs[k][..before_costs[k].len()],
+                "{version} {id}: a re-run changes nothing"
+            );
+        }
+        let cost_of = |key: &str| {
+            costs
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, id)| id.as_str())
+                .expect("a day-cost sensor enabled by default")
+        };
+        assert_energy_dashboard_accepts(
+            &scene.core,
+            &ids,
+            Some([
+                cost_of("electricity1_cost"),
+                cost_of("electricity2_cost"),
+                cost_of("gas_cost"),
+            ]),
+        )
+        .await;
         let log = scene.core.log();
         assert!(
             !log.contains("without specifying"),
@@ -578,8 +641,20 @@ async fn the_install_day_is_filled_then_replaced(version: &str) {
         })
         .await;
     cores_first_rows(&scene, &ids).await;
+    // The day costs' first rows come with the registers' (the same poll of DSMR-reader's today).
+    let cost_ids: Vec<String> = eventually("the day-cost sensors in the entity registry")
+        .until(async || {
+            let costs = scene.cost_ids().await;
+            if costs.len() == 4 {
+                Ok(costs.into_iter().map(|(_, id)| id).collect())
+            } else {
+                Err(format!("{costs:?}"))
+            }
+        })
+        .await;
+    cores_first_rows(&scene, &cost_ids).await;
     let first = scene.sync().await;
-    assert_eq!(first.sensors, 5, "{version}: {first:?}");
+    assert_eq!(first.sensors, 9, "{version}: {first:?}");
     let archive = scene.sim.archive().expect("archive");
     assert!(
         archive
@@ -674,6 +749,7 @@ async fn the_install_day_is_filled_then_replaced(version: &str) {
             );
         }
     }
+    the_day_costs_cross_midnight(&scene, install_day, next_day).await;
 }
 
 /// An upgrade: Home Assistant has compiled hours of the live sensors' own statistics (its
@@ -734,7 +810,7 @@ async fn an_upgrade_imports_beneath_hours_core_compiled(version: &str) {
         })
         .await;
     let summary = scene.sync().await;
-    assert_eq!(summary.sensors, 5, "{version}: {summary:?}");
+    assert!(summary.sensors >= 5, "{version}: {summary:?}");
     assert!(
         summary.from_scratch && summary.filled > 0,
         "{version}: {summary:?}"
@@ -776,6 +852,158 @@ async fn an_upgrade_imports_beneath_hours_core_compiled(version: &str) {
             first(&after_hours[k]),
             first(&rerun[k]),
             "{version}: not moved again"
+        );
+    }
+}
+
+/// DSMR-reader's cost of day `d` in cents for the day-cost sensor `key`.
+fn day_cost(d: &DayRow, key: &str) -> i64 {
+    match key {
+        "electricity1_cost" => d.electricity1_cost,
+        "electricity2_cost" => d.electricity2_cost,
+        "fixed_cost" => d.fixed_cost,
+        "total_cost" => d.total_cost,
+        "gas_cost" => d.gas_cost,
+        other => panic!("no day cost {other}"),
+    }
+}
+
+/// The day costs of a fresh install, once Core has compiled an hour of them: every archived day's
+/// change of each cost statistic is DSMR-reader's day cost (to the cent), the hour Core's own rows
+/// begin in shows the day's cost from midnight (the sensor's state there: the install day counts
+/// whole), and Core's rows keep their states and differences under one offset. Returns the
+/// cost sensors.
+async fn the_day_costs_carry_the_archive(scene: &Scene) -> Vec<(&'static str, String)> {
+    let version = &scene.core.version;
+    let costs = scene.cost_ids().await;
+    let keys: Vec<&str> = costs.iter().map(|(k, _)| *k).collect();
+    assert_eq!(
+        keys,
+        [
+            "electricity1_cost",
+            "electricity2_cost",
+            "total_cost",
+            "gas_cost"
+        ],
+        "{version}: the day costs enabled by default"
+    );
+    let ids: Vec<String> = costs.iter().map(|(_, id)| id.clone()).collect();
+    let before = eventually(format!(
+        "Core {version}'s first hourly row of the day costs"
+    ))
+    .within(Duration::from_secs(600))
+    .every(Duration::from_secs(2))
+    .until(async || {
+        let rows = scene.marked_rows(&ids, "hour", Mark::DayTotal).await;
+        if rows.iter().all(|r| r.iter().any(|row| !row.imported)) {
+            Ok(rows)
+        } else {
+            Err("no hour of Core's own yet")
+        }
+    })
+    .await;
+    let summary = scene.sync().await;
+    assert_eq!(summary.sensors, 9, "{version}: {summary:?}");
+    let after = scene.marked_rows(&ids, "hour", Mark::DayTotal).await;
+    let archive = scene.sim.archive().expect("archive");
+    let first = archive.day_rows().first().expect("days").start;
+    let days = changes(&scene.core, &ids, "day", first, scene.end).await;
+    for (k, (key, id)) in costs.iter().enumerate() {
+        assert_one_offset(&before[k], &after[k], id);
+        for d in archive.published_day_rows() {
+            // `changes` reads thousandths: tenths of a cent.
+            let want = day_cost(d, key) * 10;
+            let got = days[k].get(&ms(d.start)).copied();
+            assert!(
+                got.is_some_and(|g| (g - want).abs() <= 5),
+                "{version} {id}: day {} costs {got:?}, DSMR-reader says {want}",
+                d.day
+            );
+        }
+        let first_own = after[k].iter().position(|r| !r.imported).expect("own row");
+        let (below, own) = (after[k][first_own - 1], after[k][first_own]);
+        let change = own.sum.unwrap() - below.sum.unwrap();
+        assert!(
+            (change - own.state.unwrap()).abs() < 0.005,
+            "{version} {id}: the junction's hour shows {change}, the day's cost so far is {:?}",
+            own.state
+        );
+    }
+    costs
+}
+
+/// The day costs across the install day's midnight, after DSMR-reader archived the install day:
+/// the days before it are DSMR-reader's, the install day is Home Assistant's own and counts
+/// whole from its midnight (its change is the sensor's last state of the day), its archived cost
+/// changed nothing, and the next day starts again from zero (its first 5 minutes' change is the
+/// sensor's state): Core's new cycle at the daily `last_reset`.
+async fn the_day_costs_cross_midnight(
+    scene: &Scene,
+    install_day: OffsetDateTime,
+    next_day: OffsetDateTime,
+) {
+    let version = &scene.core.version;
+    let costs = scene.cost_ids().await;
+    let ids: Vec<String> = costs.iter().map(|(_, id)| id.clone()).collect();
+    assert_eq!(ids.len(), 4, "{version}: {costs:?}");
+    let archive = scene.sim.archive().expect("archive");
+    let first = archive.day_rows().first().expect("days").start;
+    let days = changes(&scene.core, &ids, "day", first, next_day).await;
+    let rows = scene.marked_rows(&ids, "5minute", Mark::DayTotal).await;
+    let after_midnight = eventually(format!("Core {version}'s first 5 minutes of the next day"))
+        .within(Duration::from_secs(600))
+        .every(Duration::from_secs(2))
+        .until(async || {
+            let hours = changes(
+                &scene.core,
+                &ids,
+                "5minute",
+                next_day,
+                next_day + time::Duration::minutes(5),
+            )
+            .await;
+            if hours.iter().all(|h| h.contains_key(&ms(next_day))) {
+                Ok(hours)
+            } else {
+                Err("not compiled yet")
+            }
+        })
+        .await;
+    let short = scene.marked_rows(&ids, "5minute", Mark::DayTotal).await;
+    for (k, (key, id)) in costs.iter().enumerate() {
+        for d in archive
+            .published_day_rows()
+            .iter()
+            .filter(|d| d.start < install_day)
+        {
+            let want = day_cost(d, key) * 10;
+            let got = days[k].get(&ms(d.start)).copied();
+            assert!(
+                got.is_some_and(|g| (g - want).abs() <= 5),
+                "{version} {id}: day {} costs {got:?}, DSMR-reader says {want}",
+                d.day
+            );
+        }
+        let last_state = rows[k]
+            .iter()
+            .rev()
+            .find(|r| r.start < next_day)
+            .and_then(|r| r.state)
+            .expect("the install day's last row");
+        let got = days[k].get(&ms(install_day)).copied();
+        assert!(
+            got.is_some_and(|g| (g as f64 / 1_000.0 - last_state).abs() < 0.005),
+            "{version} {id}: the install day is {got:?}, the sensor ended it at {last_state}"
+        );
+        let state = short[k]
+            .iter()
+            .find(|r| r.start == next_day)
+            .and_then(|r| r.state)
+            .expect("the next day's first row");
+        let got = after_midnight[k][&ms(next_day)];
+        assert!(
+            (got as f64 / 1_000.0 - state).abs() < 0.005,
+            "{version} {id}: the next day's first 5 minutes show {got}, the sensor {state}"
         );
     }
 }
@@ -872,11 +1100,19 @@ async fn an_interrupted_import_resumes() {
         })
         .await;
     let mut ha = scene.ha().await;
+    // Cut in the second month: the first month's rows are in beneath every sensor.
+    let sensors = ha
+        .sensors()
+        .await
+        .expect("sensors")
+        .into_iter()
+        .flatten()
+        .count();
     let cut = sync(
         &scene.archive(),
         &mut Interrupted {
             ha: &mut ha,
-            imports: 7,
+            imports: sensors + 2,
         },
         None,
     )
