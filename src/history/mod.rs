@@ -396,6 +396,14 @@ pub async fn sync<A: Archive, S: Store>(
             .find(|r| r.at == target.junction.hour)
             .map(|r| r.register);
         let by = plan::offset(target.last.as_ref(), at_junction, &target.junction);
+        debug!(
+            statistic = %target.meta.statistic_id,
+            reading = ?at_junction,
+            last = ?target.last,
+            junction = ?target.junction,
+            by,
+            "history: junction"
+        );
         join(store, target, by, &mut summary).await?;
     }
     store.settle().await?;

@@ -948,7 +948,7 @@ mod tests {
             "{\"fixture\": true}"
         );
         sim.clear_overrides();
-        let oldest_kept = 1_667 - meter::READING_HISTORY as u64 + 1;
+        let oldest_kept = 1_667_u64.saturating_sub(meter::READING_HISTORY as u64) + 1;
         assert_eq!(
             get(&sim, "/api/v2/datalogger/dsmrreading?limit=1")
                 .await

@@ -18,8 +18,11 @@ const HOUR: f64 = 3_600.0;
 const GAS_INTERVAL: i64 = 300;
 const QUARTER: i64 = 900;
 const J_PER_WH: i64 = 3_600;
-/// Readings kept for `dsmrreading` listings: a quarter of an hour at one per second.
-pub const READING_HISTORY: usize = 900;
+/// Readings kept for `dsmrreading` listings: two hours at one per second. DSMR-reader keeps
+/// every reading; the history import asks for the first reading at an hour boundary of the
+/// install day, which on a clock sped up ten times a quarter of an hour no longer held (the
+/// next oldest reading answered instead, with other registers).
+pub const READING_HISTORY: usize = 2 * 3_600;
 /// A week of quarter-hour peaks.
 const PEAK_HISTORY: usize = 7 * 96;
 /// A day of five-minute gas readings.
