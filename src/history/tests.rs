@@ -156,6 +156,8 @@ struct FakeStore {
     long: [BTreeMap<OffsetDateTime, Stored>; SERIES],
     short: [BTreeMap<OffsetDateTime, Stored>; SERIES],
     adjustments: u64,
+    /// Sensors the user removed from Home Assistant: their statistics stay, with no entity.
+    removed: [bool; SERIES],
 }
 
 fn meta(series: usize) -> Metadata {
@@ -270,7 +272,10 @@ fn stored_row(start: OffsetDateTime, row: &Stored, scale: f64) -> StoredRow {
 impl Store for FakeStore {
     async fn sensors(&mut self) -> Result<Vec<Option<Metadata>>, HaError> {
         Ok((0..SERIES)
-            .map(|r| (!self.long[r].is_empty() || !self.short[r].is_empty()).then(|| meta(r)))
+            .map(|r| {
+                (!self.removed[r] && (!self.long[r].is_empty() || !self.short[r].is_empty()))
+                    .then(|| meta(r))
+            })
             .collect())
     }
 
@@ -418,6 +423,25 @@ fn a_fresh_install_waits_for_cores_first_row_then_joins_it() {
     assert_eq!(again.adjusted, 0);
     assert_eq!(again.filled, 0, "the install day is not filled twice");
     assert_eq!(store, before, "a second run changes nothing");
+}
+
+#[test]
+fn the_statistics_of_a_removed_sensor_are_left_alone() {
+    let meter = Meter::new(START, &[700; 24 * 4]);
+    let now = START + Duration::hours(24 * 3 + 10);
+    let dsmr = archive(&meter, 3, &[], now);
+    let junction = START + Duration::hours(24 * 3 + 9);
+    let mut store = FakeStore::compiled(&meter, junction, 20, 2);
+    store.removed[1] = true;
+    let before = store.clone();
+    let summary = block_on(sync(&dsmr, &mut store, None)).unwrap();
+    assert_eq!(summary.sensors, REGISTERS as u64 - 1);
+    assert_eq!(
+        store.long[1], before.long[1],
+        "not one row imported or moved"
+    );
+    assert_eq!(store.short[1], before.short[1]);
+    assert_ne!(store.long[0], before.long[0], "the others are joined");
 }
 
 #[test]
