@@ -15,11 +15,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use time::format_description::well_known::Rfc3339;
-use time::macros::{date, format_description};
+use time::macros::format_description;
 use time::{Date, OffsetDateTime, UtcOffset};
 use tracing::{debug, warn};
 
 use super::ledger::{COSTS, DayStat, HourStat, REGISTERS, utc_hour};
+use super::{EARLIEST, LATEST};
 use crate::source::DsmrConfig;
 use crate::source::{DsmrHttp, SourceError};
 
@@ -27,10 +28,6 @@ use crate::source::{DsmrHttp, SourceError};
 pub const HOUR_PAGE: usize = 800;
 /// The largest answer read: a page of hours or days with room to spare.
 const MAX_BODY: usize = 1024 * 1024;
-/// Dates outside these are not a meter's: refused as bad rows (and kept away from date
-/// arithmetic that would overflow).
-const EARLIEST: Date = date!(1990 - 01 - 01);
-const LATEST: Date = date!(2200 - 01 - 01);
 /// The most hours one listing holds: five years. Callers ask for a month at a time; this
 /// bounds what a server that invents rows can make the bridge hold.
 const MAX_HOURS_HELD: usize = 5 * 366 * 25;

@@ -363,13 +363,16 @@ struct WireRow {
     last_reset: Option<f64>,
 }
 
-/// Milliseconds since the epoch as Core sends them.
+/// Milliseconds since the epoch as Core sends them; `None` outside the dates a meter's rows can
+/// have, so that the plan's arithmetic on row times (an hour, a month on) cannot overflow.
 fn from_ms(ms: f64) -> Option<OffsetDateTime> {
     let nanos = (ms * 1e6).round();
     if !nanos.is_finite() {
         return None;
     }
-    OffsetDateTime::from_unix_timestamp_nanos(nanos as i128).ok()
+    OffsetDateTime::from_unix_timestamp_nanos(nanos as i128)
+        .ok()
+        .filter(|t| (super::EARLIEST..super::LATEST).contains(&t.date()))
 }
 
 impl WireRow {
@@ -700,6 +703,15 @@ pub fn to_units(value: f64, scale: f64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_row_time_no_meter_has_is_not_a_row() {
+        // 9999-12-31 23:00 UTC: a month on from it does not exist.
+        assert_eq!(from_ms(253_402_297_200_000.0), None);
+        assert_eq!(from_ms(-1e15), None);
+        assert_eq!(from_ms(f64::NAN), None);
+        assert!(from_ms(1_796_000_000_000.0).is_some());
+    }
 
     fn meta(unit_class: Option<&str>, unit: &str) -> Metadata {
         Metadata {

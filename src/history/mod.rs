@@ -33,6 +33,11 @@ use ha::{HaClient, HaError, HaTarget, Metadata, StoredRow};
 use ledger::{COSTS, DayStat, HourStat, Point, REGISTERS, Row, Seeds};
 use plan::{Junction, Reading};
 
+/// Dates outside these are not a meter's, in DSMR-reader's archive or in Home Assistant's
+/// statistics: refused as bad rows, and so kept away from date arithmetic that would overflow.
+const EARLIEST: Date = time::macros::date!(1990 - 01 - 01);
+const LATEST: Date = time::macros::date!(2200 - 01 - 01);
+
 /// Days per import call: about a month of hours, so that Home Assistant's recorder (one
 /// transaction per call) stays responsive.
 const CHUNK_DAYS: usize = 31;
