@@ -956,27 +956,14 @@ async fn footprint(plan: &Plan) -> anyhow::Result<FootprintRun> {
         }
     });
     let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
-    let reading = "/api/v2/datalogger/dsmrreading";
-    let requests = |sim: &Simulator| -> u64 {
-        [
-            reading,
-            "/api/v2/datalogger/meter-statistics",
-            "/api/v2/consumption/today",
-            "/api/v2/consumption/quarter-hour-peak-electricity",
-            "/api/v2/application/monitoring",
-            "/api/v2/application/version",
-        ]
-        .iter()
-        .map(|p| sim.requests(p))
-        .sum()
-    };
+    let reading = READINGS;
     let mosquitto = broker.pid().unwrap_or(0);
     sleep(plan.footprint_skip).await;
     let t0 = Instant::now();
     let cpu0: Vec<Duration> = pids.iter().map(|&p| infra::process_cpu(p)).collect();
     let ticks0 = infra::process_cpu_ticks(pids[2]);
     let polls0 = sims[0].requests(reading);
-    let req0 = requests(&sims[2]);
+    let req0 = live_requests(&sims[2]);
     let mosq0 = infra::process_cpu(mosquitto);
     let steal = infra::Steal::now();
     sleep(plan.footprint_real - plan.footprint_skip).await;
@@ -984,7 +971,7 @@ async fn footprint(plan: &Plan) -> anyhow::Result<FootprintRun> {
     let cpu1: Vec<Duration> = pids.iter().map(|&p| infra::process_cpu(p)).collect();
     let ticks1 = infra::process_cpu_ticks(pids[2]);
     let polls = sims[0].requests(reading) - polls0;
-    let req1 = requests(&sims[2]);
+    let req1 = live_requests(&sims[2]);
     let mosq1 = infra::process_cpu(mosquitto);
     let mut r = FootprintRun {
         window,
@@ -1055,20 +1042,7 @@ async fn closing(plan: &Plan, wrap: Option<&str>) -> anyhow::Result<ClosingRun> 
         )?);
     }
     let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
-    let reading = "/api/v2/datalogger/dsmrreading";
-    let requests = |sim: &Simulator| -> u64 {
-        [
-            reading,
-            "/api/v2/datalogger/meter-statistics",
-            "/api/v2/consumption/today",
-            "/api/v2/consumption/quarter-hour-peak-electricity",
-            "/api/v2/application/monitoring",
-            "/api/v2/application/version",
-        ]
-        .iter()
-        .map(|p| sim.requests(p))
-        .sum()
-    };
+    let reading = READINGS;
     sleep(plan.footprint_skip).await;
     for proxy in &proxies {
         proxy.take();
@@ -1076,7 +1050,7 @@ async fn closing(plan: &Plan, wrap: Option<&str>) -> anyhow::Result<ClosingRun> 
     let t0 = Instant::now();
     let cpu0: Vec<Duration> = pids.iter().map(|&p| infra::process_cpu(p)).collect();
     let polls0: Vec<u64> = sims.iter().map(|s| s.requests(reading)).collect();
-    let requests0: Vec<u64> = sims.iter().map(requests).collect();
+    let requests0: Vec<u64> = sims.iter().map(live_requests).collect();
     let steal = infra::Steal::now();
     sleep(plan.footprint_real - plan.footprint_skip).await;
     let mut r = ClosingRun {
@@ -1087,7 +1061,7 @@ async fn closing(plan: &Plan, wrap: Option<&str>) -> anyhow::Result<ClosingRun> 
     for i in 0..2 {
         let cpu = infra::process_cpu(pids[i]) - cpu0[i];
         r.polls[i] = sims[i].requests(reading) - polls0[i];
-        r.requests[i] = requests(&sims[i]) - requests0[i];
+        r.requests[i] = live_requests(&sims[i]) - requests0[i];
         let per_poll = cpu.as_secs_f64() / r.polls[i].max(1) as f64;
         r.cpu_per_poll_ms[i] = per_poll * 1000.0;
         r.cpu_hour_from_polls[i] = per_poll * common::POLLS_PER_HOUR as f64;
@@ -1098,4 +1072,21 @@ async fn closing(plan: &Plan, wrap: Option<&str>) -> anyhow::Result<ClosingRun> 
         infra::terminate(&mut child, Duration::from_secs(3));
     }
     Ok(r)
+}
+
+const READINGS: &str = "/api/v2/datalogger/dsmrreading";
+
+/// Every request the live bridge sends DSMR-reader, counted by the simulator.
+fn live_requests(sim: &Simulator) -> u64 {
+    [
+        READINGS,
+        "/api/v2/datalogger/meter-statistics",
+        "/api/v2/consumption/today",
+        "/api/v2/consumption/quarter-hour-peak-electricity",
+        "/api/v2/application/monitoring",
+        "/api/v2/application/version",
+    ]
+    .iter()
+    .map(|p| sim.requests(p))
+    .sum()
 }
