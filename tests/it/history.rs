@@ -201,6 +201,18 @@ impl Scene {
             .expect("the register sensors in the entity registry")
     }
 
+    /// The entity id of each register sensor, once the bridge's discovery made them all.
+    async fn registered_ids(&self) -> Vec<String> {
+        eventually("the register sensors in the entity registry")
+            .until(async || {
+                self.find_entity_ids()
+                    .await
+                    .into_iter()
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await
+    }
+
     async fn find_entity_ids(&self) -> Vec<Result<String, String>> {
         let mut ws = self.core.socket().await;
         let entries = ws
@@ -493,15 +505,7 @@ async fn the_live_sensors_carry_the_archive_beneath_their_own_statistics(version
         assert_eq!((early.sensors, early.hours), (0, 0), "{version}: {early:?}");
         // The user renames a sensor before anything is imported.
         let mut ws = scene.core.socket().await;
-        let ids: Vec<String> = eventually("the register sensors in the entity registry")
-            .until(async || {
-                scene
-                    .find_entity_ids()
-                    .await
-                    .into_iter()
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .await;
+        let ids: Vec<String> = scene.registered_ids().await;
         ws.call(
             json!({"type": "config/entity_registry/update", "entity_id": ids[0],
                        "new_entity_id": "sensor.my_meter_tariff_1"}),
@@ -635,15 +639,7 @@ async fn the_install_day_is_filled_then_replaced(version: &str) {
     else {
         return;
     };
-    let ids: Vec<String> = eventually("the register sensors in the entity registry")
-        .until(async || {
-            scene
-                .find_entity_ids()
-                .await
-                .into_iter()
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await;
+    let ids: Vec<String> = scene.registered_ids().await;
     cores_first_rows(&scene, &ids).await;
     // The day costs' first rows come with the registers' (the same poll of DSMR-reader's today).
     let cost_ids: Vec<String> = eventually("the day-cost sensors in the entity registry")
@@ -790,15 +786,7 @@ async fn an_upgrade_imports_beneath_hours_core_compiled(version: &str) {
     else {
         return;
     };
-    let ids: Vec<String> = eventually("the register sensors in the entity registry")
-        .until(async || {
-            scene
-                .find_entity_ids()
-                .await
-                .into_iter()
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await;
+    let ids: Vec<String> = scene.registered_ids().await;
     let before_hours = eventually(format!("Core {version} to compile hours of its own"))
         .within(Duration::from_secs(600))
         .every(Duration::from_secs(2))
@@ -1107,15 +1095,7 @@ async fn an_interrupted_import_resumes() {
     else {
         return;
     };
-    let ids: Vec<String> = eventually("the register sensors in the entity registry")
-        .until(async || {
-            scene
-                .find_entity_ids()
-                .await
-                .into_iter()
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await;
+    let ids: Vec<String> = scene.registered_ids().await;
     let before_hours = eventually(format!("Core {version} to compile an hour of its own"))
         .within(Duration::from_secs(600))
         .every(Duration::from_secs(2))
@@ -1297,15 +1277,7 @@ async fn benchmark_two_years() {
     else {
         return;
     };
-    let ids: Vec<String> = eventually("the register sensors in the entity registry")
-        .until(async || {
-            scene
-                .find_entity_ids()
-                .await
-                .into_iter()
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await;
+    let ids: Vec<String> = scene.registered_ids().await;
     cores_first_rows(&scene, &ids).await;
     // The measured bridge takes over from the one that made the entities.
     drop(scene.bridge.take());
