@@ -479,16 +479,15 @@ impl TelegramReadings {
             }
         }
         for channel in &out.mbus {
-            match (channel.device_type, &channel.reading) {
-                (None, None) => {}
-                (Some(t), _) if channel.kind().is_none() => {
+            match (channel.device_type, channel.kind(), &channel.reading) {
+                (None, _, None) => {}
+                (Some(t), None, _) => {
                     out.problems.push(TelegramProblem::UnknownMBusType(t));
                 }
-                (Some(_), None) | (None, Some(_)) => {
+                (Some(_), Some(_), None) | (None, _, Some(_)) => {
                     out.problems.push(TelegramProblem::IncompleteMBus);
                 }
-                (Some(_), Some(reading)) => {
-                    let kind = channel.kind().expect("checked above");
+                (Some(_), Some(kind), Some(reading)) => {
                     if register_unit(kind, &reading.unit).is_none() {
                         out.problems.push(TelegramProblem::UnknownMBusUnit(kind));
                     }
