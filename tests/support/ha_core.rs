@@ -257,7 +257,23 @@ impl Core {
 
     /// Writes the configuration for a free port and starts `hass` under a watchdog shell that
     /// ends it when this test process ends, however it ends; waits until its HTTP API answers.
+    /// The port is free when chosen, but another test may bind it before Core does (twelve run
+    /// at a time): Core then logs that it cannot serve HTTP and is started again on another.
     fn launch(&mut self, faketime: Option<(OffsetDateTime, PathBuf)>) {
+        for _ in 0..3 {
+            if self.launch_once(faketime.clone()) {
+                return;
+            }
+            self.stop();
+        }
+        panic!(
+            "Home Assistant Core {}: every port taken before it bound one",
+            self.version
+        );
+    }
+
+    /// One start on a new port; `false` when the port was taken before Core bound it.
+    fn launch_once(&mut self, faketime: Option<(OffsetDateTime, PathBuf)>) -> bool {
         self.port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -306,8 +322,11 @@ impl Core {
                 .env("FAKETIME", spec)
                 .env("TZ", "UTC");
         }
-        self.watchdog = Some(command.spawn().expect("start hass"));
+        // The log runs on across starts: only what this start wrote counts.
         let (base, log) = (self.url(), self.dir.join("hass.log"));
+        let logged = std::fs::metadata(&log).map_or(0, |m| m.len());
+        self.watchdog = Some(command.spawn().expect("start hass"));
+        let taken = format!("Failed to create HTTP server at port {}", self.port);
         let what = format!("Home Assistant Core {} to answer", self.version);
         off_runtime(|| {
             runtime().block_on(async {
@@ -315,16 +334,22 @@ impl Core {
                 eventually(what)
                     .within(CORE_START)
                     .every(Duration::from_millis(250))
-                    .until(
-                        async || match http.get(format!("{base}api/onboarding")).send().await {
-                            Ok(answer) if answer.status().is_success() => Ok(()),
+                    .until(async || {
+                        let this_start = std::fs::read(&log)
+                            .map(|l| l.get(logged as usize..).unwrap_or_default().to_vec())
+                            .unwrap_or_default();
+                        if String::from_utf8_lossy(&this_start).contains(&taken) {
+                            return Ok(false);
+                        }
+                        match http.get(format!("{base}api/onboarding")).send().await {
+                            Ok(answer) if answer.status().is_success() => Ok(true),
                             Ok(answer) => Err(WithLog(answer.status().to_string(), &log)),
                             Err(e) => Err(WithLog(e.to_string(), &log)),
-                        },
-                    )
-                    .await;
-            });
-        });
+                        }
+                    })
+                    .await
+            })
+        })
     }
 
     /// `http://127.0.0.1:PORT/`.
